@@ -1,0 +1,126 @@
+//! The typed HTTP client. Same-origin relative URLs only, so the trunk dev proxy and the
+//! production server behave the same. Every request and its answer (or its failure) is
+//! recorded as it happens.
+
+use gloo_net::http::{Method, RequestBuilder};
+use protocol::{Body, EventKind, Failure, Header, Health, HttpRequest, HttpResponse, Side};
+use serde::de::DeserializeOwned;
+
+use crate::recorder::Recorder;
+
+/// Largest body preview the browser keeps per message.
+pub const PREVIEW_BYTES: usize = 4096;
+
+/// What an API call answered, when it was not what the caller hoped for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiFailure {
+    /// No HTTP answer at all (server down, connection refused, CORS…).
+    Network(String),
+    /// An HTTP answer with an error status; `message` from its JSON error body when it has one.
+    Status { status: u16, message: String },
+    /// A 2xx answer whose body was not what the route promises.
+    Decode(String),
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiFailure::Network(e) => write!(f, "no answer: {e}"),
+            ApiFailure::Status { status, message } => write!(f, "{status}: {message}"),
+            ApiFailure::Decode(e) => write!(f, "unexpected answer: {e}"),
+        }
+    }
+}
+
+/// A raw answer: status, headers and body text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<Header>,
+    pub text: String,
+}
+
+impl Answer {
+    /// Decodes a 2xx body as `T`, or turns an error status into [`ApiFailure::Status`].
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiFailure> {
+        if !(200..300).contains(&self.status) {
+            let message = serde_json::from_str::<protocol::ApiError<serde_json::Value>>(&self.text)
+                .map(|e| e.message)
+                .unwrap_or_else(|_| self.text.chars().take(200).collect());
+            return Err(ApiFailure::Status { status: self.status, message });
+        }
+        serde_json::from_str(&self.text).map_err(|e| ApiFailure::Decode(e.to_string()))
+    }
+}
+
+/// Sends one request and records the exchange: the request when it leaves, the response when
+/// its body has arrived, or a failure when no answer came.
+pub async fn exchange(
+    rec: &Recorder,
+    method: Method,
+    path: &str,
+    json_body: Option<String>,
+) -> Result<Answer, ApiFailure> {
+    let ex = rec.exchange();
+    let (path_only, query) = match path.split_once('?') {
+        Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+        None => (path.to_owned(), None),
+    };
+    let mut headers = vec![Header::new("accept", "application/json")];
+    if json_body.is_some() {
+        headers.push(Header::new("content-type", "application/json"));
+    }
+    let mut builder = RequestBuilder::new(path).method(method.clone());
+    for h in &headers {
+        builder = builder.header(&h.name, &h.value);
+    }
+    rec.record(
+        ex,
+        EventKind::HttpRequest(HttpRequest {
+            method: method.to_string(),
+            path: path_only,
+            query,
+            headers,
+            body: json_body.as_deref().map(|b| Body::capture(b.as_bytes(), PREVIEW_BYTES)),
+        }),
+    );
+    let sent = match json_body {
+        Some(b) => builder.body(b).map_err(|e| e.to_string()),
+        None => builder.build().map_err(|e| e.to_string()),
+    };
+    let response = match sent {
+        Ok(req) => req.send().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    let response = match response {
+        Ok(r) => r,
+        Err(message) => {
+            rec.record(ex, EventKind::Failure(Failure { from: Side::Client, message: message.clone() }));
+            return Err(ApiFailure::Network(message));
+        }
+    };
+    let status = response.status();
+    let headers: Vec<Header> = response.headers().entries().map(|(n, v)| Header::new(n, v)).collect();
+    let text = match response.text().await {
+        Ok(t) => t,
+        Err(e) => {
+            let message = format!("{status} but the body was cut: {e}");
+            rec.record(ex, EventKind::Failure(Failure { from: Side::Server, message: message.clone() }));
+            return Err(ApiFailure::Network(message));
+        }
+    };
+    rec.record(
+        ex,
+        EventKind::HttpResponse(HttpResponse {
+            status,
+            headers: headers.clone(),
+            body: Some(Body::capture(text.as_bytes(), PREVIEW_BYTES)),
+        }),
+    );
+    Ok(Answer { status, headers, text })
+}
+
+/// `GET /api/health`.
+pub async fn health(rec: &Recorder) -> Result<Health, ApiFailure> {
+    exchange(rec, Method::GET, "/api/health", None).await?.json()
+}

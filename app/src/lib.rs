@@ -1,0 +1,38 @@
+//! wirescope's front end. `model` holds the logic as plain, tested types; `components` and
+//! `pages` render it; `api` (HTTP) and `ws` (WebSocket) are the only modules that touch the
+//! network, and they record every step they take through the [`recorder::Recorder`].
+
+pub mod api;
+pub mod clock;
+pub mod components;
+pub mod model;
+pub mod pages;
+pub mod recorder;
+pub mod ws;
+
+use leptos::prelude::*;
+use leptos_router::components::{A, Route, Router, Routes};
+use leptos_router::path;
+
+/// The whole app: header, and the page the address names.
+#[component]
+pub fn App() -> impl IntoView {
+    let recorder = recorder::Recorder::new();
+    provide_context(recorder);
+    view! {
+        <Router>
+            <header class="topbar">
+                <A href="/" attr:class="brand">
+                    <span class="brand-mark" aria-hidden="true">"⇄"</span>
+                    <span class="brand-name">"wirescope"</span>
+                </A>
+                <span class="tagline">"REST and WebSocket, drawn live"</span>
+            </header>
+            <main>
+                <Routes fallback=pages::NotFound>
+                    <Route path=path!("/") view=pages::Home />
+                </Routes>
+            </main>
+        </Router>
+    }
+}

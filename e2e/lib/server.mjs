@@ -1,0 +1,46 @@
+// Starts the real `wirescope` binary on 127.0.0.1 with a free port. The server watches its
+// standard input and stops when this process ends, even if a test crashes.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, createWriteStream, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const ARTIFACTS = resolve(process.env.ARTIFACTS ?? '../target/artifacts');
+mkdirSync(ARTIFACTS, { recursive: true });
+
+export async function startServer({ name = 'server', args = [] } = {}) {
+  const bin = process.env.WIRESCOPE_BIN ?? resolve('../target/release/wirescope');
+  const assets = process.env.WIRESCOPE_ASSETS ?? resolve('../dist');
+  const dataDir = mkdtempSync(join(tmpdir(), 'wirescope-e2e-'));
+  const child = spawn(bin, ['--addr', '127.0.0.1:0', '--assets', assets, '--data-dir', dataDir, '--exit-on-stdin-eof', ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+  });
+  const log = createWriteStream(join(ARTIFACTS, `${name}.log`));
+  child.stderr.pipe(log);
+  const url = await new Promise((ok, fail) => {
+    let out = '';
+    const timer = setTimeout(() => fail(new Error(`no "listening on" line within 10 s: ${out}`)), 10_000);
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      const m = out.match(/^listening on (http:\/\/127\.0\.0\.1:\d+)$/m);
+      if (m) { clearTimeout(timer); ok(m[1]); }
+    });
+    child.on('exit', (code) => { clearTimeout(timer); fail(new Error(`server exited (${code}) before listening: ${out}`)); });
+  });
+  const exited = new Promise((ok) => child.on('exit', (code, signal) => ok({ code, signal })));
+  return {
+    url,
+    dataDir,
+    child,
+    /** Closes the server's stdin (it stops by itself) and waits for it to exit. */
+    async stop() {
+      child.stdin.end();
+      const timer = setTimeout(() => child.kill('SIGKILL'), 8_000);
+      const how = await exited;
+      clearTimeout(timer);
+      rmSync(dataDir, { recursive: true, force: true });
+      return how;
+    },
+  };
+}

@@ -1,0 +1,20 @@
+//! wirescope's shared vocabulary: plain serde types spoken by the server and the app.
+//!
+//! Nothing here knows about tokio, axum or leptos; the crate compiles for wasm32 and native.
+//! Times are microseconds since the Unix epoch (`i64`), so both ends' clocks compare directly.
+
+pub mod api;
+pub mod event;
+
+pub use api::{ApiError, Health};
+pub use event::{
+    Body, CloseInfo, Event, EventKind, Failure, Header, HttpRequest, HttpResponse, Opcode, Side, Stamps,
+    WsAccept, WsClose, WsFrame, WsUpgrade, close_code_meaning, status_reason,
+};
+
+/// Version of the wire vocabulary in this crate. Bumped on any incompatible change; sent by the
+/// server in `/api/health` and in every stream's opening message.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Microseconds since the Unix epoch.
+pub type Micros = i64;

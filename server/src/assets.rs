@@ -1,0 +1,144 @@
+//! The app's static files, with a single-page-app fallback for page routes.
+//!
+//! - A path under an API prefix (`/api`, `/ws`, `/transcripts`, `/studentids`) that no route
+//!   matched is a JSON 404, never the app.
+//! - A path whose last segment has a file extension is a file: served if it exists, else 404.
+//! - Any other path is a page route of the app: `index.html`.
+//! - `..` (also percent-encoded), back-slashes and NUL bytes in a path are refused with 400.
+//! - Without a built app, page routes answer 503 with a short page that says how to build it.
+
+use std::path::Path;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use percent_encoding::percent_decode_str;
+use tower::ServiceExt;
+use tower_http::services::{ServeDir, ServeFile};
+
+use crate::{ApiError, AppState};
+
+/// Path prefixes that belong to the server's APIs; the app is never served under them.
+pub const API_PREFIXES: [&str; 4] = ["/api", "/ws", "/transcripts", "/studentids"];
+
+/// True when `path` is `prefix` itself or lies below it (`/api`, `/api/…`), not `/apixyz`.
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+pub fn is_api_path(path: &str) -> bool {
+    API_PREFIXES.iter().any(|p| under(path, p))
+}
+
+/// Why a request path cannot name a file below the assets directory, if it cannot.
+fn traversal(path: &str) -> Option<&'static str> {
+    for raw in path.split('/') {
+        let Ok(segment) = percent_decode_str(raw).decode_utf8() else {
+            return Some("the path is not valid UTF-8");
+        };
+        if segment == ".." || segment == "." {
+            return Some("the path leaves the app's directory");
+        }
+        if segment.contains(['/', '\\', '\0']) {
+            return Some("the path holds an encoded separator or NUL byte");
+        }
+    }
+    None
+}
+
+/// The last segment contains a dot: the path names a file, not a page.
+fn has_extension(path: &str) -> bool {
+    path.rsplit('/').next().is_some_and(|last| last.contains('.'))
+}
+
+pub async fn serve(State(state): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path().to_owned();
+    if is_api_path(&path) {
+        return ApiError::NotFound(format!("no such endpoint: {} {path}", req.method())).into_response();
+    }
+    if let Some(why) = traversal(&path) {
+        return ApiError::BadRequest(format!("refused path {path}: {why}")).into_response();
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return ApiError::MethodNotAllowed.into_response();
+    }
+    let dir = &state.config().assets;
+    let index = dir.join("index.html");
+    if has_extension(&path) {
+        let res = ServeDir::new(dir).precompressed_gzip().oneshot(req).await;
+        return match res {
+            Ok(res) if res.status() == StatusCode::NOT_FOUND => {
+                ApiError::NotFound(format!("no such file: {path}")).into_response()
+            }
+            Ok(res) => res.map(Body::new),
+            Err(never) => match never {},
+        };
+    }
+    if !index.is_file() {
+        return not_built(dir);
+    }
+    match ServeFile::new(&index).oneshot(req).await {
+        Ok(res) => {
+            let mut res = res.map(Body::new);
+            // The page names its hashed assets: always revalidate it so a rebuild shows at once.
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            res
+        }
+        Err(never) => match never {},
+    }
+}
+
+fn not_built(dir: &Path) -> Response {
+    let dir = dir.display().to_string().replace('&', "&amp;").replace('<', "&lt;");
+    let page = format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>wirescope: app not built</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font:18px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1f2937}}
+code{{background:#eef2f7;padding:.1em .35em;border-radius:4px}}</style></head><body>
+<h1>The wirescope server is running, but its app is not built</h1>
+<p>No <code>index.html</code> in <code>{dir}</code>. Build the app and restart the server:</p>
+<p><code>scripts/build</code> (or <code>trunk build --release</code>), then
+<code>target/release/wirescope --assets dist</code>.</p>
+<p>The API works already: <a href="/api/health"><code>/api/health</code></a>.</p>
+</body></html>"#
+    );
+    (StatusCode::SERVICE_UNAVAILABLE, Html(page)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_prefixes_match_whole_segments() {
+        assert!(is_api_path("/api"));
+        assert!(is_api_path("/api/health"));
+        assert!(is_api_path("/ws/echo"));
+        assert!(is_api_path("/transcripts/1/x"));
+        assert!(is_api_path("/studentids"));
+        assert!(!is_api_path("/apis"));
+        assert!(!is_api_path("/docs"));
+        assert!(!is_api_path("/"));
+    }
+
+    #[test]
+    fn traversal_is_recognised_in_every_spelling() {
+        for bad in
+            ["/../etc/passwd", "/a/%2e%2e/b", "/a/%2E%2E", "/a/..%2fb", "/a%5c..%5cb", "/a%00b", "/./x"]
+        {
+            assert!(traversal(bad).is_some(), "{bad}");
+        }
+        for good in ["/", "/index.html", "/app-1f2e_bg.wasm", "/docs/x", "/a..b/c.d"] {
+            assert!(traversal(good).is_none(), "{good}");
+        }
+    }
+
+    #[test]
+    fn extensions_only_count_in_the_last_segment() {
+        assert!(has_extension("/app.js"));
+        assert!(has_extension("/x/y.wasm"));
+        assert!(!has_extension("/docs"));
+        assert!(!has_extension("/v1.2/page"));
+    }
+}

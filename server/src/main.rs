@@ -1,0 +1,136 @@
+//! The `wirescope` binary: parse the command line, bind, serve, shut down gracefully.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use server::{AppState, Config, app};
+use tokio::net::TcpListener;
+
+/// wirescope: watch REST and WebSocket traffic live, as a sequence diagram.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Address to listen on, HOST:PORT. Port 0 picks a free port. Default 127.0.0.1:8081,
+    /// or 127.0.0.1:$PORT when PORT is set.
+    #[arg(long, value_name = "HOST:PORT")]
+    addr: Option<String>,
+
+    /// Directory for the server's data; created if missing, may hold other files.
+    #[arg(long, value_name = "DIR", env = "WIRESCOPE_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+
+    /// The trunk-built app to serve.
+    #[arg(long, value_name = "DIR", default_value = "dist")]
+    assets: PathBuf,
+
+    /// Stop when standard input reaches end of file (for test harnesses: the server then
+    /// stops with the process that started it).
+    #[arg(long, hide = true)]
+    exit_on_stdin_eof: bool,
+}
+
+fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+    base.map_or_else(|| PathBuf::from("wirescope-data"), |b| b.join("wirescope"))
+}
+
+fn listen_addr(cli: Option<String>, port_env: Option<String>) -> String {
+    cli.unwrap_or_else(|| match port_env {
+        Some(port) if !port.is_empty() => format!("127.0.0.1:{port}"),
+        _ => "127.0.0.1:8081".to_owned(),
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let addr = listen_addr(cli.addr, std::env::var("PORT").ok());
+
+    let state = AppState::new(Config { assets: cli.assets.clone(), data_dir: cli.data_dir.clone() })
+        .map_err(|e| format!("cannot create data directory {}: {e}", cli.data_dir.display()))?;
+    let listener = TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(data_dir = %cli.data_dir.display(), assets = %cli.assets.display(), "starting");
+    if !cli.assets.join("index.html").is_file() {
+        tracing::warn!(assets = %cli.assets.display(), "no built app there: the API runs, `/` explains how to build it");
+    }
+    println!("listening on http://{local}");
+
+    let shutdown = state.shutdown().clone();
+    let signal = {
+        let shutdown = shutdown.clone();
+        async move {
+            stop_requested(cli.exit_on_stdin_eof).await;
+            tracing::info!("shutting down");
+            shutdown.trigger();
+        }
+    };
+    let serve = axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(signal);
+    // Connections get a few seconds to finish after the signal; then the process ends anyway.
+    let deadline = async {
+        shutdown.wait().await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        res = serve => res?,
+        () = deadline => tracing::warn!("connections still open after 5 s; stopping anyway"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C, SIGTERM, or (when asked) the end of standard input.
+async fn stop_requested(watch_stdin: bool) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    let stdin_eof = async {
+        if !watch_stdin {
+            return std::future::pending().await;
+        }
+        let _ =
+            tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink()))
+                .await;
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+        () = stdin_eof => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addr_flag_beats_port_env_which_beats_the_default() {
+        assert_eq!(listen_addr(Some("0.0.0.0:9".into()), Some("7".into())), "0.0.0.0:9");
+        assert_eq!(listen_addr(None, Some("7000".into())), "127.0.0.1:7000");
+        assert_eq!(listen_addr(None, None), "127.0.0.1:8081");
+        assert_eq!(listen_addr(None, Some(String::new())), "127.0.0.1:8081");
+    }
+}
