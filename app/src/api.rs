@@ -120,7 +120,86 @@ pub async fn exchange(
     Ok(Answer { status, headers, text })
 }
 
+/// The HTTP method named `name` (as written in an OpenAPI document).
+pub fn method(name: &str) -> Method {
+    match name.to_ascii_uppercase().as_str() {
+        "POST" => Method::POST,
+        "PUT" => Method::PUT,
+        "PATCH" => Method::PATCH,
+        "DELETE" => Method::DELETE,
+        "HEAD" => Method::HEAD,
+        "OPTIONS" => Method::OPTIONS,
+        _ => Method::GET,
+    }
+}
+
 /// `GET /api/health`.
 pub async fn health(rec: &Recorder) -> Result<Health, ApiFailure> {
     exchange(rec, Method::GET, "/api/health", None).await?.json()
+}
+
+/// `GET /api/openapi.json`, the API's own description (drives the API page).
+pub async fn openapi(rec: &Recorder) -> Result<serde_json::Value, ApiFailure> {
+    exchange(rec, Method::GET, "/api/openapi.json", None).await?.json()
+}
+
+/// The Transcript REST API, one typed function per route.
+pub mod transcripts {
+    use gloo_net::http::Method;
+    use protocol::{CourseGrade, NewTranscript, StudentId, Transcript};
+
+    use super::{ApiFailure, exchange};
+    use crate::model::openapi::encode;
+    use crate::recorder::Recorder;
+
+    fn no_content(a: super::Answer) -> Result<(), ApiFailure> {
+        if a.status == 204 { Ok(()) } else { a.json::<serde_json::Value>().map(|_| ()) }
+    }
+
+    /// `GET /transcripts`
+    pub async fn list(rec: &Recorder) -> Result<Vec<Transcript>, ApiFailure> {
+        exchange(rec, Method::GET, "/transcripts", None).await?.json()
+    }
+
+    /// `POST /transcripts`: the new student's id.
+    pub async fn add_student(
+        rec: &Recorder,
+        name: &str,
+        grades: Vec<CourseGrade>,
+    ) -> Result<StudentId, ApiFailure> {
+        let body = NewTranscript { student_name: name.to_owned(), grades };
+        let json = serde_json::to_string(&body).map_err(|e| ApiFailure::Decode(e.to_string()))?;
+        exchange(rec, Method::POST, "/transcripts", Some(json)).await?.json()
+    }
+
+    /// `GET /transcripts/{studentID}`
+    pub async fn get(rec: &Recorder, id: StudentId) -> Result<Transcript, ApiFailure> {
+        exchange(rec, Method::GET, &format!("/transcripts/{id}"), None).await?.json()
+    }
+
+    /// `DELETE /transcripts/{studentID}`
+    pub async fn delete(rec: &Recorder, id: StudentId) -> Result<(), ApiFailure> {
+        no_content(exchange(rec, Method::DELETE, &format!("/transcripts/{id}"), None).await?)
+    }
+
+    /// `POST /transcripts/{studentID}/{courseNumber}` with the grade as a bare number.
+    pub async fn add_grade(
+        rec: &Recorder,
+        id: StudentId,
+        course: &str,
+        grade: f64,
+    ) -> Result<(), ApiFailure> {
+        let path = format!("/transcripts/{id}/{}", encode(course));
+        no_content(exchange(rec, Method::POST, &path, Some(grade.to_string())).await?)
+    }
+
+    /// `GET /transcripts/{studentID}/{courseNumber}`
+    pub async fn get_grade(rec: &Recorder, id: StudentId, course: &str) -> Result<f64, ApiFailure> {
+        exchange(rec, Method::GET, &format!("/transcripts/{id}/{}", encode(course)), None).await?.json()
+    }
+
+    /// `GET /studentids?name=N`
+    pub async fn student_ids(rec: &Recorder, name: &str) -> Result<Vec<StudentId>, ApiFailure> {
+        exchange(rec, Method::GET, &format!("/studentids?name={}", encode(name)), None).await?.json()
+    }
 }

@@ -27,10 +27,15 @@ pub fn App() -> impl IntoView {
                     <span class="brand-name">"wirescope"</span>
                 </A>
                 <span class="tagline">"REST and WebSocket, drawn live"</span>
+                <nav class="nav">
+                    <A href="/" exact=true>"Live"</A>
+                    <A href="/docs">"API"</A>
+                </nav>
             </header>
             <main>
                 <Routes fallback=pages::NotFound>
                     <Route path=path!("/") view=pages::Home />
+                    <Route path=path!("/docs") view=pages::Docs />
                 </Routes>
             </main>
         </Router>

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// `GET /api/health`: the server is up, and what it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// Always `"ok"` when the server answers at all.
     pub status: String,

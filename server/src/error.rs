@@ -1,18 +1,27 @@
 //! The one error type at the HTTP edge. Every error answer is JSON `{"message", "details"}`.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde_json::Value;
 
 /// An error answered to an HTTP client.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
-    /// 400: the request was understood but its parameters are wrong.
+    /// 400: the request was understood but its parameters are wrong (or its JSON malformed).
     BadRequest(String),
     /// 404: nothing lives at this path.
     NotFound(String),
     /// 405: the path exists, the method does not.
     MethodNotAllowed,
+    /// 413: the body is larger than the limit.
+    PayloadTooLarge(String),
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType(String),
+    /// 422: named fields failed validation (field as the client wrote it → reason).
+    Validation(BTreeMap<String, String>),
     /// 500: our fault, never a client's.
     Internal(String),
 }
@@ -23,18 +32,29 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    fn body(&self) -> protocol::ApiError {
+    /// The JSON body: `message` names the kind of error, `details` says what exactly.
+    pub fn body(&self) -> protocol::ApiError<Value> {
         let (message, details) = match self {
-            ApiError::BadRequest(d) => ("Invalid parameters", d.clone()),
-            ApiError::NotFound(d) => ("Not Found", d.clone()),
-            ApiError::MethodNotAllowed => {
-                ("Method Not Allowed", "this path does not accept that method".to_owned())
-            }
-            ApiError::Internal(d) => ("Internal Server Error", d.clone()),
+            ApiError::BadRequest(d) => ("Invalid parameters", Value::from(d.as_str())),
+            ApiError::NotFound(d) => ("Not Found", Value::from(d.as_str())),
+            ApiError::MethodNotAllowed => (
+                "Method Not Allowed",
+                Value::from("this path does not accept that method; see the Allow header"),
+            ),
+            ApiError::PayloadTooLarge(d) => ("Payload Too Large", Value::from(d.as_str())),
+            ApiError::UnsupportedMediaType(d) => ("Unsupported Media Type", Value::from(d.as_str())),
+            ApiError::Validation(fields) => (
+                "Validation Failed",
+                Value::Object(fields.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect()),
+            ),
+            ApiError::Internal(d) => ("Internal Server Error", Value::from(d.as_str())),
         };
         protocol::ApiError { message: message.to_owned(), details }
     }
@@ -58,7 +78,7 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// Fallback for a known path asked with a method it does not serve.
+/// Fallback for a known path asked with a method it does not serve (axum adds `Allow`).
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }

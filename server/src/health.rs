@@ -7,6 +7,9 @@ use axum::response::IntoResponse;
 
 use crate::AppState;
 
+/// Whether the server is up, its version, uptime and clock.
+#[utoipa::path(get, path = "/api/health", tag = "server", operation_id = "health",
+    responses((status = 200, description = "The server is up", body = protocol::Health)))]
 pub async fn get(State(state): State<AppState>) -> impl IntoResponse {
     let health = protocol::Health {
         status: "ok".to_owned(),

@@ -21,6 +21,10 @@ struct Cli {
     #[arg(long, value_name = "DIR", env = "WIRESCOPE_DATA_DIR", default_value_os_t = default_data_dir())]
     data_dir: PathBuf,
 
+    /// Replace the transcripts database with a new one holding the seed data (ids start at 1).
+    #[arg(long)]
+    reset: bool,
+
     /// The trunk-built app to serve.
     #[arg(long, value_name = "DIR", default_value = "dist")]
     assets: PathBuf,
@@ -53,15 +57,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .unwrap_or_else(|_| "info,tower_http=info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let addr = listen_addr(cli.addr, std::env::var("PORT").ok());
 
-    let state = AppState::new(Config { assets: cli.assets.clone(), data_dir: cli.data_dir.clone() })
-        .map_err(|e| format!("cannot create data directory {}: {e}", cli.data_dir.display()))?;
+    let config = Config { assets: cli.assets.clone(), data_dir: cli.data_dir.clone(), reset: cli.reset };
+    let state = AppState::new(config)?;
     let listener = TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
-    tracing::info!(data_dir = %cli.data_dir.display(), assets = %cli.assets.display(), "starting");
+    let db = state.transcripts().path().map(|p| p.display().to_string()).unwrap_or_default();
+    tracing::info!(data_dir = %cli.data_dir.display(), transcripts = %db, reset = cli.reset, assets = %cli.assets.display(), "starting");
     if !cli.assets.join("index.html").is_file() {
         tracing::warn!(assets = %cli.assets.display(), "no built app there: the API runs, `/` explains how to build it");
     }

@@ -102,13 +102,9 @@ async fn without_a_built_app_the_page_says_how_to_build_it_and_the_api_works() {
 async fn data_dir_is_created_and_may_hold_other_files() {
     let parent = tempfile::tempdir().unwrap();
     let dir = parent.path().join("nested/data");
-    let state =
-        server::AppState::new(server::Config { assets: parent.path().join("dist"), data_dir: dir.clone() });
+    let state = server::AppState::new(server::Config::new(parent.path().join("dist"), &dir));
     assert!(state.is_ok() && dir.is_dir());
     std::fs::write(dir.join("notes.txt"), "mine").unwrap();
-    assert!(
-        server::AppState::new(server::Config { assets: parent.path().join("dist"), data_dir: dir.clone() })
-            .is_ok()
-    );
+    assert!(server::AppState::new(server::Config::new(parent.path().join("dist"), &dir)).is_ok());
     assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "mine");
 }

@@ -3,7 +3,53 @@
 use leptos::html::Div;
 use leptos::prelude::*;
 
-use crate::model::{Arrow, Diagram, Tone};
+use crate::model::{Arrow, Diagram, Geometry, Tone};
+use crate::recorder::{Recorder, SELF_CLIENT};
+
+/// The diagram of this browser's log, laid out for the width it gets, with its legend.
+#[component]
+pub fn LiveDiagram() -> impl IntoView {
+    let rec = Recorder::from_context();
+    let width = RwSignal::new(720.0);
+    let tz = crate::clock::utc_offset_min();
+    let diagram = Memo::new(move |_| {
+        let geo = Geometry::for_width(width.get());
+        rec.log().with(|log| Diagram::layout(log.events(), SELF_CLIENT, &geo, tz))
+    });
+    view! {
+        <SequenceDiagram diagram=diagram width=width />
+        <Legend />
+    }
+}
+
+/// What the arrow colours mean.
+#[component]
+pub fn Legend() -> impl IntoView {
+    let items = [
+        ("tone-request", "request"),
+        ("tone-success", "success"),
+        ("tone-client-error", "client error"),
+        ("tone-server-error", "server error"),
+        ("tone-frame", "WebSocket frame"),
+        ("tone-close", "close"),
+        ("tone-lost", "lost"),
+    ];
+    view! {
+        <ul class="legend">
+            {items
+                .into_iter()
+                .map(|(class, text)| {
+                    view! {
+                        <li>
+                            <span class=format!("swatch {class}")></span>
+                            {text}
+                        </li>
+                    }
+                })
+                .collect_view()}
+        </ul>
+    }
+}
 
 /// Draws `diagram`. Reports the width it has to draw in through `width`, so the layout fits
 /// the screen (a phone, a laptop, a projector) instead of being scaled down.
@@ -25,10 +71,27 @@ pub fn SequenceDiagram(diagram: Memo<Diagram>, width: RwSignal<f64>) -> impl Int
     let resize = window_event_listener(leptos::ev::resize, move |_| measure());
     on_cleanup(move || resize.remove());
 
+    // Follow the newest arrow while the reader is at the bottom; stop when they scroll up.
+    let follow = RwSignal::new(true);
+    let on_scroll = move |_| {
+        if let Some(el) = frame.get_untracked() {
+            let gap = el.scroll_height() - el.scroll_top() - el.client_height();
+            follow.set(gap < 48);
+        }
+    };
+    Effect::new(move |_| {
+        diagram.with(|d| d.arrows.len());
+        if follow.get_untracked()
+            && let Some(el) = frame.get_untracked()
+        {
+            el.set_scroll_top(el.scroll_height());
+        }
+    });
+
     let lanes = move || diagram.with(|d| d.lanes.clone());
     let arrows = move || diagram.with(|d| d.arrows.clone());
     view! {
-        <div class="diagram-frame" node_ref=frame>
+        <div class="diagram-frame" node_ref=frame on:scroll=on_scroll>
             <svg
                 class="diagram"
                 role="img"

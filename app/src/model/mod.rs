@@ -4,6 +4,7 @@
 pub mod describe;
 pub mod layout;
 pub mod log;
+pub mod openapi;
 pub mod time;
 
 pub use layout::{Arrow, Diagram, Geometry, Lane, Tone};

@@ -2,20 +2,13 @@
 
 use leptos::prelude::*;
 
-use crate::components::SequenceDiagram;
-use crate::model::{Diagram, Geometry};
-use crate::recorder::{Recorder, SELF_CLIENT};
-use crate::{api, clock, ws};
+use crate::components::{LiveDiagram, TranscriptsCard};
+use crate::recorder::Recorder;
+use crate::{api, ws};
 
 #[component]
 pub fn Home() -> impl IntoView {
     let rec = Recorder::from_context();
-    let width = RwSignal::new(720.0);
-    let tz = clock::utc_offset_min();
-    let diagram = Memo::new(move |_| {
-        let geo = Geometry::for_width(width.get());
-        rec.log().with(|log| Diagram::layout(log.events(), SELF_CLIENT, &geo, tz))
-    });
     let count = move || rec.log().with(|l| l.len());
 
     let (rest_busy, set_rest_busy) = signal(false);
@@ -69,35 +62,15 @@ pub fn Home() -> impl IntoView {
                     </button>
                     <p class="result" id="ws-result" aria-live="polite">{ws_result}</p>
                 </section>
+                <TranscriptsCard />
                 <section class="card subtle">
                     <button id="clear" class="btn" on:click=move |_| rec.clear()>"Clear diagram"</button>
                     <span class="count">{move || format!("{} events", count())}</span>
                 </section>
             </aside>
             <section class="card diagram-card">
-                <SequenceDiagram diagram=diagram width=width />
-                <Legend />
+                <LiveDiagram />
             </section>
         </div>
-    }
-}
-
-#[component]
-fn Legend() -> impl IntoView {
-    let items = [
-        ("tone-request", "request"),
-        ("tone-success", "success"),
-        ("tone-client-error", "client error"),
-        ("tone-server-error", "server error"),
-        ("tone-frame", "WebSocket frame"),
-        ("tone-close", "close"),
-        ("tone-lost", "lost"),
-    ];
-    view! {
-        <ul class="legend">
-            {items.into_iter().map(|(class, text)| view! {
-                <li><span class=format!("swatch {class}")></span>{text}</li>
-            }).collect_view()}
-        </ul>
     }
 }

@@ -33,8 +33,7 @@ impl TestServer {
     pub fn without_app() -> Self {
         let assets = tempfile::tempdir().unwrap();
         let data = tempfile::tempdir().unwrap();
-        let state =
-            AppState::new(Config { assets: assets.path().into(), data_dir: data.path().into() }).unwrap();
+        let state = AppState::new(Config::new(assets.path(), data.path())).unwrap();
         Self { state, assets, data }
     }
 
@@ -70,4 +69,58 @@ pub async fn body_json(res: Response<Body>) -> serde_json::Value {
     let bytes = body_bytes(res).await;
     serde_json::from_slice(&bytes)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+}
+
+/// The real `wirescope` binary, started on 127.0.0.1 port 0 over a data directory.
+pub struct RealServer {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl RealServer {
+    pub fn start(data_dir: &std::path::Path, extra: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wirescope"))
+            .args(["--addr", "127.0.0.1:0", "--assets", "/nonexistent", "--exit-on-stdin-eof", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the wirescope binary starts");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr =
+            line.trim().strip_prefix("listening on http://").unwrap_or_else(|| panic!("first line: {line}"));
+        Self { addr: addr.parse().unwrap(), child }
+    }
+
+    /// SIGKILL: no chance to flush or shut down.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for RealServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection; answers (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str, json: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let body = json.unwrap_or("");
+    let ct = if json.is_some() { "Content-Type: application/json\r\n" } else { "" };
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{ct}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw[9..12].parse().unwrap();
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
 }

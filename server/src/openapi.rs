@@ -1,0 +1,112 @@
+//! The OpenAPI 3.1 document of the HTTP API, generated from the handlers' own annotations and
+//! types, served at `/api/openapi.json`.
+//!
+//! Errors every operation can meet (404 for an unknown path below it, 405 for a wrong method;
+//! 413 and 415 for operations with a body) are added once, here, to every operation.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::transcripts;
+
+/// 400 body: `details` says what is wrong.
+#[derive(Debug, ToSchema)]
+#[schema(example = json!({"message": "Invalid parameters", "details": "no student with id 42"}))]
+pub struct InvalidParameters {
+    pub message: String,
+    pub details: String,
+}
+
+/// 422 body: `details` maps each field, as the client named it, to what is wrong with it.
+#[derive(Debug, ToSchema)]
+#[schema(example = json!({"message": "Validation Failed", "details": {"studentName": "is required"}}))]
+pub struct ValidationFailed {
+    pub message: String,
+    pub details: HashMap<String, String>,
+}
+
+/// Any other error body (404, 405, 413, 415).
+#[derive(Debug, ToSchema)]
+#[schema(example = json!({"message": "Not Found", "details": "no such endpoint: GET /transcripts/1/a/b"}))]
+pub struct ErrorBody {
+    pub message: String,
+    pub details: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "wirescope: Transcript REST API",
+        description = "The course activity's Transcript API, persisted and validated; plus wirescope's own endpoints under /api.",
+        license(name = "MIT"),
+    ),
+    paths(
+        transcripts::list,
+        transcripts::create,
+        transcripts::get_transcript,
+        transcripts::delete,
+        transcripts::add_grade,
+        transcripts::get_grade,
+        transcripts::student_ids,
+        crate::health::get,
+    ),
+    components(schemas(InvalidParameters, ValidationFailed, ErrorBody)),
+    tags(
+        (name = "transcripts", description = "Students, their transcripts and grades"),
+        (name = "server", description = "wirescope's own endpoints"),
+    ),
+)]
+struct ApiDoc;
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    })
+}
+
+/// The document, built once.
+pub fn document() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+        doc["info"]["version"] = Value::from(env!("CARGO_PKG_VERSION"));
+        doc["components"]["responses"] = json!({
+            "NotFound": error_response("No such path (e.g. an empty or extra path segment)"),
+            "MethodNotAllowed": error_response("The path does not accept this method; `Allow` lists the ones it does"),
+            "PayloadTooLarge": error_response("The body is larger than 1 MiB"),
+            "UnsupportedMediaType": error_response("The body is not `application/json`"),
+        });
+        let paths = doc["paths"].as_object_mut().expect("the document has paths");
+        for item in paths.values_mut() {
+            let Some(item) = item.as_object_mut() else { continue };
+            for (method, op) in item.iter_mut() {
+                if !["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                    continue;
+                }
+                let has_body = op.get("requestBody").is_some();
+                let responses = op["responses"].as_object_mut().expect("operations have responses");
+                let mut add = |code: &str, name: &str| {
+                    responses.entry(code).or_insert_with(|| json!({"$ref": format!("#/components/responses/{name}")}));
+                };
+                add("404", "NotFound");
+                add("405", "MethodNotAllowed");
+                if has_body {
+                    add("413", "PayloadTooLarge");
+                    add("415", "UnsupportedMediaType");
+                }
+            }
+        }
+        doc
+    })
+}
+
+/// `GET /api/openapi.json`.
+pub async fn get() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-cache")], axum::Json(document()))
+}

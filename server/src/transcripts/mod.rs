@@ -1,0 +1,201 @@
+//! The course activity's Transcript REST API, at the root paths its clients expect.
+//!
+//! Handlers validate what the client sent (naming every problem), run writes on a blocking
+//! thread (SQLite commits wait for the disk), and answer only after the commit.
+
+pub mod store;
+pub mod validate;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, header};
+use axum::routing::get;
+use protocol::{NewTranscript, StudentId, Transcript};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::extract::{JsonBody, PathText, QueryText};
+use crate::{ApiError, AppState};
+pub use store::{Store, StoreError};
+use validate::Problems;
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            e @ (StoreError::Db(_) | StoreError::TooNew(_)) => ApiError::Internal(e.to_string()),
+            other => ApiError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+/// Runs a store write on the blocking pool.
+async fn write<R: Send + 'static>(
+    store: &Arc<Store>,
+    f: impl FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
+) -> Result<R, ApiError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
+        .map_err(ApiError::from)
+}
+
+fn check(problems: Problems) -> Result<(), ApiError> {
+    if problems.is_empty() { Ok(()) } else { Err(ApiError::Validation(problems)) }
+}
+
+/// The routes, with CORS open to any origin (students' own front ends call this API).
+pub fn routes() -> Router<AppState> {
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600));
+    Router::new()
+        .route("/transcripts", get(list).post(create))
+        .route("/transcripts/{studentID}", get(get_transcript).delete(delete))
+        .route("/transcripts/{studentID}/{courseNumber}", get(get_grade).post(add_grade))
+        .route("/studentids", get(student_ids))
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
+        .layer(cors)
+}
+
+/// Every transcript, ordered by student id.
+#[utoipa::path(get, path = "/transcripts", tag = "transcripts", operation_id = "listTranscripts",
+    responses((status = 200, description = "All transcripts, by id", body = Vec<Transcript>)))]
+pub async fn list(State(state): State<AppState>) -> Json<Vec<Transcript>> {
+    Json(state.transcripts().list())
+}
+
+/// Adds a student (with optional grades, at most one per course); answers the new id.
+#[utoipa::path(post, path = "/transcripts", tag = "transcripts", operation_id = "addStudent",
+    request_body(content = NewTranscript, description = "The student's name and, optionally, grades",
+        example = json!({"studentName": "dana", "grades": [{"course": "DemoClass", "grade": 92}]})),
+    responses(
+        (status = 200, description = "The new student's id, as a bare JSON number", body = i64, content_type = "application/json", example = json!(5)),
+        (status = 400, description = "Malformed JSON, or a course twice in `grades`", body = crate::openapi::InvalidParameters),
+        (status = 422, description = "A field is missing, of the wrong type, empty or unknown", body = crate::openapi::ValidationFailed),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<StudentId>, ApiError> {
+    let (name, grades) = validate::new_transcript(&body).map_err(ApiError::Validation)?;
+    let id = write(state.transcripts(), move |s| s.create(&name, &grades)).await?;
+    Ok(Json(id))
+}
+
+/// One student's transcript.
+#[utoipa::path(get, path = "/transcripts/{studentID}", tag = "transcripts", operation_id = "getTranscript",
+    params(("studentID" = i64, Path, description = "The student's id")),
+    responses(
+        (status = 200, description = "The transcript", body = Transcript),
+        (status = 400, description = "No student with this id", body = crate::openapi::InvalidParameters),
+        (status = 422, description = "The id is not an integer", body = crate::openapi::ValidationFailed),
+    ))]
+pub async fn get_transcript(
+    State(state): State<AppState>,
+    PathText(p): PathText,
+) -> Result<Json<Transcript>, ApiError> {
+    let mut problems = Problems::new();
+    let id = validate::student_id(&p[0], &mut problems);
+    check(problems)?;
+    let id = id.unwrap_or_default();
+    state.transcripts().get(id).map(Json).ok_or_else(|| StoreError::NoSuchStudent(id).into())
+}
+
+/// Deletes a student and their grades.
+#[utoipa::path(delete, path = "/transcripts/{studentID}", tag = "transcripts", operation_id = "deleteStudent",
+    params(("studentID" = i64, Path, description = "The student's id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "No student with this id", body = crate::openapi::InvalidParameters),
+        (status = 422, description = "The id is not an integer", body = crate::openapi::ValidationFailed),
+    ))]
+pub async fn delete(State(state): State<AppState>, PathText(p): PathText) -> Result<StatusCode, ApiError> {
+    let mut problems = Problems::new();
+    let id = validate::student_id(&p[0], &mut problems);
+    check(problems)?;
+    let id = id.unwrap_or_default();
+    write(state.transcripts(), move |s| s.delete(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Records a grade in a course the student has no grade in yet.
+#[utoipa::path(post, path = "/transcripts/{studentID}/{courseNumber}", tag = "transcripts", operation_id = "addGrade",
+    params(
+        ("studentID" = i64, Path, description = "The student's id"),
+        ("courseNumber" = String, Path, description = "The course (may contain spaces, sent as %20)",
+            min_length = 1, max_length = 200, pattern = r"\S", example = "DemoClass3"),
+    ),
+    request_body(content = f64, content_type = "application/json", description = "The grade, as a bare JSON number", example = json!(88)),
+    responses(
+        (status = 204, description = "Recorded"),
+        (status = 400, description = "Malformed JSON, no student with this id, or already graded in this course", body = crate::openapi::InvalidParameters),
+        (status = 422, description = "The grade is not a number, or the id not an integer", body = crate::openapi::ValidationFailed),
+    ))]
+pub async fn add_grade(
+    State(state): State<AppState>,
+    PathText(p): PathText,
+    JsonBody(body): JsonBody,
+) -> Result<StatusCode, ApiError> {
+    let mut problems = Problems::new();
+    let id = validate::student_id(&p[0], &mut problems);
+    let course = validate::course(&p[1], &mut problems);
+    let grade = validate::grade_body(&body, &mut problems);
+    check(problems)?;
+    let (Some(id), Some(course), Some(grade)) = (id, course, grade) else {
+        return Err(ApiError::Internal("validation passed without values".to_owned()));
+    };
+    write(state.transcripts(), move |s| s.add_grade(id, &course, grade)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// One grade of one student.
+#[utoipa::path(get, path = "/transcripts/{studentID}/{courseNumber}", tag = "transcripts", operation_id = "getGrade",
+    params(
+        ("studentID" = i64, Path, description = "The student's id"),
+        ("courseNumber" = String, Path, description = "The course (may contain spaces, sent as %20)",
+            min_length = 1, max_length = 200, pattern = r"\S", example = "DemoClass"),
+    ),
+    responses(
+        (status = 200, description = "The grade, as a bare JSON number", body = f64, content_type = "application/json", example = json!(100)),
+        (status = 400, description = "No student with this id, or no grade in this course", body = crate::openapi::InvalidParameters),
+        (status = 422, description = "The id is not an integer", body = crate::openapi::ValidationFailed),
+    ))]
+pub async fn get_grade(
+    State(state): State<AppState>,
+    PathText(p): PathText,
+) -> Result<Json<GradeNumber>, ApiError> {
+    let mut problems = Problems::new();
+    let id = validate::student_id(&p[0], &mut problems);
+    let course = validate::course(&p[1], &mut problems);
+    check(problems)?;
+    let (Some(id), Some(course)) = (id, course) else {
+        return Err(ApiError::Internal("validation passed without values".to_owned()));
+    };
+    Ok(Json(GradeNumber(state.transcripts().grade(id, &course)?)))
+}
+
+/// The ids of every student with exactly this name, ascending.
+#[utoipa::path(get, path = "/studentids", tag = "transcripts", operation_id = "getStudentIDs",
+    params(("name" = String, Query, description = "The exact name to look for", example = "blake")),
+    responses(
+        (status = 200, description = "Matching ids, ascending (empty if none)", body = Vec<i64>, example = json!([2, 3])),
+        (status = 422, description = "`name` is missing", body = crate::openapi::ValidationFailed),
+    ))]
+pub async fn student_ids(
+    State(state): State<AppState>,
+    QueryText(q): QueryText,
+) -> Result<Json<Vec<StudentId>>, ApiError> {
+    let Some(name) = q.get("name") else {
+        return Err(ApiError::Validation(Problems::from([("name".to_owned(), "is required".to_owned())])));
+    };
+    Ok(Json(state.transcripts().ids_named(name)))
+}
+
+/// A grade as a bare JSON number, written like grades everywhere else in the API.
+#[derive(Debug, serde::Serialize)]
+pub struct GradeNumber(#[serde(serialize_with = "protocol::transcripts::grade_number")] pub f64);
