@@ -10,6 +10,10 @@ use crate::recorder::Recorder;
 
 /// Largest body preview the browser keeps per message.
 pub const PREVIEW_BYTES: usize = 4096;
+/// This browser's client id, on every request.
+pub const CLIENT_HEADER: &str = "X-Wirescope-Client";
+/// This browser's id for the exchange, so its record and the server's can be joined.
+pub const EXCHANGE_HEADER: &str = "X-Wirescope-Exchange";
 
 /// What an API call answered, when it was not what the caller hoped for.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +74,10 @@ pub async fn exchange(
     if json_body.is_some() {
         headers.push(Header::new("content-type", "application/json"));
     }
-    let mut builder = RequestBuilder::new(path).method(method.clone());
+    let mut builder = RequestBuilder::new(path)
+        .method(method.clone())
+        .header(CLIENT_HEADER, &rec.client())
+        .header(EXCHANGE_HEADER, &ex.to_string());
     for h in &headers {
         builder = builder.header(&h.name, &h.value);
     }
@@ -113,6 +120,7 @@ pub async fn exchange(
         ex,
         EventKind::HttpResponse(HttpResponse {
             status,
+            streaming: false,
             headers: headers.clone(),
             body: Some(Body::capture(text.as_bytes(), PREVIEW_BYTES)),
         }),

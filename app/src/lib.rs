@@ -5,7 +5,9 @@
 pub mod api;
 pub mod clock;
 pub mod components;
+pub mod identity;
 pub mod model;
+pub mod observer;
 pub mod pages;
 pub mod recorder;
 pub mod ws;
@@ -17,8 +19,9 @@ use leptos_router::path;
 /// The whole app: header, and the page the address names.
 #[component]
 pub fn App() -> impl IntoView {
-    let recorder = recorder::Recorder::new();
+    let recorder = recorder::Recorder::new(identity::client_id(), identity::nickname());
     provide_context(recorder);
+    provide_context(observer::start(recorder));
     view! {
         <Router>
             <header class="topbar">
@@ -32,6 +35,7 @@ pub fn App() -> impl IntoView {
                     <A href="/docs">"API"</A>
                 </nav>
             </header>
+            <components::Inspector />
             <main>
                 <Routes fallback=pages::NotFound>
                     <Route path=path!("/") view=pages::Home />

@@ -1,33 +1,37 @@
-//! Where the network modules write what they see: one reactive [`EventLog`] per browser tab.
+//! Where this browser's network modules write what they see, and where the observer stream
+//! writes what the server saw: one reactive [`Timeline`] per page.
 
 use leptos::prelude::*;
-use protocol::{EventKind, Stamps};
+use protocol::EventKind;
 
 use crate::clock::now_us;
-use crate::model::EventLog;
+use crate::model::{Filter, Timeline};
 
-/// How many events the page keeps; older ones are counted, not kept.
-pub const LOG_CAPACITY: usize = 2_000;
+/// How many rows the page keeps; older ones are counted, not kept.
+pub const TIMELINE_CAPACITY: usize = 5_000;
 
-/// Lane key of this browser in its own log.
-pub const SELF_CLIENT: &str = "self";
-
-/// Stamps events with this browser's clock and appends them to the log. `Copy`, so every
-/// closure can hold one.
+/// The page's shared state: the timeline, the filter, the selected row, who we are. `Copy`,
+/// so every closure can hold one.
 #[derive(Debug, Clone, Copy)]
 pub struct Recorder {
-    log: RwSignal<EventLog>,
-}
-
-impl Default for Recorder {
-    fn default() -> Self {
-        Self::new()
-    }
+    timeline: RwSignal<Timeline>,
+    pub filter: RwSignal<Filter>,
+    pub selected: RwSignal<Option<crate::model::ItemKey>>,
+    pub nickname: RwSignal<String>,
+    client: StoredValue<String>,
+    next_exchange: StoredValue<u64>,
 }
 
 impl Recorder {
-    pub fn new() -> Self {
-        Self { log: RwSignal::new(EventLog::new(LOG_CAPACITY)) }
+    pub fn new(client: String, nickname: String) -> Self {
+        Self {
+            timeline: RwSignal::new(Timeline::new(client.clone(), TIMELINE_CAPACITY)),
+            filter: RwSignal::new(Filter::default()),
+            selected: RwSignal::new(None),
+            nickname: RwSignal::new(nickname),
+            client: StoredValue::new(client),
+            next_exchange: StoredValue::new(crate::identity::first_exchange_id()),
+        }
     }
 
     /// The recorder provided by [`crate::App`].
@@ -35,24 +39,33 @@ impl Recorder {
         expect_context::<Recorder>()
     }
 
-    pub fn log(&self) -> RwSignal<EventLog> {
-        self.log
+    pub fn timeline(&self) -> RwSignal<Timeline> {
+        self.timeline
     }
 
-    /// A fresh correlation id for an exchange or connection this browser starts.
+    /// This browser's client id.
+    pub fn client(&self) -> String {
+        self.client.get_value()
+    }
+
+    /// A fresh id for an exchange or connection this browser starts (sent to the server so
+    /// the two records of it can be joined).
     pub fn exchange(&self) -> u64 {
-        self.log.try_update(|l| l.next_exchange()).unwrap_or_default()
+        let id = self.next_exchange.get_value();
+        self.next_exchange.set_value(id + 1);
+        id
     }
 
-    /// Records `kind` as happening now, by this browser's clock.
+    /// Records `kind` as seen now by this browser, for its exchange `exchange`.
     pub fn record(&self, exchange: u64, kind: EventKind) {
-        let at = Stamps { client_us: Some(now_us()), server_us: None };
-        self.log.update(|l| {
-            l.record(SELF_CLIENT, exchange, at, kind);
+        let at = now_us();
+        self.timeline.update(|t| {
+            t.add_local(exchange, kind, at);
         });
     }
 
     pub fn clear(&self) {
-        self.log.update(EventLog::clear);
+        self.selected.set(None);
+        self.timeline.update(Timeline::clear);
     }
 }

@@ -65,7 +65,9 @@ impl Socket {
             None => (path.to_owned(), None),
         };
         rec.record(exchange, EventKind::WsUpgrade(WsUpgrade { path: path_only, query, headers: vec![] }));
-        let ws = match WebSocket::new(&url(path)) {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let tagged = format!("{path}{sep}client={}&ref={exchange}", rec.client());
+        let ws = match WebSocket::new(&url(&tagged)) {
             Ok(ws) => ws,
             Err(e) => {
                 let message =

@@ -34,9 +34,28 @@ export async function openPage(browser, url, viewport = VIEWPORTS.laptop) {
   return { context, page, problems };
 }
 
-/** The labels of the arrows drawn so far, in diagram order. */
-export function arrowLabels(page) {
-  return page.$$eval('svg.diagram g.arrow .arrow-label', (els) => els.map((e) => e.textContent));
+/** The labels of the arrows drawn so far, in diagram order (`mine`: this browser's only). */
+export function arrowLabels(page, { mine = false } = {}) {
+  const sel = mine ? 'svg.diagram g.arrow.mine .arrow-label' : 'svg.diagram g.arrow .arrow-label';
+  return page.$$eval(sel, (els) => els.map((e) => e.textContent));
+}
+
+/**
+ * Waits until this browser's arrows carry exactly `expected` labels, and every one of them is
+ * the server's record (joined with this browser's), not only the browser's own.
+ */
+export async function waitForLabels(page, expected, { timeout = 10_000, confirmed = true } = {}) {
+  const start = Date.now();
+  let last;
+  for (;;) {
+    last = await arrowLabels(page, { mine: true });
+    const local = await page.$$eval('svg.diagram g.arrow.mine.local', (els) => els.length);
+    if (JSON.stringify(last) === JSON.stringify(expected) && (!confirmed || local === 0)) return last;
+    if (Date.now() - start > timeout) {
+      throw new Error(`arrows never matched.\n  expected: ${JSON.stringify(expected)}\n  actual:   ${JSON.stringify(last)} (${local} not yet confirmed by the server)`);
+    }
+    await page.waitForTimeout(50);
+  }
 }
 
 /** Waits until the diagram holds at least `n` arrows. */

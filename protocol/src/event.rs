@@ -19,6 +19,10 @@ pub struct Event {
     pub client: String,
     /// Correlation id shared by the events of one HTTP exchange or one WebSocket connection.
     pub exchange: u64,
+    /// The client's own id for the exchange (header `X-Wirescope-Exchange`, or `ref=` on a
+    /// WebSocket URL), so a browser can join what it saw to what the server saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ref: Option<u64>,
     /// When each end saw it.
     pub at: Stamps,
     /// What it was.
@@ -69,6 +73,8 @@ pub enum EventKind {
     WsFrame(WsFrame),
     WsClose(WsClose),
     Failure(Failure),
+    Client(ClientInfo),
+    Presence(Presence),
 }
 
 impl EventKind {
@@ -80,8 +86,40 @@ impl EventKind {
             EventKind::WsFrame(f) => f.from,
             EventKind::WsClose(c) => c.from,
             EventKind::Failure(f) => f.from,
+            EventKind::Client(_) => Side::Client,
+            EventKind::Presence(_) => Side::Server,
         }
     }
+
+    /// True for messages on the wire (drawn as arrows); false for notes about the session
+    /// (a client's name, observer presence).
+    pub fn is_message(&self) -> bool {
+        !matches!(self, EventKind::Client(_) | EventKind::Presence(_))
+    }
+}
+
+/// A client the server has seen, and what it calls itself. Recorded when a client first
+/// appears and whenever its nickname changes; lane titles come from these.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientInfo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nickname: Option<String>,
+    /// Remote address (IP) the client connected from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// Screens following the log (`/ws/observe`): how many, and how many came and went since the
+/// last presence event (merged: at most one per second).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Presence {
+    pub observers: u32,
+    pub joined: u32,
+    pub left: u32,
 }
 
 /// One HTTP header as it travelled (names lower-cased).
@@ -153,6 +191,9 @@ pub struct HttpRequest {
 #[serde(rename_all = "camelCase")]
 pub struct HttpResponse {
     pub status: u16,
+    /// The body is a stream (e.g. Server-Sent Events): recorded when the headers left.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub streaming: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<Header>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -304,7 +345,7 @@ mod tests {
 
     fn sample() -> Vec<Event> {
         let at = Stamps { client_us: Some(1_700_000_000_000_000), server_us: None };
-        let ev = |seq, kind| Event { seq, client: "c-1".into(), exchange: 7, at, kind };
+        let ev = |seq, kind| Event { seq, client: "c-1".into(), exchange: 7, client_ref: Some(3), at, kind };
         vec![
             ev(
                 1,
@@ -320,6 +361,7 @@ mod tests {
                 2,
                 EventKind::HttpResponse(HttpResponse {
                     status: 200,
+                    streaming: false,
                     headers: vec![],
                     body: Some(Body::text("{}")),
                 }),

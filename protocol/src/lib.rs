@@ -5,13 +5,15 @@
 
 pub mod api;
 pub mod event;
+pub mod observe;
 pub mod transcripts;
 
 pub use api::{ApiError, Health};
 pub use event::{
-    Body, CloseInfo, Event, EventKind, Failure, Header, HttpRequest, HttpResponse, Opcode, Side, Stamps,
-    WsAccept, WsClose, WsFrame, WsUpgrade, close_code_meaning, status_reason,
+    Body, ClientInfo, CloseInfo, Event, EventKind, Failure, Header, HttpRequest, HttpResponse, Opcode,
+    Presence, Side, Stamps, WsAccept, WsClose, WsFrame, WsUpgrade, close_code_meaning, status_reason,
 };
+pub use observe::{ClockOffset, ObserverCmd, ObserverMsg};
 pub use transcripts::{CourseGrade, NewTranscript, Student, StudentId, Transcript};
 
 /// Version of the wire vocabulary in this crate. Bumped on any incompatible change; sent by the

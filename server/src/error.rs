@@ -20,6 +20,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     /// 415: the body is not `application/json`.
     UnsupportedMediaType(String),
+    /// 426: a WebSocket endpoint asked without a WebSocket handshake.
+    UpgradeRequired(String),
     /// 422: named fields failed validation (field as the client wrote it → reason).
     Validation(BTreeMap<String, String>),
     /// 500: our fault, never a client's.
@@ -35,6 +37,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -50,6 +53,7 @@ impl ApiError {
             ),
             ApiError::PayloadTooLarge(d) => ("Payload Too Large", Value::from(d.as_str())),
             ApiError::UnsupportedMediaType(d) => ("Unsupported Media Type", Value::from(d.as_str())),
+            ApiError::UpgradeRequired(d) => ("Upgrade Required", Value::from(d.as_str())),
             ApiError::Validation(fields) => (
                 "Validation Failed",
                 Value::Object(fields.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect()),
@@ -65,7 +69,14 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(what) = &self {
             tracing::error!(%what, "internal error");
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut res = (self.status(), Json(self.body())).into_response();
+        if let ApiError::UpgradeRequired(_) = self {
+            res.headers_mut()
+                .insert(axum::http::header::UPGRADE, axum::http::HeaderValue::from_static("websocket"));
+            res.headers_mut()
+                .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("Upgrade"));
+        }
+        res
     }
 }
 

@@ -4,13 +4,18 @@
 //! line, binds, serves and shuts down.
 
 pub mod assets;
+pub mod capture;
 pub mod echo;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod log;
+pub mod observe;
 pub mod openapi;
+pub mod serve;
 pub mod shutdown;
 pub mod transcripts;
+pub mod ws;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,12 +38,25 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Replace the transcripts database with a new, seeded one.
     pub reset: bool,
+    /// Record traffic into the event log (off only to measure what capture costs).
+    pub capture: bool,
+    /// Largest body preview kept per captured message, in bytes.
+    pub preview_bytes: usize,
+    /// Sizes of the event log.
+    pub log: log::LogConfig,
 }
 
 impl Config {
-    /// A configuration with these directories and no reset.
+    /// A configuration with these directories and everything else at its default.
     pub fn new(assets: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> Self {
-        Self { assets: assets.into(), data_dir: data_dir.into(), reset: false }
+        Self {
+            assets: assets.into(),
+            data_dir: data_dir.into(),
+            reset: false,
+            capture: true,
+            preview_bytes: 4096,
+            log: log::LogConfig::default(),
+        }
     }
 }
 
@@ -47,6 +65,7 @@ impl Config {
 pub enum StartError {
     DataDir(PathBuf, std::io::Error),
     Transcripts(PathBuf, transcripts::StoreError),
+    EventLog(PathBuf, rusqlite::Error),
 }
 
 impl std::fmt::Display for StartError {
@@ -56,6 +75,7 @@ impl std::fmt::Display for StartError {
             StartError::Transcripts(p, e) => {
                 write!(f, "cannot open the transcripts database {}: {e}", p.display())
             }
+            StartError::EventLog(p, e) => write!(f, "cannot open the event log {}: {e}", p.display()),
         }
     }
 }
@@ -73,6 +93,10 @@ struct Inner {
     started: Instant,
     shutdown: Shutdown,
     transcripts: Arc<transcripts::Store>,
+    log: Arc<log::EventLog>,
+    clients: Arc<capture::Clients>,
+    secrets: Arc<capture::Secrets>,
+    presence: std::sync::Once,
 }
 
 impl AppState {
@@ -84,14 +108,64 @@ impl AppState {
         let db = config.data_dir.join(transcripts::store::FILE_NAME);
         let store = if config.reset { transcripts::Store::reset(&db) } else { transcripts::Store::open(&db) };
         let store = store.map_err(|e| StartError::Transcripts(db.clone(), e))?;
+        let name = format!("started {}", time_of_day(now_us()));
+        let log = log::EventLog::open(&config.data_dir, config.log, &name)
+            .map_err(|e| StartError::EventLog(config.data_dir.join(log::db::FILE_NAME), e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 started: Instant::now(),
                 shutdown: Shutdown::new(),
                 transcripts: Arc::new(store),
+                log,
+                clients: Arc::default(),
+                secrets: Arc::default(),
+                presence: std::sync::Once::new(),
             }),
         })
+    }
+
+    /// The event log every captured event goes to.
+    pub fn log(&self) -> &Arc<log::EventLog> {
+        &self.inner.log
+    }
+
+    /// The clients seen, and their nicknames.
+    pub fn clients(&self) -> &Arc<capture::Clients> {
+        &self.inner.clients
+    }
+
+    /// Values never to be stored or shown (e.g. the instructor token).
+    pub fn secrets(&self) -> &Arc<capture::Secrets> {
+        &self.inner.secrets
+    }
+
+    /// The capture layer for this state.
+    pub fn capture(&self) -> capture::Capture {
+        capture::Capture {
+            log: self.inner.log.clone(),
+            clients: self.inner.clients.clone(),
+            secrets: self.inner.secrets.clone(),
+            preview: self.inner.config.preview_bytes,
+            enabled: self.inner.config.capture,
+        }
+    }
+
+    /// Starts (once) the task that merges observers' comings and goings into one presence
+    /// event per second. Needs a Tokio runtime; called when the first observer connects.
+    pub fn start_presence_ticker(&self) {
+        self.inner.presence.call_once(|| {
+            let log = Arc::downgrade(&self.inner.log);
+            tokio::spawn(async move {
+                let second = std::time::Duration::from_secs(1);
+                let mut every = tokio::time::interval_at(tokio::time::Instant::now() + second, second);
+                loop {
+                    every.tick().await;
+                    let Some(log) = log.upgrade() else { return };
+                    log.presence_tick();
+                }
+            });
+        });
     }
 
     /// The course's transcripts.
@@ -120,15 +194,23 @@ pub fn app(state: AppState) -> Router {
         .route("/api/health", get(health::get))
         .route("/api/openapi.json", get(openapi::get))
         .route("/ws/echo", get(echo::upgrade))
+        .route(capture::OBSERVE_PATH, get(observe::upgrade))
         .merge(transcripts::routes())
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(assets::serve)
+        .layer(state.capture())
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
         .with_state(state)
+}
+
+/// `HH:MM:SS` (UTC) of a time in µs, for names.
+pub fn time_of_day(us: protocol::Micros) -> String {
+    let s = us.div_euclid(1_000_000).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// Microseconds since the Unix epoch, by the server's clock.

@@ -1,24 +1,287 @@
-//! The live sequence diagram: an SVG drawing of a [`Diagram`].
+//! The live sequence diagram: an SVG drawing of the visible window of the timeline.
 
 use leptos::html::Div;
 use leptos::prelude::*;
 
-use crate::model::{Arrow, Diagram, Geometry, Tone};
-use crate::recorder::{Recorder, SELF_CLIENT};
+use crate::model::{Arrow, Diagram, Geometry, ItemKey, Tone};
+use crate::recorder::Recorder;
 
-/// The diagram of this browser's log, laid out for the width it gets, with its legend.
+/// Rows drawn beyond the visible ones, above and below.
+const OVERSCAN: usize = 8;
+
+/// The page's timeline as a diagram: laid out for the width it gets, only the rows in view
+/// in the DOM, following the newest row while the reader is at the bottom.
 #[component]
-pub fn LiveDiagram() -> impl IntoView {
+pub fn LiveDiagram(#[prop(optional)] scale: Option<Signal<f64>>) -> impl IntoView {
     let rec = Recorder::from_context();
+    let frame = NodeRef::<Div>::new();
     let width = RwSignal::new(720.0);
+    // (scroll top, viewport height) of the frame.
+    let view = RwSignal::new((0.0, 600.0));
+    let follow = RwSignal::new(true);
     let tz = crate::clock::utc_offset_min();
-    let diagram = Memo::new(move |_| {
-        let geo = Geometry::for_width(width.get());
-        rec.log().with(|log| Diagram::layout(log.events(), SELF_CLIENT, &geo, tz))
+    let geometry = Memo::new(move |_| {
+        let k = scale.map_or(1.0, |s| s.get());
+        let geo = Geometry::for_width(width.get() / k).scaled(k);
+        Geometry { width: width.get(), ..geo }
     });
+    let diagram = Memo::new(move |_| {
+        let geo = geometry.get();
+        let (scroll_top, height) = view.get();
+        rec.filter.with(|f| {
+            rec.timeline().with(|t| {
+                let rows = f.apply(t);
+                let top = geo.header + if t.earlier() > 0 { geo.row * 0.7 } else { 0.0 };
+                let window = if follow.get() {
+                    let n = (height / geo.row).ceil() as usize + OVERSCAN;
+                    rows.len().saturating_sub(n)..rows.len()
+                } else {
+                    // The frame scrolls the drawing below the (fixed) lane heads.
+                    Diagram::window(rows.len(), &geo, top, scroll_top + geo.header, height, OVERSCAN)
+                };
+                Diagram::layout(t, &rows, &geo, window, tz)
+            })
+        })
+    });
+
+    let measure = move || {
+        if let Some(el) = frame.get_untracked() {
+            let w = f64::from(el.client_width());
+            if w > 0.0 && (w - width.get_untracked()).abs() >= 1.0 {
+                width.set(w);
+            }
+            let v = (f64::from(el.scroll_top()), f64::from(el.client_height()));
+            if v != view.get_untracked() {
+                view.set(v);
+            }
+        }
+    };
+    Effect::new(move |_| {
+        frame.track();
+        measure();
+    });
+    let resize = window_event_listener(leptos::ev::resize, move |_| measure());
+    on_cleanup(move || resize.remove());
+    // Where the diagram last scrolled itself: scrolling above it is the reader's doing.
+    let auto_top = StoredValue::new(0i32);
+    let on_scroll = move |_| {
+        if let Some(el) = frame.get_untracked() {
+            let gap = el.scroll_height() - el.scroll_top() - el.client_height();
+            if gap < 48 {
+                if !follow.get_untracked() {
+                    follow.set(true);
+                }
+            } else if el.scroll_top() + 4 < auto_top.get_value() && follow.get_untracked() {
+                follow.set(false);
+            }
+        }
+        measure();
+    };
+    // Keep the newest row in view while following.
+    Effect::new(move |_| {
+        diagram.with(|d| d.rows);
+        if follow.get()
+            && let Some(el) = frame.get_untracked()
+        {
+            el.set_scroll_top(el.scroll_height());
+            auto_top.set_value(el.scroll_top());
+        }
+    });
+    let jump = move |_| {
+        follow.set(true);
+        if let Some(el) = frame.get_untracked() {
+            el.set_scroll_top(el.scroll_height());
+            auto_top.set_value(el.scroll_top());
+        }
+    };
+
     view! {
-        <SequenceDiagram diagram=diagram width=width />
-        <Legend />
+        <div class="diagram-wrap">
+            <DiagramHead diagram=diagram />
+            <div class="diagram-frame" node_ref=frame on:scroll=on_scroll>
+                <SequenceDiagram diagram=diagram />
+            </div>
+            <Show when=move || !follow.get()>
+                <button class="btn follow" on:click=jump>"↓ newest"</button>
+            </Show>
+        </div>
+    }
+}
+
+/// The lane heads: a strip that stays put while the rows scroll under it.
+#[component]
+pub fn DiagramHead(diagram: Memo<Diagram>) -> impl IntoView {
+    let lanes = move || diagram.with(|d| d.lanes.clone());
+    let header = move || diagram.with(|d| d.top - d.earlier_height());
+    view! {
+        <svg
+            class="diagram-head"
+            aria-hidden="true"
+            width=move || diagram.with(|d| d.width)
+            height=header
+            viewBox=move || format!("0 0 {} {}", diagram.with(|d| d.width), header())
+        >
+            <For
+                each=lanes
+                key=|l| (l.key.clone(), l.x as i64, l.title.clone(), l.subtitle.clone())
+                children=move |lane| {
+                    let class = match (lane.is_server, lane.is_self, lane.is_aggregate) {
+                        (true, _, _) => "lane lane-server",
+                        (_, true, _) => "lane lane-self",
+                        (_, _, true) => "lane lane-others",
+                        _ => "lane",
+                    };
+                    let w = lane.head_width;
+                    let two = !lane.subtitle.is_empty();
+                    let head_h = if two { 44.0 } else { 34.0 };
+                    view! {
+                        <g class=class data-lane=lane.key.clone()>
+                            <line class="lifeline" x1=lane.x x2=lane.x y1=8.0 + head_h y2=header></line>
+                            <rect class="lane-head" x=lane.x - w / 2.0 y=8 width=w height=head_h rx=8></rect>
+                            <text class="lane-title" x=lane.x y=if two { 26.0 } else { 30.0 } text-anchor="middle">
+                                {lane.title.clone()}
+                            </text>
+                            {two.then(|| view! {
+                                <text class="lane-subtitle" x=lane.x y=44 text-anchor="middle">{lane.subtitle.clone()}</text>
+                            })}
+                        </g>
+                    }
+                }
+            />
+        </svg>
+    }
+}
+
+/// The rows of a [`Diagram`] (lifelines, activation bars, arrows), below the lane heads.
+#[component]
+pub fn SequenceDiagram(diagram: Memo<Diagram>) -> impl IntoView {
+    let lanes = move || diagram.with(|d| d.lanes.iter().map(|l| (l.key.clone(), l.x)).collect::<Vec<_>>());
+    let arrows = move || diagram.with(|d| d.arrows.clone());
+    let bars = move || diagram.with(|d| d.bars.clone());
+    let bar_labels = move || diagram.with(|d| d.bar_labels);
+    // The drawing's own coordinates start below the lane heads.
+    let head = move || diagram.with(|d| d.top - d.earlier_height());
+    let body_height = move || diagram.with(|d| d.height) - head();
+    view! {
+        <svg
+            class="diagram"
+            role="img"
+            aria-label="Sequence diagram of the traffic"
+            width=move || diagram.with(|d| d.width)
+            height=body_height
+            viewBox=move || format!("0 {} {} {}", head(), diagram.with(|d| d.width), body_height())
+        >
+            <defs>
+                {Tone::ALL
+                    .into_iter()
+                    .map(|tone| {
+                        view! {
+                            <marker
+                                id=format!("head-{}", tone.class())
+                                viewBox="0 0 10 10"
+                                refX="9"
+                                refY="5"
+                                markerWidth="7"
+                                markerHeight="7"
+                                orient="auto-start-reverse"
+                            >
+                                <path class=tone.class() d="M 0 0 L 10 5 L 0 10 z" fill="currentColor"></path>
+                            </marker>
+                        }
+                    })
+                    .collect_view()}
+            </defs>
+            <For
+                each=lanes
+                key=|(k, x)| (k.clone(), *x as i64)
+                children=move |(_, x)| {
+                    view! { <line class="lifeline" x1=x x2=x y1=head y2=move || diagram.with(|d| d.height)></line> }
+                }
+            />
+            {move || diagram.with(|d| d.earlier.clone()).map(|text| view! {
+                <text class="earlier" x=8 y=move || diagram.with(|d| d.top - 8.0)>{text}</text>
+            })}
+            <For
+                each=bars
+                key=|b| (b.y1 as i64, b.y2 as i64, b.x as i64)
+                children=move |b| {
+                    view! {
+                        <g class="bar">
+                            <rect x=b.x - 4.0 y=b.y1 width=8 height=(b.y2 - b.y1).max(2.0) rx=2></rect>
+                            <Show when=bar_labels>
+                                <text x=b.x - 10.0 y=(b.y1 + b.y2) / 2.0 + 4.0 text-anchor="end">{b.label.clone()}</text>
+                            </Show>
+                        </g>
+                    }
+                }
+            />
+            <For
+                each=arrows
+                key=|a| (a.key, a.x1 as i64, a.x2 as i64, a.y as i64, a.label.clone(), a.note.clone())
+                children=move |a: Arrow| view! { <ArrowRow arrow=a /> }
+            />
+        </svg>
+    }
+}
+
+#[component]
+fn ArrowRow(arrow: Arrow) -> impl IntoView {
+    let rec = Recorder::from_context();
+    let Arrow {
+        key,
+        seq,
+        y,
+        x1,
+        y1,
+        x2,
+        y2,
+        label,
+        title,
+        time,
+        note,
+        tone,
+        lost,
+        local,
+        server_us,
+        client,
+        mine,
+        ..
+    } = arrow;
+    if crate::observer::marks_enabled()
+        && let (ItemKey::Seq(_), Some(us)) = (key, server_us)
+        && crate::observer::first_drawing(seq)
+        && let Some(p) = web_sys::window().and_then(|w| w.performance())
+    {
+        let _ = p.mark(&format!("arrow:{seq}:{us}"));
+    }
+    let mid = (x1 + x2) / 2.0;
+    let class = format!(
+        "arrow {}{}{}{}",
+        tone.class(),
+        if lost { " lost" } else { "" },
+        if local { " local" } else { "" },
+        if mine { " mine" } else { "" }
+    );
+    let cross = lost.then(|| {
+        let s = 6.0;
+        view! {
+            <path class="cross" d=format!("M {} {} L {} {} M {} {} L {} {}", x2 - s, y2 - s, x2 + s, y2 + s, x2 - s, y2 + s, x2 + s, y2 - s)></path>
+        }
+    });
+    let note = (!note.is_empty())
+        .then(|| view! { <text class="arrow-note" x=mid y=y + 17.0 text-anchor="middle">{note}</text> });
+    let selected = move || rec.selected.get() == Some(key);
+    let data_seq = if local { String::new() } else { seq.to_string() };
+    view! {
+        <g class=class class:selected=selected data-seq=data_seq data-client=client on:click=move |_| rec.selected.set(Some(key))>
+            <title>{title}</title>
+            <rect class="hit" x=x1.min(x2) y=y - 22.0 width=(x2 - x1).abs() height=40></rect>
+            <text class="row-time" x=6 y=y + 4.0>{time}</text>
+            <line class="arrow-line" x1=x1 y1=y1 x2=x2 y2=y2 marker-end=(!lost).then(|| format!("url(#head-{})", tone.class()))></line>
+            {cross}
+            <text class="arrow-label" x=mid y=y - 8.0 text-anchor="middle">{label}</text>
+            {note}
+        </g>
     }
 }
 
@@ -48,125 +311,5 @@ pub fn Legend() -> impl IntoView {
                 })
                 .collect_view()}
         </ul>
-    }
-}
-
-/// Draws `diagram`. Reports the width it has to draw in through `width`, so the layout fits
-/// the screen (a phone, a laptop, a projector) instead of being scaled down.
-#[component]
-pub fn SequenceDiagram(diagram: Memo<Diagram>, width: RwSignal<f64>) -> impl IntoView {
-    let frame = NodeRef::<Div>::new();
-    let measure = move || {
-        if let Some(el) = frame.get_untracked() {
-            let w = f64::from(el.client_width());
-            if w > 0.0 && (w - width.get_untracked()).abs() >= 1.0 {
-                width.set(w);
-            }
-        }
-    };
-    Effect::new(move |_| {
-        frame.track();
-        measure();
-    });
-    let resize = window_event_listener(leptos::ev::resize, move |_| measure());
-    on_cleanup(move || resize.remove());
-
-    // Follow the newest arrow while the reader is at the bottom; stop when they scroll up.
-    let follow = RwSignal::new(true);
-    let on_scroll = move |_| {
-        if let Some(el) = frame.get_untracked() {
-            let gap = el.scroll_height() - el.scroll_top() - el.client_height();
-            follow.set(gap < 48);
-        }
-    };
-    Effect::new(move |_| {
-        diagram.with(|d| d.arrows.len());
-        if follow.get_untracked()
-            && let Some(el) = frame.get_untracked()
-        {
-            el.set_scroll_top(el.scroll_height());
-        }
-    });
-
-    let lanes = move || diagram.with(|d| d.lanes.clone());
-    let arrows = move || diagram.with(|d| d.arrows.clone());
-    view! {
-        <div class="diagram-frame" node_ref=frame on:scroll=on_scroll>
-            <svg
-                class="diagram"
-                role="img"
-                aria-label="Sequence diagram of this browser's traffic"
-                width=move || diagram.with(|d| d.width)
-                height=move || diagram.with(|d| d.height)
-                viewBox=move || diagram.with(|d| format!("0 0 {} {}", d.width, d.height))
-            >
-                <defs>
-                    {Tone::ALL
-                        .into_iter()
-                        .map(|tone| {
-                            view! {
-                                <marker
-                                    id=format!("head-{}", tone.class())
-                                    viewBox="0 0 10 10"
-                                    refX="9"
-                                    refY="5"
-                                    markerWidth="7"
-                                    markerHeight="7"
-                                    orient="auto-start-reverse"
-                                >
-                                    <path class=tone.class() d="M 0 0 L 10 5 L 0 10 z" fill="currentColor"></path>
-                                </marker>
-                            }
-                        })
-                        .collect_view()}
-                </defs>
-                <For
-                    each=lanes
-                    key=|l| (l.key.clone(), l.x as i64)
-                    children=move |lane| {
-                        let height = move || diagram.with(|d| d.height - 8.0);
-                        let class = if lane.is_server { "lane lane-server" } else if lane.is_self { "lane lane-self" } else { "lane" };
-                        let w = (lane.title.chars().count() as f64 * 8.6 + 28.0).max(84.0);
-                        view! {
-                            <g class=class data-lane=lane.key.clone()>
-                                <line class="lifeline" x1=lane.x x2=lane.x y1=44 y2=height></line>
-                                <rect class="lane-head" x=lane.x - w / 2.0 y=8 width=w height=34 rx=8></rect>
-                                <text class="lane-title" x=lane.x y=30 text-anchor="middle">{lane.title.clone()}</text>
-                            </g>
-                        }
-                    }
-                />
-                <For
-                    each=arrows
-                    key=|a| (a.seq, a.x1 as i64, a.x2 as i64, a.label.clone())
-                    children=move |a: Arrow| view! { <ArrowRow arrow=a /> }
-                />
-            </svg>
-        </div>
-    }
-}
-
-#[component]
-fn ArrowRow(arrow: Arrow) -> impl IntoView {
-    let Arrow { seq, y, x1, x2, label, title, time, note, tone, lost, .. } = arrow;
-    let mid = (x1 + x2) / 2.0;
-    let class = format!("arrow {}{}", tone.class(), if lost { " lost" } else { "" });
-    let cross = lost.then(|| {
-        let (cx, s) = (x2, 6.0);
-        view! {
-            <path class="cross" d=format!("M {} {} L {} {} M {} {} L {} {}", cx - s, y - s, cx + s, y + s, cx - s, y + s, cx + s, y - s)></path>
-        }
-    });
-    let note = (!note.is_empty())
-        .then(|| view! { <text class="arrow-note" x=mid y=y + 16.0 text-anchor="middle">{note}</text> });
-    view! {
-        <g class=class data-seq=seq.to_string()>
-            <title>{title}</title>
-            <text class="row-time" x=6 y=y + 4.0>{time}</text>
-            <line class="arrow-line" x1=x1 y1=y x2=x2 y2=y marker-end=(!lost).then(|| format!("url(#head-{})", tone.class()))></line>
-            {cross}
-            <text class="arrow-label" x=mid y=y - 8.0 text-anchor="middle">{label}</text>
-            {note}
-        </g>
     }
 }

@@ -108,6 +108,40 @@ pub fn label(kind: &EventKind) -> (String, Tone) {
             (None, true) => ("Close (no code)".to_owned(), Tone::Close),
         },
         EventKind::Failure(f) => (format!("✕ {}", f.message), Tone::Lost),
+        EventKind::Client(c) => {
+            (format!("client {}", c.nickname.as_deref().unwrap_or("seen")), Tone::Control)
+        }
+        EventKind::Presence(p) => (format!("{} observers", p.observers), Tone::Control),
+    }
+}
+
+/// What a status code means, in one sentence a student can read aloud.
+pub fn status_meaning(status: u16) -> &'static str {
+    match status {
+        101 => "The server agreed to switch this connection to another protocol (here: WebSocket).",
+        200 => "The request succeeded; the answer is in the body.",
+        201 => "The request succeeded and created something new.",
+        204 => "The request succeeded; there is nothing to send back.",
+        304 => "Nothing changed since the copy the client already has.",
+        400 => "The server refused the request: something in it is wrong (see details).",
+        401 => "The request needs credentials.",
+        403 => "The server understood, but this client may not do that.",
+        404 => "Nothing lives at this path.",
+        405 => "This path exists but does not accept this method (see Allow).",
+        413 => "The body is too large.",
+        415 => "The body is in a format the server does not accept.",
+        422 => "The request was well-formed, but its content failed validation.",
+        426 => "This endpoint only speaks WebSocket: the client must ask to upgrade.",
+        429 => "Too many requests: slow down and retry later (see Retry-After).",
+        500 => "The server failed while handling the request.",
+        503 => "The server cannot handle the request right now.",
+        _ => match status / 100 {
+            1 => "Informational.",
+            2 => "Success.",
+            3 => "Redirection: the answer is elsewhere.",
+            4 => "The client made a mistake.",
+            _ => "The server failed.",
+        },
     }
 }
 
@@ -128,11 +162,26 @@ mod tests {
             body: None,
         });
         assert_eq!(label(&req), ("GET /studentids?name=blake".to_owned(), Tone::Request));
-        let ok = EventKind::HttpResponse(HttpResponse { status: 200, headers: vec![], body: None });
+        let ok = EventKind::HttpResponse(HttpResponse {
+            status: 200,
+            streaming: false,
+            headers: vec![],
+            body: None,
+        });
         assert_eq!(label(&ok), ("200 OK".to_owned(), Tone::Success));
-        let bad = EventKind::HttpResponse(HttpResponse { status: 422, headers: vec![], body: None });
+        let bad = EventKind::HttpResponse(HttpResponse {
+            status: 422,
+            streaming: false,
+            headers: vec![],
+            body: None,
+        });
         assert_eq!(label(&bad).1, Tone::ClientError);
-        let boom = EventKind::HttpResponse(HttpResponse { status: 503, headers: vec![], body: None });
+        let boom = EventKind::HttpResponse(HttpResponse {
+            status: 503,
+            streaming: false,
+            headers: vec![],
+            body: None,
+        });
         assert_eq!(label(&boom), ("503 Service Unavailable".to_owned(), Tone::ServerError));
     }
 

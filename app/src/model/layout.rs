@@ -1,19 +1,27 @@
-//! The sequence diagram's geometry: events in, lanes and arrows (in CSS pixels) out.
+//! The sequence diagram's geometry: timeline rows in, lanes, arrows and bars (CSS pixels) out.
 //!
-//! Lanes: this browser first, then other clients in order of first appearance, the server
-//! last (rightmost). Each event is one row; its arrow runs from the sender's lane to the
-//! receiver's. The component draws exactly what [`Diagram`] holds.
+//! Lanes: this browser first, then other clients in order of first appearance, the server last
+//! (rightmost). When there are more clients than the width has room for, the later ones fold
+//! into one aggregate lane. Every row has a fixed height, so the drawing's height is known
+//! without laying out every row: only the rows of the visible window become arrows.
+//!
+//! Time is drawn twice: the slant of an arrow shows its transit time (when both ends' clocks
+//! are known), and a bar on the server's lane spans the time the server spent on an exchange.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
-use protocol::{Event, EventKind, Side};
+use protocol::{ClockOffset, EventKind, Side};
 
 pub use super::describe::Tone;
 use super::describe::label;
 use super::time;
+use super::timeline::{Item, ItemKey, Timeline};
 
 /// Lane key of the server.
 pub const SERVER_LANE: &str = "server";
+/// Lane key of the aggregate lane.
+pub const OTHERS_LANE: &str = "others";
 
 /// Sizes the layout works with; `width` is the drawing's width in CSS pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -27,6 +35,8 @@ pub struct Geometry {
     pub margin: f64,
     /// Average width of one label character, to cut labels that would not fit.
     pub char_width: f64,
+    /// Narrowest spacing between two lanes.
+    pub min_lane_gap: f64,
 }
 
 impl Geometry {
@@ -40,7 +50,19 @@ impl Geometry {
             row: if narrow { 46.0 } else { 50.0 },
             margin: if narrow { 44.0 } else { 90.0 },
             char_width: 7.9,
+            min_lane_gap: if narrow { 110.0 } else { 150.0 },
         }
+    }
+
+    /// Scales type and spacing (presentation mode).
+    pub fn scaled(mut self, k: f64) -> Self {
+        self.gutter *= k;
+        self.header *= k;
+        self.row *= k;
+        self.margin *= k;
+        self.char_width *= k;
+        self.min_lane_gap *= k;
+        self
     }
 }
 
@@ -49,52 +71,119 @@ impl Geometry {
 pub struct Lane {
     pub key: String,
     pub title: String,
+    /// A second line: nickname of this browser, event count of the aggregate lane, …
+    pub subtitle: String,
     pub x: f64,
     /// The lane of the browser showing the diagram.
     pub is_self: bool,
     pub is_server: bool,
+    pub is_aggregate: bool,
+    /// Width of the lane's head box: its title's, but never wider than the lane spacing.
+    pub head_width: f64,
 }
 
-/// One event, drawn.
+/// One row, drawn.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Arrow {
+    pub key: ItemKey,
     pub seq: u64,
     pub exchange: u64,
     /// Vertical centre of the row.
     pub y: f64,
-    /// Sender's lane.
+    /// Sender's lane, and where the arrow leaves it.
     pub x1: f64,
-    /// Receiver's lane; for a lost message, where the arrow stops short.
+    pub y1: f64,
+    /// Receiver's lane (or where a lost message stops), and where the arrow arrives.
     pub x2: f64,
+    pub y2: f64,
     /// Label, cut to fit the arrow.
     pub label: String,
     /// Everything about the event in one line, for the tooltip.
     pub title: String,
-    /// Time relative to the first event shown (`+3.1 ms`).
+    /// Time relative to the first event of the timeline (`+3.1 ms`).
     pub time: String,
     /// Extra words under the label, e.g. the round trip of a response.
     pub note: String,
     pub tone: Tone,
     /// The message never arrived: the arrow ends in ✕.
     pub lost: bool,
+    /// Only this browser has seen it (the server's record has not come, or never will).
+    pub local: bool,
+    /// When the server recorded it (µs), if it did.
+    pub server_us: Option<i64>,
+    /// Its client's lane key, and whether that is this browser.
+    pub client: String,
+    pub mine: bool,
 }
 
-/// The whole drawing.
+/// The time the server spent on an exchange, on its lane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bar {
+    pub x: f64,
+    pub y1: f64,
+    pub y2: f64,
+    pub label: String,
+}
+
+/// Where a request's arrow ended, and its two stamps (to draw its answer's round trip).
+type RequestRow = (f64, Option<i64>, Option<i64>);
+
+/// The drawing (of the visible window).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagram {
     pub width: f64,
     pub height: f64,
     pub lanes: Vec<Lane>,
     pub arrows: Vec<Arrow>,
-    /// The row lines start below the lane headers.
+    pub bars: Vec<Bar>,
+    /// Where rows start.
     pub top: f64,
+    /// Height of a row.
+    pub row: f64,
+    /// Bars carry their server time as a label (off when lanes are too close).
+    pub bar_labels: bool,
+    /// Rows in all (not only the drawn ones).
+    pub rows: usize,
+    /// "N earlier events" when the timeline dropped some.
+    pub earlier: Option<String>,
 }
 
-/// The time the sender put on a message, or failing that, the receiver's.
-fn sent_at(ev: &Event) -> Option<i64> {
-    match ev.kind.from() {
-        Side::Client => ev.at.client_us.or(ev.at.server_us),
-        Side::Server => ev.at.server_us.or(ev.at.client_us),
+/// The time of an event on the server's clock (a browser-only event: its time, shifted).
+pub fn server_time(item: &Item, offset: &ClockOffset) -> Option<i64> {
+    item.event.at.server_us.or_else(|| item.event.at.client_us.map(|c| offset.to_server(c)))
+}
+
+/// The sender's time of a message, on the server's clock.
+fn sent_at(item: &Item, offset: &ClockOffset) -> Option<i64> {
+    let at = item.event.at;
+    match item.event.kind.from() {
+        Side::Client => at.client_us.map(|c| offset.to_server(c)).or(at.server_us),
+        Side::Server => at.server_us.or(at.client_us.map(|c| offset.to_server(c))),
+    }
+}
+
+/// Transit time of a message in µs, when both ends stamped it and the clocks are related.
+pub fn transit_us(item: &Item, offset: &ClockOffset) -> Option<i64> {
+    let at = item.event.at;
+    let (c, s) = (offset.to_server(at.client_us?), at.server_us?);
+    if offset.samples == 0 {
+        return None;
+    }
+    Some(match item.event.kind.from() {
+        Side::Client => s - c,
+        Side::Server => c - s,
+    })
+}
+
+/// Vertical drop of an arrow for a transit time: grows with the logarithm, so 0.1 ms and
+/// 300 ms both read at a glance, and never more than half a row.
+pub fn slant(transit_us: Option<i64>, row: f64) -> f64 {
+    match transit_us {
+        None => 0.0,
+        Some(us) => {
+            let ms = (us.max(0) as f64) / 1000.0;
+            (3.0 + (1.0 + ms).ln() * 5.0).min(row * 0.5)
+        }
     }
 }
 
@@ -107,48 +196,139 @@ fn cut(s: &str, max_chars: usize) -> String {
     out
 }
 
+/// A short name for a client lane.
+pub fn client_title(t: &Timeline, key: &str) -> String {
+    let info = t.client(key);
+    if let Some(n) = info.and_then(|i| i.nickname.as_deref()) {
+        return n.to_owned();
+    }
+    if let Some(addr) = key.strip_prefix("addr:") {
+        let agent = info.and_then(|i| i.user_agent.as_deref()).map(agent_name).unwrap_or("client");
+        return format!("{agent} · {addr}");
+    }
+    cut(key, 12)
+}
+
+/// `curl/8.5.0` → `curl`; browsers by family.
+pub fn agent_name(ua: &str) -> &'static str {
+    let l = ua.to_ascii_lowercase();
+    if l.starts_with("curl") {
+        "curl"
+    } else if l.contains("python") {
+        "python"
+    } else if l.contains("postman") {
+        "Postman"
+    } else if l.contains("wrk") {
+        "wrk"
+    } else if l.contains("node") || l.contains("undici") {
+        "node"
+    } else if l.contains("mozilla") {
+        "browser"
+    } else {
+        "client"
+    }
+}
+
 impl Diagram {
-    /// Lays out `events` (in log order). `self_client` is this browser's lane key;
-    /// `utc_offset_min` turns times into local clock times for tooltips.
-    pub fn layout(events: &[Event], self_client: &str, geo: &Geometry, utc_offset_min: i32) -> Diagram {
-        // Lanes: self, other clients by first appearance, server.
-        let mut keys: Vec<&str> = vec![self_client];
-        for ev in events {
-            if !keys.contains(&ev.client.as_str()) {
-                keys.push(&ev.client);
-            }
-        }
-        let n = keys.len() + 1;
+    /// Height of the "N earlier events" strip above the rows (0 when there is none).
+    pub fn earlier_height(&self) -> f64 {
+        if self.earlier.is_some() { self.row * 0.7 } else { 0.0 }
+    }
+
+    /// Lays out `rows` (filtered timeline items, in order), drawing arrows for the rows in
+    /// `window` only. `utc_offset_min` turns times into local clock times for tooltips.
+    pub fn layout(
+        t: &Timeline,
+        rows: &[&Item],
+        geo: &Geometry,
+        window: Range<usize>,
+        utc_offset_min: i32,
+    ) -> Diagram {
+        let offset = &t.offset;
+        // Lanes: as many client lanes as the width allows; the rest fold into "others".
+        let clients: Vec<&str> = t.client_order().collect();
+        let room = ((geo.width - geo.gutter - 2.0 * geo.margin) / geo.min_lane_gap).floor().max(1.0) as usize;
+        let (shown, folded): (Vec<&str>, Vec<&str>) = if clients.len() <= room {
+            (clients, Vec::new())
+        } else {
+            let keep = room.saturating_sub(1).max(1);
+            (clients[..keep].to_vec(), clients[keep..].to_vec())
+        };
+        let n = shown.len() + usize::from(!folded.is_empty()) + 1;
         let left = geo.gutter + geo.margin;
         let right = (geo.width - geo.margin).max(left + 1.0);
         let step = (right - left) / (n - 1) as f64;
-        let mut lanes: Vec<Lane> = keys
+        let mut lanes: Vec<Lane> = shown
             .iter()
             .enumerate()
-            .map(|(i, k)| Lane {
-                key: (*k).to_owned(),
-                title: if *k == self_client { "This browser".to_owned() } else { (*k).to_owned() },
-                x: left + step * i as f64,
-                is_self: *k == self_client,
-                is_server: false,
+            .map(|(i, k)| {
+                let is_self = *k == t.me();
+                let nickname = t.client(k).and_then(|c| c.nickname.clone()).unwrap_or_default();
+                Lane {
+                    key: (*k).to_owned(),
+                    title: if is_self { "This browser".to_owned() } else { client_title(t, k) },
+                    subtitle: if is_self { nickname } else { String::new() },
+                    x: left + step * i as f64,
+                    is_self,
+                    is_server: false,
+                    is_aggregate: false,
+                    head_width: 0.0,
+                }
             })
             .collect();
+        if !folded.is_empty() {
+            let count = rows.iter().filter(|r| folded.contains(&r.event.client.as_str())).count();
+            lanes.push(Lane {
+                key: OTHERS_LANE.to_owned(),
+                title: format!("+{} others", folded.len()),
+                subtitle: format!("{count} events"),
+                x: left + step * shown.len() as f64,
+                is_self: false,
+                is_server: false,
+                is_aggregate: true,
+                head_width: 0.0,
+            });
+        }
         lanes.push(Lane {
             key: SERVER_LANE.to_owned(),
             title: "Server".to_owned(),
+            subtitle: String::new(),
             x: right,
             is_self: false,
             is_server: true,
+            is_aggregate: false,
+            head_width: 0.0,
         });
-        let x_of: HashMap<&str, f64> = lanes.iter().map(|l| (l.key.as_str(), l.x)).collect();
+        // Heads as wide as their titles, but never overlapping: cut the titles that would.
+        let head_char = geo.char_width * 1.09;
+        let max_w = (step - 8.0).min(2.0 * geo.margin).max(40.0);
+        for lane in &mut lanes {
+            let chars = lane.title.chars().count().max(lane.subtitle.chars().count()) as f64;
+            let want = (chars * head_char + 28.0).max(84.0_f64.min(max_w));
+            lane.head_width = want.min(max_w);
+            let fit = ((lane.head_width - 16.0) / head_char).floor().max(3.0) as usize;
+            lane.title = cut(&lane.title, fit);
+            lane.subtitle = cut(&lane.subtitle, fit);
+        }
+        let mut x_of: HashMap<&str, f64> = lanes.iter().map(|l| (l.key.as_str(), l.x)).collect();
+        let others_x = lanes.iter().find(|l| l.is_aggregate).map(|l| l.x);
+        for k in &folded {
+            x_of.insert(k, others_x.unwrap_or(right));
+        }
         let server_x = right;
 
-        let start = events.iter().find_map(sent_at);
-        let mut request_at: HashMap<u64, i64> = HashMap::new();
-        let mut arrows = Vec::with_capacity(events.len());
-        for (i, ev) in events.iter().enumerate() {
-            let client_x = x_of[ev.client.as_str()];
-            let (x1, mut x2) = match ev.kind.from() {
+        let earlier_h = if t.earlier() > 0 { geo.row * 0.7 } else { 0.0 };
+        let top = geo.header + earlier_h;
+        let start = t.items().iter().find_map(|i| sent_at(i, offset));
+        let window = window.start.min(rows.len())..window.end.min(rows.len());
+        let mut arrows = Vec::with_capacity(window.len());
+        let mut request_rows: HashMap<(u64, bool), RequestRow> = HashMap::new();
+        let mut bars = Vec::new();
+        for (i, item) in rows.iter().enumerate().take(window.end).skip(window.start) {
+            let ev = &item.event;
+            let client_x = x_of.get(ev.client.as_str()).copied().unwrap_or(left);
+            let from = ev.kind.from();
+            let (x1, mut x2) = match from {
                 Side::Client => (client_x, server_x),
                 Side::Server => (server_x, client_x),
             };
@@ -156,46 +336,99 @@ impl Diagram {
             let lost = matches!(ev.kind, EventKind::Failure(_))
                 || matches!(&ev.kind, EventKind::WsClose(c) if !c.clean);
             if lost {
-                // A lost message stops two thirds of the way.
                 x2 = x1 + (x2 - x1) * 2.0 / 3.0;
             }
-            let at = sent_at(ev);
+            let y = top + geo.row * (i as f64 + 0.5);
+            let drop = slant(transit_us(item, offset), geo.row);
+            let (y1, y2) = (y - drop / 2.0, y + drop / 2.0);
+            let at = sent_at(item, offset);
             let mut note = String::new();
+            let local = item.is_local();
             match &ev.kind {
                 EventKind::HttpRequest(_) | EventKind::WsUpgrade(_) => {
-                    if let Some(t) = at {
-                        request_at.insert(ev.exchange, t);
-                    }
+                    request_rows.insert((ev.exchange, local), (y2, ev.at.client_us, ev.at.server_us));
                 }
                 EventKind::HttpResponse(_) | EventKind::WsAccept(_) => {
-                    if let (Some(t0), Some(t1)) = (request_at.get(&ev.exchange), ev.at.client_us) {
-                        note = format!("round trip {}", time::duration(t1 - t0));
+                    if let Some(&(req_y, req_client, req_server)) = request_rows.get(&(ev.exchange, local)) {
+                        if let (Some(c0), Some(c1)) = (req_client, ev.at.client_us) {
+                            note = format!("round trip {}", time::duration(c1 - c0));
+                        }
+                        if let (Some(s0), Some(s1)) = (req_server, ev.at.server_us) {
+                            bars.push(Bar {
+                                x: server_x,
+                                y1: req_y,
+                                y2: y1,
+                                label: format!("server {}", time::duration(s1 - s0)),
+                            });
+                        }
                     }
                 }
                 _ => {}
             }
+            if let (true, Some(us)) = (note.is_empty(), transit_us(item, offset)) {
+                note = format!("transit {}", time::duration(us));
+            }
             let room = ((x2 - x1).abs() / geo.char_width).floor() as usize;
             let when = match (at, start) {
-                (Some(t), Some(s)) => time::offset(t, s),
+                (Some(a), Some(s)) => time::offset(a, s),
                 _ => String::new(),
             };
-            let clock = at.map(|t| format!(" at {}", time::clock(t, utc_offset_min))).unwrap_or_default();
+            let clock = at.map(|a| format!(" at {}", time::clock(a, utc_offset_min))).unwrap_or_default();
+            let who = if local { " (seen by this browser only)" } else { "" };
+            let seq = if local { String::new() } else { format!("#{} ", ev.seq) };
             arrows.push(Arrow {
+                key: item.key,
                 seq: ev.seq,
                 exchange: ev.exchange,
-                y: geo.header + geo.row * (i as f64 + 0.5),
+                y,
                 x1,
+                y1,
                 x2,
+                y2,
                 label: cut(&text, room.max(4)),
-                title: format!("#{} {text}{clock}", ev.seq),
+                title: format!("{seq}{text}{clock}{who}"),
                 time: when,
                 note,
                 tone,
                 lost,
+                local,
+                server_us: ev.at.server_us,
+                client: ev.client.clone(),
+                mine: ev.client == t.me(),
             });
         }
-        let height = geo.header + geo.row * events.len().max(1) as f64 + 16.0;
-        Diagram { width: geo.width, height, lanes, arrows, top: geo.header }
+        let height = top + geo.row * rows.len().max(1) as f64 + 16.0;
+        let earlier = (t.earlier() > 0).then(|| format!("{} earlier events not shown", t.earlier()));
+        let bar_labels = step >= 220.0;
+        Diagram {
+            width: geo.width,
+            height,
+            lanes,
+            arrows,
+            bars,
+            top,
+            row: geo.row,
+            bar_labels,
+            rows: rows.len(),
+            earlier,
+        }
+    }
+
+    /// The rows to draw for a viewport showing `scroll_top..scroll_top + view_height` of the
+    /// drawing, with `overscan` rows to spare on each side.
+    pub fn window(
+        rows: usize,
+        geo: &Geometry,
+        top: f64,
+        scroll_top: f64,
+        view_height: f64,
+        overscan: usize,
+    ) -> Range<usize> {
+        let first = ((scroll_top - top) / geo.row).floor().max(0.0) as usize;
+        let count = (view_height / geo.row).ceil() as usize + 1;
+        let start = first.saturating_sub(overscan).min(rows);
+        let end = (first + count + overscan).min(rows);
+        start..end
     }
 }
 
@@ -203,115 +436,117 @@ impl Diagram {
 mod tests {
     use super::*;
     use protocol::{
-        Body, CloseInfo, Failure, HttpRequest, HttpResponse, Opcode, Stamps, WsAccept, WsClose, WsFrame,
-        WsUpgrade,
+        Body, ClientInfo, CloseInfo, Event, Failure, HttpRequest, HttpResponse, Opcode, Stamps, WsAccept,
+        WsClose, WsFrame, WsUpgrade,
     };
 
-    fn ev(seq: u64, client: &str, exchange: u64, t: i64, kind: EventKind) -> Event {
-        Event {
+    fn req(path: &str) -> EventKind {
+        EventKind::HttpRequest(HttpRequest {
+            method: "GET".into(),
+            path: path.into(),
+            query: None,
+            headers: vec![],
+            body: None,
+        })
+    }
+
+    fn res(status: u16) -> EventKind {
+        EventKind::HttpResponse(HttpResponse { status, streaming: false, headers: vec![], body: None })
+    }
+
+    fn server(t: &mut Timeline, seq: u64, client: &str, exchange: u64, server_us: i64, kind: EventKind) {
+        t.add_server(Event {
             seq,
             client: client.into(),
             exchange,
-            at: Stamps { client_us: Some(t), server_us: None },
+            client_ref: None,
+            at: Stamps { client_us: None, server_us: Some(server_us) },
             kind,
-        }
+        });
     }
 
-    fn health_exchange() -> Vec<Event> {
-        vec![
-            ev(
-                1,
-                "me",
-                1,
-                1_000_000,
-                EventKind::HttpRequest(HttpRequest {
-                    method: "GET".into(),
-                    path: "/api/health".into(),
-                    query: None,
-                    headers: vec![],
-                    body: None,
-                }),
-            ),
-            ev(
-                2,
-                "me",
-                1,
-                1_003_100,
-                EventKind::HttpResponse(HttpResponse { status: 200, headers: vec![], body: None }),
-            ),
-        ]
+    fn lay(t: &Timeline, width: f64) -> Diagram {
+        let rows: Vec<&Item> = t.items().iter().collect();
+        Diagram::layout(t, &rows, &Geometry::for_width(width), 0..rows.len(), 0)
     }
 
     #[test]
-    fn an_empty_log_still_shows_this_browser_and_the_server() {
-        let d = Diagram::layout(&[], "me", &Geometry::for_width(800.0), 0);
+    fn an_empty_timeline_still_shows_this_browser_and_the_server() {
+        let t = Timeline::new("me", 10);
+        let d = lay(&t, 800.0);
         let titles: Vec<&str> = d.lanes.iter().map(|l| l.title.as_str()).collect();
         assert_eq!(titles, ["This browser", "Server"]);
         assert!(d.lanes[0].is_self && d.lanes[1].is_server);
-        assert!(d.lanes[0].x < d.lanes[1].x);
-        assert!(d.lanes[1].x <= 800.0);
-        assert!(d.arrows.is_empty());
+        assert!(d.lanes[0].x < d.lanes[1].x && d.lanes[1].x <= 800.0);
+        assert!(d.arrows.is_empty() && d.earlier.is_none());
         assert!(d.height > d.top);
     }
 
     #[test]
-    fn requests_go_right_and_responses_come_back_with_their_round_trip() {
-        let d = Diagram::layout(&health_exchange(), "me", &Geometry::for_width(800.0), 0);
-        let (me, server) = (d.lanes[0].x, d.lanes[1].x);
-        let [req, res] = &d.arrows[..] else { panic!("two arrows") };
-        assert_eq!(
-            (req.x1, req.x2, req.label.as_str(), req.tone),
-            (me, server, "GET /api/health", Tone::Request)
-        );
-        assert_eq!((res.x1, res.x2, res.label.as_str(), res.tone), (server, me, "200 OK", Tone::Success));
-        assert_eq!(req.time, "+0 ms");
-        assert_eq!(res.time, "+3.1 ms");
-        assert_eq!(res.note, "round trip 3.1 ms");
-        assert!(res.y > req.y, "rows go down in log order");
-        assert!(d.height >= res.y + 16.0);
-        assert!(req.title.starts_with("#1 GET /api/health at "), "{}", req.title);
+    fn requests_go_right_responses_come_back_with_round_trip_and_server_time() {
+        let mut t = Timeline::new("me", 10);
+        t.add_local(1, req("/api/health"), 1_000_000);
+        t.add_local(1, res(200), 1_003_100);
+        let d = lay(&t, 800.0);
+        let (me, srv) = (d.lanes[0].x, d.lanes[1].x);
+        let [a, b] = &d.arrows[..] else { panic!("two arrows") };
+        assert_eq!((a.x1, a.x2, a.label.as_str(), a.tone), (me, srv, "GET /api/health", Tone::Request));
+        assert_eq!((b.x1, b.x2, b.label.as_str(), b.tone), (srv, me, "200 OK", Tone::Success));
+        assert_eq!((a.time.as_str(), b.time.as_str()), ("+0 ms", "+3.1 ms"));
+        assert_eq!(b.note, "round trip 3.1 ms");
+        assert!(a.local && b.local && b.y > a.y);
+        assert_eq!((a.y1, a.y2), (a.y, a.y), "no clock relation yet: no slant");
+
+        // The server's records arrive; with a clock offset known, transit shows as slant and
+        // the server's time as a bar.
+        let mut t = Timeline::new("me", 10);
+        t.offset.add(0, 0, 0);
+        let ev = |seq, client_us, server_us, kind| Event {
+            seq,
+            client: "me".into(),
+            exchange: 9,
+            client_ref: Some(1),
+            at: Stamps { client_us: Some(client_us), server_us: Some(server_us) },
+            kind,
+        };
+        t.add_server(ev(1, 1_000_000, 1_001_000, req("/api/health")));
+        t.add_server(ev(2, 1_003_000, 1_001_400, res(200)));
+        let d = lay(&t, 800.0);
+        let [a, b] = &d.arrows[..] else { panic!("two arrows") };
+        assert!(a.y2 > a.y1 && b.y2 > b.y1, "slanted");
+        assert_eq!(a.note, "transit 1.0 ms");
+        assert_eq!(d.bars.len(), 1);
+        assert_eq!(d.bars[0].label, "server 0.4 ms");
+        assert!(d.bars[0].y1 <= d.bars[0].y2 && d.bars[0].x == d.lanes[1].x);
     }
 
     #[test]
     fn a_websocket_session_draws_every_step() {
-        let frame = |from, text: &str| {
-            EventKind::WsFrame(WsFrame { from, opcode: Opcode::Text, fin: true, payload: Body::text(text) })
+        let mut t = Timeline::new("me", 20);
+        let frame = |from, s: &str| {
+            EventKind::WsFrame(WsFrame { from, opcode: Opcode::Text, fin: true, payload: Body::text(s) })
         };
-        let events = vec![
-            ev(
-                1,
-                "me",
-                2,
-                0,
-                EventKind::WsUpgrade(WsUpgrade { path: "/ws/echo".into(), query: None, headers: vec![] }),
-            ),
-            ev(2, "me", 2, 10, EventKind::WsAccept(WsAccept { status: 101, headers: vec![] })),
-            ev(3, "me", 2, 20, frame(Side::Client, "hi")),
-            ev(4, "me", 2, 30, frame(Side::Server, "hi")),
-            ev(
-                5,
-                "me",
-                2,
-                40,
-                EventKind::WsClose(WsClose {
-                    from: Side::Client,
-                    close: Some(CloseInfo { code: 1000, reason: String::new() }),
-                    clean: true,
-                }),
-            ),
-            ev(
-                6,
-                "me",
-                2,
-                50,
-                EventKind::WsClose(WsClose {
-                    from: Side::Server,
-                    close: Some(CloseInfo { code: 1000, reason: String::new() }),
-                    clean: true,
-                }),
-            ),
-        ];
-        let d = Diagram::layout(&events, "me", &Geometry::for_width(900.0), 0);
+        let close = |from| {
+            EventKind::WsClose(WsClose {
+                from,
+                close: Some(CloseInfo { code: 1000, reason: String::new() }),
+                clean: true,
+            })
+        };
+        for (i, k) in [
+            EventKind::WsUpgrade(WsUpgrade { path: "/ws/echo".into(), query: None, headers: vec![] }),
+            EventKind::WsAccept(WsAccept { status: 101, headers: vec![] }),
+            frame(Side::Client, "hi"),
+            frame(Side::Server, "hi"),
+            close(Side::Client),
+            close(Side::Server),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            t.add_local(2, k, i as i64 * 10);
+        }
+        let d = lay(&t, 900.0);
         let labels: Vec<&str> = d.arrows.iter().map(|a| a.label.as_str()).collect();
         assert_eq!(
             labels,
@@ -326,68 +561,120 @@ mod tests {
         );
         let rightward: Vec<bool> = d.arrows.iter().map(|a| a.x2 > a.x1).collect();
         assert_eq!(rightward, [true, false, true, false, true, false]);
-        assert!(d.arrows.windows(2).all(|w| w[1].y > w[0].y));
     }
 
     #[test]
     fn lost_messages_stop_short() {
-        let events = vec![ev(
-            1,
-            "me",
-            1,
-            0,
-            EventKind::Failure(Failure { from: Side::Client, message: "no answer".into() }),
-        )];
-        let d = Diagram::layout(&events, "me", &Geometry::for_width(800.0), 0);
+        let mut t = Timeline::new("me", 10);
+        t.add_local(1, EventKind::Failure(Failure { from: Side::Client, message: "no answer".into() }), 0);
+        let d = lay(&t, 800.0);
         let a = &d.arrows[0];
         assert!(a.lost && a.tone == Tone::Lost);
         assert!(a.x2 > a.x1 && a.x2 < d.lanes[1].x);
     }
 
     #[test]
-    fn other_clients_get_lanes_between_this_browser_and_the_server() {
-        let mut events = health_exchange();
-        events.push(ev(
-            3,
+    fn lanes_are_named_and_fold_into_others_past_the_width() {
+        let mut t = Timeline::new("me", 100);
+        server(
+            &mut t,
+            1,
+            "c-ana",
+            0,
+            0,
+            EventKind::Client(ClientInfo { nickname: Some("Ana".into()), ..ClientInfo::default() }),
+        );
+        server(
+            &mut t,
+            2,
             "addr:10.0.0.7",
-            9,
-            1_004_000,
-            EventKind::HttpRequest(HttpRequest {
-                method: "GET".into(),
-                path: "/transcripts".into(),
-                query: None,
-                headers: vec![],
-                body: None,
-            }),
-        ));
-        let d = Diagram::layout(&events, "me", &Geometry::for_width(900.0), 0);
-        let keys: Vec<&str> = d.lanes.iter().map(|l| l.key.as_str()).collect();
-        assert_eq!(keys, ["me", "addr:10.0.0.7", SERVER_LANE]);
+            0,
+            0,
+            EventKind::Client(ClientInfo { user_agent: Some("curl/8.5".into()), ..ClientInfo::default() }),
+        );
+        server(&mut t, 3, "c-ana", 1, 10, req("/transcripts"));
+        server(&mut t, 4, "addr:10.0.0.7", 2, 20, req("/transcripts/1"));
+        let d = lay(&t, 1200.0);
+        let titles: Vec<&str> = d.lanes.iter().map(|l| l.title.as_str()).collect();
+        assert_eq!(titles, ["This browser", "Ana", "curl · 10.0.0.7", "Server"]);
         assert!(d.lanes.windows(2).all(|w| w[1].x > w[0].x));
-        assert_eq!(d.arrows[2].x1, d.lanes[1].x);
+
+        for (i, c) in ["c-b", "c-c", "c-d", "c-e", "c-f", "c-g", "c-h"].iter().enumerate() {
+            server(&mut t, 10 + i as u64, c, 10 + i as u64, 30, req("/x"));
+        }
+        let d = lay(&t, 900.0);
+        let agg = d.lanes.iter().find(|l| l.is_aggregate).expect("an aggregate lane");
+        assert!(agg.title.starts_with('+') && agg.title.ends_with("others"), "{}", agg.title);
+        assert!(d.lanes.len() <= 6, "{}", d.lanes.len());
+        let last = d.arrows.last().unwrap();
+        assert_eq!(last.x1, agg.x, "folded clients draw from the aggregate lane");
+        assert!(d.lanes.iter().all(|l| l.x > 0.0 && l.x <= 900.0));
+    }
+
+    #[test]
+    fn lane_heads_never_overlap_even_on_a_phone() {
+        let mut t = Timeline::new("me", 100);
+        for (i, c) in ["c-a", "c-b", "c-c", "c-d"].iter().enumerate() {
+            let info =
+                ClientInfo { nickname: Some(format!("A rather long nickname {i}")), ..ClientInfo::default() };
+            server(&mut t, 1 + i as u64 * 2, c, 0, 0, EventKind::Client(info));
+            server(&mut t, 2 + i as u64 * 2, c, i as u64, 0, req("/x"));
+        }
+        for width in [340.0, 390.0, 800.0, 1920.0] {
+            let d = lay(&t, width);
+            for w in d.lanes.windows(2) {
+                let gap = (w[1].x - w[1].head_width / 2.0) - (w[0].x + w[0].head_width / 2.0);
+                assert!(gap >= 0.0, "{width}: {} and {} overlap by {}", w[0].title, w[1].title, -gap);
+            }
+            let last = d.lanes.last().unwrap();
+            assert!(last.x + last.head_width / 2.0 <= width, "{width}: the server head fits");
+        }
+    }
+
+    #[test]
+    fn only_the_window_becomes_arrows_but_the_height_counts_every_row() {
+        let mut t = Timeline::new("me", 10_000);
+        for seq in 1..=5000 {
+            server(&mut t, seq, "c-x", seq, seq as i64, req("/x"));
+        }
+        let rows: Vec<&Item> = t.items().iter().collect();
+        let geo = Geometry::for_width(1000.0);
+        let window = Diagram::window(rows.len(), &geo, geo.header, 10_000.0, 600.0, 5);
+        assert!(window.len() < 40, "{window:?}");
+        let d = Diagram::layout(&t, &rows, &geo, window.clone(), 0);
+        assert_eq!(d.arrows.len(), window.len());
+        assert_eq!(d.arrows[0].seq, window.start as u64 + 1);
+        assert!(d.height > geo.row * 5000.0);
+        assert!(d.arrows[0].y < 10_000.0 && d.arrows.last().unwrap().y > 10_600.0);
+    }
+
+    #[test]
+    fn dropped_items_are_announced() {
+        let mut t = Timeline::new("me", 3);
+        for seq in 1..=10 {
+            server(&mut t, seq, "me", seq, 0, req("/x"));
+        }
+        let d = lay(&t, 800.0);
+        assert_eq!(d.earlier.as_deref(), Some("7 earlier events not shown"));
+        assert!(d.top > Geometry::for_width(800.0).header);
     }
 
     #[test]
     fn labels_are_cut_to_fit_a_phone() {
-        let events = vec![ev(
-            1,
-            "me",
-            1,
-            0,
-            EventKind::HttpRequest(HttpRequest {
-                method: "GET".into(),
-                path: "/transcripts/1/a%20very%20long%20course%20name%20indeed".into(),
-                query: None,
-                headers: vec![],
-                body: None,
-            }),
-        )];
+        let mut t = Timeline::new("me", 10);
+        t.add_local(1, req("/transcripts/1/a%20very%20long%20course%20name%20indeed"), 0);
         let geo = Geometry::for_width(360.0);
-        let d = Diagram::layout(&events, "me", &geo, 0);
+        let d = lay(&t, 360.0);
         let a = &d.arrows[0];
         assert!(a.label.ends_with('…'));
         assert!(a.label.chars().count() as f64 * geo.char_width <= (a.x2 - a.x1).abs() + geo.char_width);
         assert!(a.title.contains("indeed"), "the tooltip keeps the whole label");
-        assert!(d.lanes.iter().all(|l| l.x > geo.gutter && l.x < 360.0));
+    }
+
+    #[test]
+    fn slant_grows_slowly_and_is_capped() {
+        assert_eq!(slant(None, 50.0), 0.0);
+        let (a, b, c) = (slant(Some(100), 50.0), slant(Some(10_000), 50.0), slant(Some(5_000_000), 50.0));
+        assert!(a > 0.0 && b > a && c > b && c <= 25.0);
     }
 }

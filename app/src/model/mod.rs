@@ -2,10 +2,13 @@
 //! Components only render what these compute.
 
 pub mod describe;
+pub mod filter;
+pub mod inspect;
 pub mod layout;
-pub mod log;
 pub mod openapi;
 pub mod time;
+pub mod timeline;
 
+pub use filter::Filter;
 pub use layout::{Arrow, Diagram, Geometry, Lane, Tone};
-pub use log::EventLog;
+pub use timeline::{Item, ItemKey, Timeline};

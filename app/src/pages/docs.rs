@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::api;
-use crate::components::{LiveDiagram, OperationForm};
+use crate::components::{Legend, LiveDiagram, OperationForm, StatusLine};
 use crate::model::openapi::operations;
 use crate::recorder::Recorder;
 
@@ -42,7 +42,11 @@ pub fn Docs() -> impl IntoView {
                 <Suspense fallback=|| view! { <p class="hint">"Loading the API description…"</p> }>{ops}</Suspense>
             </section>
             <section class="card diagram-card docs-diagram">
+                <div class="diagram-toolbar">
+                    <StatusLine />
+                </div>
                 <LiveDiagram />
+                <Legend />
             </section>
         </div>
     }

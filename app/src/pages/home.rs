@@ -2,14 +2,14 @@
 
 use leptos::prelude::*;
 
-use crate::components::{LiveDiagram, TranscriptsCard};
+use crate::components::{FilterBar, Legend, LiveDiagram, NicknameField, StatusLine, TranscriptsCard};
 use crate::recorder::Recorder;
 use crate::{api, ws};
 
 #[component]
 pub fn Home() -> impl IntoView {
     let rec = Recorder::from_context();
-    let count = move || rec.log().with(|l| l.len());
+    let count = move || rec.timeline().with(|t| t.items().len());
 
     let (rest_busy, set_rest_busy) = signal(false);
     let (rest_result, set_rest_result) = signal(String::new());
@@ -43,6 +43,9 @@ pub fn Home() -> impl IntoView {
         <div class="home">
             <aside class="controls">
                 <section class="card">
+                    <NicknameField />
+                </section>
+                <section class="card">
                     <h2>"REST · pull"</h2>
                     <p class="hint">"The browser asks, the server answers: one request, one response."</p>
                     <button id="send-health" class="btn primary" on:click=send_health disabled=rest_busy>
@@ -69,7 +72,12 @@ pub fn Home() -> impl IntoView {
                 </section>
             </aside>
             <section class="card diagram-card">
+                <div class="diagram-toolbar">
+                    <StatusLine />
+                    <FilterBar />
+                </div>
                 <LiveDiagram />
+                <Legend />
             </section>
         </div>
     }

@@ -31,10 +31,38 @@ impl TestServer {
 
     /// Empty assets directory: no app built.
     pub fn without_app() -> Self {
+        Self::with_config(|_| {})
+    }
+
+    /// No app built; `adjust` may change the configuration first.
+    pub fn with_config(adjust: impl FnOnce(&mut Config)) -> Self {
         let assets = tempfile::tempdir().unwrap();
         let data = tempfile::tempdir().unwrap();
-        let state = AppState::new(Config::new(assets.path(), data.path())).unwrap();
+        let mut config = Config::new(assets.path(), data.path());
+        adjust(&mut config);
+        let state = AppState::new(config).unwrap();
         Self { state, assets, data }
+    }
+
+    /// Every event recorded so far, parsed.
+    pub fn events(&self) -> Vec<protocol::Event> {
+        self.state.log().since(0).entries.iter().map(|e| serde_json::from_str(&e.json).unwrap()).collect()
+    }
+
+    /// Waits until `pred` holds for the recorded events (the tap records from other tasks).
+    pub async fn wait_events(
+        &self,
+        what: &str,
+        pred: impl Fn(&[protocol::Event]) -> bool,
+    ) -> Vec<protocol::Event> {
+        for _ in 0..250 {
+            let evs = self.events();
+            if pred(&evs) {
+                return evs;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting for {what}: {:#?}", self.events())
     }
 
     pub async fn send(&self, req: Request<Body>) -> Response<Body> {
@@ -52,10 +80,7 @@ impl TestServer {
         let router = app(self.state.clone());
         let shutdown = self.state.shutdown().clone();
         let task = tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move { shutdown.wait().await })
-                .await
-                .unwrap();
+            server::serve::serve(listener, router, shutdown).await.unwrap();
         });
         (addr, task)
     }

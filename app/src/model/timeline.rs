@@ -1,0 +1,386 @@
+//! The app's one list of what happened: the server's event log (from `/ws/observe`) merged with
+//! what this browser saw itself.
+//!
+//! A server event of this browser's (same client id, with the client's own exchange id in
+//! `clientRef`) is joined to the matching local observation — same exchange, same kind of
+//! message, same position among that exchange's messages in that direction — and gains this
+//! browser's timestamp. Local observations the server never reported (a request that failed
+//! before reaching it, or everything while the stream is down) stay as they are. The timeline
+//! is bounded: past its capacity the oldest items go and are counted.
+
+use std::collections::{HashMap, VecDeque};
+
+use protocol::{ClientInfo, ClockOffset, Event, EventKind, Micros, Opcode, Side, Stamps};
+
+/// Which one of an item's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ItemKey {
+    /// A server event, by its `seq`.
+    Seq(u64),
+    /// Something only this browser has seen (so far).
+    Local(u64),
+}
+
+/// One row of the timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    pub key: ItemKey,
+    pub event: Event,
+    /// The path of the exchange this event belongs to (for frames and responses too).
+    pub path: String,
+}
+
+impl Item {
+    pub fn is_local(&self) -> bool {
+        matches!(self.key, ItemKey::Local(_))
+    }
+}
+
+/// The matching key of a message: (client's exchange id, kind, direction, ordinal).
+type Slot = (u64, u8, Side, u32);
+
+fn slot_kind(kind: &EventKind) -> Option<u8> {
+    Some(match kind {
+        EventKind::HttpRequest(_) => 0,
+        EventKind::HttpResponse(_) => 1,
+        EventKind::WsUpgrade(_) => 2,
+        EventKind::WsAccept(_) => 3,
+        // The browser never sees pings and pongs: they do not count.
+        EventKind::WsFrame(f) if !f.opcode.is_control() && f.opcode != Opcode::Continuation => 4,
+        EventKind::WsClose(c) if c.clean => 5,
+        _ => return None,
+    })
+}
+
+/// Counts messages per (exchange, kind, direction) to give each its ordinal.
+#[derive(Debug, Default)]
+struct Ordinals(HashMap<(u64, u8, Side), u32>);
+
+impl Ordinals {
+    fn next(&mut self, exchange: u64, kind: &EventKind) -> Option<Slot> {
+        let k = slot_kind(kind)?;
+        let from = kind.from();
+        let n = self.0.entry((exchange, k, from)).or_default();
+        let slot = (exchange, k, from, *n);
+        *n += 1;
+        Some(slot)
+    }
+}
+
+/// The merged, bounded list.
+#[derive(Debug)]
+pub struct Timeline {
+    me: String,
+    capacity: usize,
+    items: VecDeque<Item>,
+    earlier: u64,
+    latest_seq: u64,
+    next_local: u64,
+    server_ordinals: Ordinals,
+    local_ordinals: Ordinals,
+    /// Local items waiting for their server twin.
+    local_waiting: HashMap<Slot, u64>,
+    /// Server items of ours whose local twin has not been recorded yet.
+    server_waiting: HashMap<Slot, u64>,
+    /// Paths of exchanges: by server exchange id, and by this browser's exchange id.
+    server_paths: HashMap<u64, String>,
+    local_paths: HashMap<u64, String>,
+    clients: HashMap<String, ClientInfo>,
+    /// Client lanes in order of first appearance.
+    order: Vec<String>,
+    pub offset: ClockOffset,
+    /// Observers following the log (from the latest presence note).
+    pub observers: u32,
+}
+
+fn path_of(kind: &EventKind) -> Option<String> {
+    match kind {
+        EventKind::HttpRequest(r) => Some(r.path.clone()),
+        EventKind::WsUpgrade(u) => Some(u.path.clone()),
+        _ => None,
+    }
+}
+
+impl Timeline {
+    pub fn new(me: impl Into<String>, capacity: usize) -> Self {
+        Self {
+            me: me.into(),
+            capacity: capacity.max(1),
+            items: VecDeque::new(),
+            earlier: 0,
+            latest_seq: 0,
+            next_local: 1,
+            server_ordinals: Ordinals::default(),
+            local_ordinals: Ordinals::default(),
+            local_waiting: HashMap::new(),
+            server_waiting: HashMap::new(),
+            server_paths: HashMap::new(),
+            local_paths: HashMap::new(),
+            clients: HashMap::new(),
+            order: Vec::new(),
+            offset: ClockOffset::default(),
+            observers: 0,
+        }
+    }
+
+    /// This browser's client id.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    pub fn items(&self) -> &VecDeque<Item> {
+        &self.items
+    }
+
+    /// Items dropped from the front to stay within capacity (or cleared).
+    pub fn earlier(&self) -> u64 {
+        self.earlier
+    }
+
+    /// The newest server `seq` seen: where to resume the stream.
+    pub fn latest_seq(&self) -> u64 {
+        self.latest_seq
+    }
+
+    pub fn client(&self, id: &str) -> Option<&ClientInfo> {
+        self.clients.get(id)
+    }
+
+    /// Client lanes (this browser first), in order of first appearance.
+    pub fn client_order(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.me.as_str())
+            .chain(self.order.iter().map(String::as_str).filter(move |c| *c != self.me))
+    }
+
+    fn position(&self, key: ItemKey) -> Option<usize> {
+        // Recent items are near the end.
+        self.items.iter().rposition(|i| i.key == key)
+    }
+
+    pub fn get(&self, key: ItemKey) -> Option<&Item> {
+        self.position(key).map(|p| &self.items[p])
+    }
+
+    fn push(&mut self, item: Item) {
+        if !self.order.contains(&item.event.client) {
+            self.order.push(item.event.client.clone());
+        }
+        self.items.push_back(item);
+        while self.items.len() > self.capacity {
+            self.items.pop_front();
+            self.earlier += 1;
+        }
+        // Keep the matching maps bounded with the items.
+        if self.local_waiting.len() > self.capacity {
+            self.local_waiting.clear();
+        }
+        if self.server_waiting.len() > self.capacity {
+            self.server_waiting.clear();
+        }
+        for paths in [&mut self.server_paths, &mut self.local_paths] {
+            if paths.len() > self.capacity * 2 {
+                paths.clear();
+            }
+        }
+    }
+
+    /// Records what this browser saw, now (`client_us`), for its exchange `local_exchange`.
+    pub fn add_local(&mut self, local_exchange: u64, kind: EventKind, client_us: Micros) -> ItemKey {
+        if let Some(p) = path_of(&kind) {
+            self.local_paths.insert(local_exchange, p);
+        }
+        let slot = self.local_ordinals.next(local_exchange, &kind);
+        if let Some(seq) = slot.and_then(|s| self.server_waiting.remove(&s))
+            && let Some(pos) = self.position(ItemKey::Seq(seq))
+        {
+            self.items[pos].event.at.client_us = Some(client_us);
+            return ItemKey::Seq(seq);
+        }
+        let id = self.next_local;
+        self.next_local += 1;
+        let event = Event {
+            seq: 0,
+            client: self.me.clone(),
+            exchange: local_exchange,
+            client_ref: Some(local_exchange),
+            at: Stamps { client_us: Some(client_us), server_us: None },
+            kind,
+        };
+        let path = self.local_paths.get(&local_exchange).cloned().unwrap_or_default();
+        if let Some(s) = slot {
+            self.local_waiting.insert(s, id);
+        }
+        self.push(Item { key: ItemKey::Local(id), event, path });
+        ItemKey::Local(id)
+    }
+
+    /// Adds a server event (in `seq` order; repeats are ignored).
+    pub fn add_server(&mut self, mut event: Event) {
+        if event.seq <= self.latest_seq {
+            return;
+        }
+        self.latest_seq = event.seq;
+        match &event.kind {
+            EventKind::Client(info) => {
+                self.clients.insert(event.client.clone(), info.clone());
+                return;
+            }
+            EventKind::Presence(p) => {
+                self.observers = p.observers;
+                return;
+            }
+            _ => {}
+        }
+        if let Some(p) = path_of(&event.kind) {
+            self.server_paths.insert(event.exchange, p);
+        }
+        let mine = event.client == self.me;
+        let slot = match (mine, event.client_ref) {
+            (true, Some(r)) => self.server_ordinals.next(r, &event.kind),
+            _ => None,
+        };
+        if let Some(s) = slot {
+            match self.local_waiting.remove(&s).and_then(|id| self.position(ItemKey::Local(id))) {
+                Some(pos) => {
+                    let local = self.items.remove(pos).expect("position is in range");
+                    event.at.client_us = local.event.at.client_us;
+                }
+                None => {
+                    self.server_waiting.insert(s, event.seq);
+                }
+            }
+        }
+        let path = self.server_paths.get(&event.exchange).cloned().unwrap_or_default();
+        self.push(Item { key: ItemKey::Seq(event.seq), event, path });
+    }
+
+    /// Forgets every item (ids and `seq` positions stay, so nothing comes back twice).
+    pub fn clear(&mut self) {
+        self.earlier = 0;
+        self.items.clear();
+        self.local_waiting.clear();
+        self.server_waiting.clear();
+    }
+
+    /// The stream restarted from scratch (a new server, or a reset log): forget its position.
+    pub fn restart_stream(&mut self) {
+        self.latest_seq = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::{Body, HttpRequest, HttpResponse, WsFrame};
+
+    fn req(path: &str) -> EventKind {
+        EventKind::HttpRequest(HttpRequest {
+            method: "GET".into(),
+            path: path.into(),
+            query: None,
+            headers: vec![],
+            body: None,
+        })
+    }
+
+    fn res(status: u16) -> EventKind {
+        EventKind::HttpResponse(HttpResponse { status, streaming: false, headers: vec![], body: None })
+    }
+
+    fn server(seq: u64, client: &str, exchange: u64, client_ref: Option<u64>, kind: EventKind) -> Event {
+        Event {
+            seq,
+            client: client.into(),
+            exchange,
+            client_ref,
+            at: Stamps { client_us: None, server_us: Some(seq as i64 * 1000) },
+            kind,
+        }
+    }
+
+    fn keys(t: &Timeline) -> Vec<ItemKey> {
+        t.items().iter().map(|i| i.key).collect()
+    }
+
+    #[test]
+    fn a_local_request_is_replaced_by_its_server_twin_which_keeps_both_times() {
+        let mut t = Timeline::new("me", 100);
+        t.add_local(7, req("/api/health"), 111);
+        assert_eq!(keys(&t), [ItemKey::Local(1)]);
+        assert_eq!(t.items()[0].path, "/api/health");
+        t.add_server(server(1, "me", 50, Some(7), req("/api/health")));
+        assert_eq!(keys(&t), [ItemKey::Seq(1)]);
+        let at = t.items()[0].event.at;
+        assert_eq!((at.client_us, at.server_us), (Some(111), Some(1000)));
+        // The response reaches the server's stream before the browser finished reading it.
+        t.add_server(server(2, "me", 50, Some(7), res(200)));
+        t.add_local(7, res(200), 222);
+        assert_eq!(keys(&t), [ItemKey::Seq(1), ItemKey::Seq(2)]);
+        assert_eq!(t.items()[1].event.at.client_us, Some(222));
+        assert_eq!(t.items()[1].path, "/api/health", "responses carry their exchange's path");
+    }
+
+    #[test]
+    fn other_clients_events_and_unmatched_local_ones_stand_alone() {
+        let mut t = Timeline::new("me", 100);
+        t.add_server(server(1, "other", 1, Some(7), req("/transcripts")));
+        t.add_local(7, req("/api/health"), 5);
+        let failure = EventKind::Failure(protocol::Failure { from: Side::Client, message: "offline".into() });
+        t.add_local(7, failure, 6);
+        assert_eq!(keys(&t), [ItemKey::Seq(1), ItemKey::Local(1), ItemKey::Local(2)]);
+        assert_eq!(t.client_order().collect::<Vec<_>>(), ["me", "other"]);
+    }
+
+    #[test]
+    fn websocket_frames_pair_up_by_order_and_pings_are_not_counted() {
+        let mut t = Timeline::new("me", 100);
+        let text = |from, s: &str| {
+            EventKind::WsFrame(WsFrame { from, opcode: Opcode::Text, fin: true, payload: Body::text(s) })
+        };
+        let ping = EventKind::WsFrame(WsFrame {
+            from: Side::Server,
+            opcode: Opcode::Ping,
+            fin: true,
+            payload: Body::default(),
+        });
+        t.add_local(3, text(Side::Client, "a"), 10);
+        t.add_local(3, text(Side::Client, "b"), 20);
+        t.add_server(server(1, "me", 9, Some(3), ping));
+        t.add_server(server(2, "me", 9, Some(3), text(Side::Client, "a")));
+        t.add_server(server(3, "me", 9, Some(3), text(Side::Client, "b")));
+        let merged: Vec<(ItemKey, Option<i64>)> =
+            t.items().iter().map(|i| (i.key, i.event.at.client_us)).collect();
+        assert_eq!(
+            merged,
+            [(ItemKey::Seq(1), None), (ItemKey::Seq(2), Some(10)), (ItemKey::Seq(3), Some(20))]
+        );
+    }
+
+    #[test]
+    fn repeats_are_ignored_notes_update_state_and_capacity_is_kept() {
+        let mut t = Timeline::new("me", 3);
+        let info = ClientInfo { nickname: Some("Ana".into()), addr: None, user_agent: None };
+        t.add_server(server(1, "c-ana", 0, None, EventKind::Client(info)));
+        t.add_server(server(
+            2,
+            "server",
+            0,
+            None,
+            EventKind::Presence(protocol::Presence { observers: 4, joined: 4, left: 0 }),
+        ));
+        assert!(t.items().is_empty(), "notes are not rows");
+        assert_eq!(t.client("c-ana").and_then(|c| c.nickname.as_deref()), Some("Ana"));
+        assert_eq!(t.observers, 4);
+        for seq in 3..=8 {
+            t.add_server(server(seq, "c-ana", seq, None, req("/x")));
+        }
+        t.add_server(server(5, "c-ana", 5, None, req("/again")));
+        assert_eq!(keys(&t), [ItemKey::Seq(6), ItemKey::Seq(7), ItemKey::Seq(8)]);
+        assert_eq!(t.earlier(), 3);
+        assert_eq!(t.latest_seq(), 8);
+        t.clear();
+        assert!(t.items().is_empty());
+        t.add_server(server(8, "c-ana", 8, None, req("/x")));
+        assert!(t.items().is_empty(), "cleared events do not come back");
+    }
+}

@@ -1,0 +1,354 @@
+//! The wire tap, in one place: a tower layer that records every HTTP exchange and WebSocket
+//! handshake under the API paths, and (through [`tap::TapIo`], installed by [`crate::ws`]) every
+//! WebSocket frame. Nothing else in the server knows capture exists.
+//!
+//! Recorded for each HTTP exchange: the client (its `X-Wirescope-Client` id, or its remote
+//! address), a correlation id, method, path, query, headers and body previews (secrets
+//! redacted) of request and response, and the server's receive and respond times. Static files
+//! of the app are not recorded, nor the observer stream's own frames (no feedback loop).
+
+pub mod frames;
+pub mod tap;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, Response, StatusCode, header};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use protocol::{ClientInfo, EventKind, Header, HttpRequest, HttpResponse, Stamps, WsAccept, WsUpgrade};
+use tower::{Layer, Service};
+
+use crate::log::EventLog;
+pub use tap::{Tap, TapIo};
+
+/// Lane of events that belong to no client (presence, the server's own notes).
+pub const SERVER_LANE: &str = "server";
+/// Header carrying a browser's client id.
+pub const CLIENT_HEADER: &str = "x-wirescope-client";
+/// Header carrying the client's own correlation id for an exchange.
+pub const EXCHANGE_HEADER: &str = "x-wirescope-exchange";
+/// The observer stream: never captured itself.
+pub const OBSERVE_PATH: &str = "/ws/observe";
+
+/// Headers whose values are never stored or shown.
+const SECRET_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+const REDACTED: &str = "[redacted]";
+/// Request bodies up to this size are read before the handler runs, so the request event
+/// carries its preview; a larger one is recorded with what was read by then.
+const BUFFER_LIMIT: usize = (1 << 20) + 1;
+
+/// A client id as the app makes them: 1 to 64 of `[A-Za-z0-9_-]`.
+pub fn valid_client_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Values that must never appear in captured data (e.g. the instructor token).
+#[derive(Debug, Default)]
+pub struct Secrets(RwLock<Vec<String>>);
+
+impl Secrets {
+    pub fn add(&self, secret: impl Into<String>) {
+        let s = secret.into();
+        if !s.is_empty() {
+            self.0.write().unwrap_or_else(PoisonError::into_inner).push(s);
+        }
+    }
+
+    /// `text` with every secret replaced by `[redacted]`.
+    pub fn scrub(&self, text: &str) -> String {
+        let secrets = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out = text.to_owned();
+        for s in secrets.iter().filter(|s| text.contains(s.as_str())) {
+            out = out.replace(s.as_str(), REDACTED);
+        }
+        out
+    }
+}
+
+/// The clients seen so far and what they call themselves.
+#[derive(Debug, Default)]
+pub struct Clients {
+    known: RwLock<HashMap<String, ClientInfo>>,
+}
+
+/// Beyond this many clients, new ones are still captured but no longer described.
+const MAX_CLIENTS: usize = 50_000;
+
+impl Clients {
+    /// Notes a client; records a `client` event the first time it is seen.
+    pub fn seen(&self, log: &EventLog, key: &str, addr: Option<String>, user_agent: Option<String>) {
+        if self.known.read().unwrap_or_else(PoisonError::into_inner).contains_key(key) {
+            return;
+        }
+        let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
+        if known.contains_key(key) || known.len() >= MAX_CLIENTS {
+            return;
+        }
+        let info = ClientInfo { nickname: None, addr, user_agent };
+        known.insert(key.to_owned(), info.clone());
+        drop(known);
+        log.record(key, 0, None, now(), EventKind::Client(info));
+    }
+
+    /// Sets a client's nickname; records a `client` event when it changed.
+    pub fn rename(&self, log: &EventLog, key: &str, nickname: &str) {
+        let nickname = nickname.trim().chars().take(40).collect::<String>();
+        let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
+        let info = known.entry(key.to_owned()).or_default();
+        let new = (!nickname.is_empty()).then_some(nickname);
+        if info.nickname == new {
+            return;
+        }
+        info.nickname = new;
+        let info = info.clone();
+        drop(known);
+        log.record(key, 0, None, now(), EventKind::Client(info));
+    }
+
+    pub fn nickname(&self, key: &str) -> Option<String> {
+        self.known.read().unwrap_or_else(PoisonError::into_inner).get(key).and_then(|i| i.nickname.clone())
+    }
+}
+
+fn now() -> Stamps {
+    Stamps { client_us: None, server_us: Some(crate::now_us()) }
+}
+
+/// What the capture layer needs.
+#[derive(Clone)]
+pub struct Capture {
+    pub log: Arc<EventLog>,
+    pub clients: Arc<Clients>,
+    pub secrets: Arc<Secrets>,
+    /// Largest body preview kept per message.
+    pub preview: usize,
+    /// Off: requests pass untouched (for measuring what capture costs).
+    pub enabled: bool,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture").field("preview", &self.preview).field("enabled", &self.enabled).finish()
+    }
+}
+
+impl<S> Layer<S> for Capture {
+    type Service = CaptureService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        CaptureService { capture: self.clone(), inner }
+    }
+}
+
+/// The service the [`Capture`] layer wraps around the router.
+#[derive(Clone)]
+pub struct CaptureService<S> {
+    capture: Capture,
+    inner: S,
+}
+
+fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+}
+
+impl Capture {
+    fn headers(&self, headers: &HeaderMap) -> Vec<Header> {
+        headers
+            .iter()
+            .map(|(name, value)| {
+                let value = if SECRET_HEADERS.contains(&name.as_str()) {
+                    REDACTED.to_owned()
+                } else {
+                    self.secrets.scrub(&String::from_utf8_lossy(value.as_bytes()))
+                };
+                Header::new(name.as_str(), value)
+            })
+            .collect()
+    }
+
+    fn body(&self, bytes: &[u8], size: u64) -> protocol::Body {
+        let mut body = protocol::Body::capture(bytes, self.preview);
+        if let Some(t) = &body.text {
+            body.text = Some(self.secrets.scrub(t));
+        }
+        body.size = size;
+        body.truncated = body.truncated || (bytes.len() as u64) < size;
+        body
+    }
+}
+
+/// Reads a request body up to [`BUFFER_LIMIT`]: answers what was read, the body to hand on
+/// (the same bytes, then whatever was not read), and the full size if known.
+async fn buffer(body: Body, declared: Option<u64>) -> (Bytes, Body, u64) {
+    let mut body = body;
+    let mut head = BytesMut::new();
+    loop {
+        if head.len() >= BUFFER_LIMIT {
+            let seen = head.len() as u64;
+            let head = head.freeze();
+            let rest = body.into_data_stream();
+            let first =
+                futures_util::stream::once(futures_util::future::ready(Ok::<_, axum::Error>(head.clone())));
+            let chained = futures_util::StreamExt::chain(first, rest);
+            return (head, Body::from_stream(chained), declared.unwrap_or(seen).max(seen));
+        }
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    head.extend_from_slice(&data);
+                }
+            }
+            // A body that breaks mid-way: hand on what arrived; the handler sees it cut short.
+            Some(Err(_)) | None => {
+                let head = head.freeze();
+                let size = head.len() as u64;
+                return (head.clone(), Body::from(head), size);
+            }
+        }
+    }
+}
+
+impl<S> Service<Request<Body>> for CaptureService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let path = req.uri().path();
+        let captured = self.capture.enabled && crate::assets::is_api_path(path) && path != OBSERVE_PATH;
+        // Take the service that was polled ready; leave a fresh clone for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if !captured {
+            return Box::pin(inner.call(req));
+        }
+        let cap = self.capture.clone();
+        Box::pin(async move {
+            let received = crate::now_us();
+            let log = cap.log.clone();
+            let exchange = log.next_exchange();
+            let headers = req.headers();
+            let query = req.uri().query().map(str::to_owned);
+            let addr = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+            let id = headers
+                .get(CLIENT_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| query_param(query.as_deref(), "client"))
+                .filter(|id| valid_client_id(id));
+            let client: Arc<str> = match id {
+                Some(id) => id.into(),
+                None => format!("addr:{}", addr.as_deref().unwrap_or("unknown")).into(),
+            };
+            let client_ref = headers
+                .get(EXCHANGE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| query_param(query.as_deref(), "ref"))
+                .and_then(|v| v.parse().ok());
+            let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            cap.clients.seen(&log, &client, addr, user_agent);
+            let at = Stamps { client_us: None, server_us: Some(received) };
+            let path = req.uri().path().to_owned();
+            let query = query.map(|q| cap.secrets.scrub(&q));
+            let upgrade =
+                headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+
+            if upgrade {
+                let headers = cap.headers(req.headers());
+                log.record(
+                    &client,
+                    exchange,
+                    client_ref,
+                    at,
+                    EventKind::WsUpgrade(WsUpgrade { path, query, headers }),
+                );
+                let tap = Tap {
+                    log: log.clone(),
+                    client: client.clone(),
+                    exchange,
+                    client_ref,
+                    preview: cap.preview,
+                };
+                req.extensions_mut().insert(tap);
+                let res = inner.call(req).await?;
+                let accept = WsAccept { status: res.status().as_u16(), headers: cap.headers(res.headers()) };
+                log.record(&client, exchange, client_ref, now(), EventKind::WsAccept(accept));
+                return Ok(res);
+            }
+
+            let declared =
+                headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            let req_headers = cap.headers(req.headers());
+            let (parts, body) = req.into_parts();
+            let (head, body, size) = buffer(body, declared).await;
+            let body_preview = (size > 0).then(|| cap.body(&head, size));
+            let request = HttpRequest {
+                method: parts.method.to_string(),
+                path,
+                query,
+                headers: req_headers,
+                body: body_preview,
+            };
+            log.record(&client, exchange, client_ref, at, EventKind::HttpRequest(request));
+
+            let res = inner.call(Request::from_parts(parts, body)).await?;
+            let status = res.status();
+            let headers = cap.headers(res.headers());
+            let exact = axum::body::HttpBody::size_hint(res.body()).exact();
+            let streaming = exact.is_none() || exact.is_some_and(|n| n > BUFFER_LIMIT as u64);
+            let (res, body) = if streaming || status == StatusCode::SWITCHING_PROTOCOLS {
+                (res, None)
+            } else {
+                let (parts, body) = res.into_parts();
+                let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                let preview = (!bytes.is_empty()).then(|| cap.body(&bytes, bytes.len() as u64));
+                (Response::from_parts(parts, Body::from(bytes)), preview)
+            };
+            let response = HttpResponse { status: status.as_u16(), streaming, headers, body };
+            log.record(&client, exchange, client_ref, now(), EventKind::HttpResponse(response));
+            Ok(res)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_short_and_plain() {
+        assert!(valid_client_id("c-9f3a_x"));
+        assert!(!valid_client_id(""));
+        assert!(!valid_client_id("a b"));
+        assert!(!valid_client_id(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_wherever_they_appear() {
+        let s = Secrets::default();
+        s.add("tok123");
+        assert_eq!(s.scrub("Bearer tok123 and tok123"), "Bearer [redacted] and [redacted]");
+        assert_eq!(s.scrub("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn query_parameters_are_found_by_exact_name() {
+        assert_eq!(query_param(Some("client=a&ref=3"), "ref"), Some("3"));
+        assert_eq!(query_param(Some("xclient=a"), "client"), None);
+        assert_eq!(query_param(None, "client"), None);
+    }
+}

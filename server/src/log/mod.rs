@@ -1,0 +1,382 @@
+//! The one event log: every captured event gets the next `seq`, is kept in a bounded ring for
+//! observers, broadcast live, and queued for the database writer.
+//!
+//! `record` takes one short lock (assign `seq`, serialize once, push to the ring, broadcast),
+//! so ring order, broadcast order and `seq` order are the same. Nothing here ever waits for a
+//! slow reader: the broadcast channel and the writer queue are bounded, and what does not fit
+//! is counted (observers resync from the ring; events the writer could not take are counted
+//! as unpersisted and reported).
+
+pub mod db;
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use protocol::{Event, EventKind, Stamps};
+use tokio::sync::broadcast;
+
+pub use db::{LogDb, SessionInfo};
+
+/// One recorded event: its `seq`, its server time and its JSON (serialized once, shared by
+/// every observer and the writer).
+#[derive(Debug)]
+pub struct Entry {
+    pub seq: u64,
+    pub server_us: i64,
+    pub json: Box<str>,
+}
+
+/// How the log is sized.
+#[derive(Debug, Clone, Copy)]
+pub struct LogConfig {
+    /// Events kept in memory for observers that (re)connect.
+    pub ring: usize,
+    /// Events an observer may fall behind the live stream before it is resynced.
+    pub observer_queue: usize,
+    /// Events waiting for the database writer before new ones are counted as unpersisted.
+    pub writer_queue: usize,
+    /// Disk cap of the event database, in bytes.
+    pub disk_cap: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { ring: 10_000, observer_queue: 1024, writer_queue: 16_384, disk_cap: 256 << 20 }
+    }
+}
+
+struct Ring {
+    next_seq: u64,
+    entries: VecDeque<Arc<Entry>>,
+}
+
+/// The event log. Shared as `Arc<EventLog>`.
+pub struct EventLog {
+    config: LogConfig,
+    ring: Mutex<Ring>,
+    live: broadcast::Sender<Arc<Entry>>,
+    writer: Option<SyncSender<db::Command>>,
+    db: Option<LogDb>,
+    session: AtomicU64,
+    unpersisted: AtomicU64,
+    next_exchange: AtomicU64,
+    observers: AtomicU32,
+    joined: AtomicU32,
+    left: AtomicU32,
+}
+
+impl std::fmt::Debug for EventLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLog").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Where to resume an observer: what the ring holds after a `seq`, or where it must go to disk.
+#[derive(Debug)]
+pub struct Since {
+    /// Events after the asked `seq` still in memory, oldest first.
+    pub entries: Vec<Arc<Entry>>,
+    /// Events between the asked `seq` and the ring's oldest are on disk only: `(after, before)`.
+    pub from_disk: Option<(u64, u64)>,
+    /// The newest `seq` at the time of asking.
+    pub latest: u64,
+}
+
+impl EventLog {
+    /// A log persisted to `dir/events.sqlite3`, continuing its `seq` numbering, in a new session.
+    pub fn open(dir: &Path, config: LogConfig, session_name: &str) -> rusqlite::Result<Arc<EventLog>> {
+        let (db, conn, session, max_seq) =
+            LogDb::open(&dir.join(db::FILE_NAME), session_name, crate::now_us())?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(config.writer_queue);
+        let cap = config.disk_cap;
+        std::thread::Builder::new()
+            .name("event-log-writer".into())
+            .spawn(move || db::writer(conn, session, cap, rx))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        Ok(Arc::new(Self::new(config, Some(tx), Some(db), session, max_seq + 1)))
+    }
+
+    /// A log kept in memory only (tests; `--capture off` still answers observers).
+    pub fn in_memory(config: LogConfig) -> Arc<EventLog> {
+        Arc::new(Self::new(config, None, None, 0, 1))
+    }
+
+    fn new(
+        config: LogConfig,
+        writer: Option<SyncSender<db::Command>>,
+        db: Option<LogDb>,
+        session: u64,
+        next_seq: u64,
+    ) -> Self {
+        let (live, _) = broadcast::channel(config.observer_queue.max(1));
+        Self {
+            config,
+            ring: Mutex::new(Ring { next_seq, entries: VecDeque::with_capacity(config.ring.min(4096)) }),
+            live,
+            writer,
+            db,
+            session: AtomicU64::new(session),
+            unpersisted: AtomicU64::new(0),
+            next_exchange: AtomicU64::new(1),
+            observers: AtomicU32::new(0),
+            joined: AtomicU32::new(0),
+            left: AtomicU32::new(0),
+        }
+    }
+
+    /// A fresh correlation id for an exchange or a connection.
+    pub fn next_exchange(&self) -> u64 {
+        self.next_exchange.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Records an event now and answers its `seq`.
+    pub fn record(
+        &self,
+        client: &str,
+        exchange: u64,
+        client_ref: Option<u64>,
+        at: Stamps,
+        kind: EventKind,
+    ) -> u64 {
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = ring.next_seq;
+        ring.next_seq += 1;
+        let event = Event { seq, client: client.to_owned(), exchange, client_ref, at, kind };
+        let json = serde_json::to_string(&event).unwrap_or_else(|e| {
+            format!(r#"{{"seq":{seq},"client":"server","exchange":0,"at":{{}},"kind":"failure","from":"server","message":"unrecordable event: {e}"}}"#)
+        });
+        let entry = Arc::new(Entry {
+            seq,
+            server_us: at.server_us.unwrap_or_else(crate::now_us),
+            json: json.into_boxed_str(),
+        });
+        if ring.entries.len() >= self.config.ring {
+            ring.entries.pop_front();
+        }
+        ring.entries.push_back(entry.clone());
+        // No receivers is fine: nobody is watching.
+        let _ = self.live.send(entry.clone());
+        drop(ring);
+        if let Some(w) = &self.writer {
+            match w.try_send(db::Command::Append(entry)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    self.unpersisted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        seq
+    }
+
+    /// Follows new events. Subscribe before calling [`EventLog::since`], so nothing falls
+    /// between the two.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Entry>> {
+        self.live.subscribe()
+    }
+
+    /// What comes after `seq` (exclusive).
+    pub fn since(&self, seq: u64) -> Since {
+        let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        let latest = ring.next_seq - 1;
+        let oldest = ring.entries.front().map_or(ring.next_seq, |e| e.seq);
+        let from_disk = (seq + 1 < oldest && self.db.is_some()).then_some((seq, oldest));
+        let skip = ring.entries.partition_point(|e| e.seq <= seq);
+        Since { entries: ring.entries.iter().skip(skip).cloned().collect(), from_disk, latest }
+    }
+
+    /// The newest `seq` so far (0 before the first event).
+    pub fn latest_seq(&self) -> u64 {
+        self.ring.lock().unwrap_or_else(PoisonError::into_inner).next_seq - 1
+    }
+
+    /// The oldest `seq` still in memory.
+    pub fn oldest_in_memory(&self) -> u64 {
+        let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        ring.entries.front().map_or(ring.next_seq, |e| e.seq)
+    }
+
+    /// Events recorded but never handed to the database writer.
+    pub fn unpersisted(&self) -> u64 {
+        self.unpersisted.load(Ordering::Relaxed)
+    }
+
+    pub fn session(&self) -> u64 {
+        self.session.load(Ordering::Relaxed)
+    }
+
+    pub fn db(&self) -> Option<&LogDb> {
+        self.db.as_ref()
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Blocks until the writer has committed everything recorded so far.
+    pub fn flush(&self) {
+        if let Some(w) = &self.writer {
+            let (tx, rx) = std::sync::mpsc::channel();
+            if w.send(db::Command::Flush(tx)).is_ok() {
+                let _ = rx.recv();
+            }
+        }
+    }
+
+    /// Sends a command to the writer and waits for its answer (blocking).
+    pub fn command<R>(
+        &self,
+        make: impl FnOnce(std::sync::mpsc::Sender<rusqlite::Result<R>>) -> db::Command,
+    ) -> Option<rusqlite::Result<R>> {
+        let w = self.writer.as_ref()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        w.send(make(tx)).ok()?;
+        rx.recv().ok()
+    }
+
+    /// Ends the current session and starts a new one (blocking); answers its id.
+    pub fn new_session(&self, name: &str) -> Option<rusqlite::Result<u64>> {
+        let now_us = crate::now_us();
+        let r = self.command(|reply| db::Command::NewSession { name: name.to_owned(), now_us, reply });
+        if let Some(Ok(id)) = &r {
+            self.session.store(*id, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// An observer came; counted for the next presence event.
+    pub fn observer_joined(&self) {
+        self.observers.fetch_add(1, Ordering::Relaxed);
+        self.joined.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn observer_left(&self) {
+        self.observers.fetch_sub(1, Ordering::Relaxed);
+        self.left.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn observers(&self) -> u32 {
+        self.observers.load(Ordering::Relaxed)
+    }
+
+    /// Records one presence event for the observers who came and went since the last call,
+    /// if any did. Called once a second: presence is merged, never one event per observer.
+    pub fn presence_tick(&self) -> Option<u64> {
+        let joined = self.joined.swap(0, Ordering::Relaxed);
+        let left = self.left.swap(0, Ordering::Relaxed);
+        if joined == 0 && left == 0 {
+            return None;
+        }
+        let presence = protocol::Presence { observers: self.observers(), joined, left };
+        let at = Stamps { client_us: None, server_us: Some(crate::now_us()) };
+        Some(self.record(crate::capture::SERVER_LANE, 0, None, at, EventKind::Presence(presence)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::Failure;
+
+    fn kind() -> EventKind {
+        EventKind::Failure(Failure { from: protocol::Side::Client, message: "x".into() })
+    }
+
+    fn record(log: &EventLog) -> u64 {
+        log.record("c", 1, None, Stamps::default(), kind())
+    }
+
+    #[test]
+    fn seq_increases_and_the_ring_is_bounded() {
+        let log = EventLog::in_memory(LogConfig { ring: 5, ..LogConfig::default() });
+        let seqs: Vec<u64> = (0..12).map(|_| record(&log)).collect();
+        assert_eq!(seqs, (1..=12).collect::<Vec<_>>());
+        let s = log.since(0);
+        assert_eq!(s.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [8, 9, 10, 11, 12]);
+        assert_eq!(s.latest, 12);
+        assert_eq!(log.oldest_in_memory(), 8);
+        let s = log.since(10);
+        assert_eq!(s.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [11, 12]);
+        assert!(log.since(12).entries.is_empty());
+    }
+
+    #[test]
+    fn entries_hold_the_event_json_with_its_seq() {
+        let log = EventLog::in_memory(LogConfig::default());
+        record(&log);
+        let e = &log.since(0).entries[0];
+        let ev: Event = serde_json::from_str(&e.json).unwrap();
+        assert_eq!(ev.seq, 1);
+        assert_eq!(ev.kind, kind());
+    }
+
+    #[test]
+    fn presence_is_merged_into_one_event_per_tick() {
+        let log = EventLog::in_memory(LogConfig::default());
+        assert_eq!(log.presence_tick(), None);
+        log.observer_joined();
+        log.observer_joined();
+        log.observer_joined();
+        log.observer_left();
+        let seq = log.presence_tick().unwrap();
+        assert_eq!(log.presence_tick(), None, "nothing changed since");
+        let ev: Event = serde_json::from_str(&log.since(seq - 1).entries[0].json).unwrap();
+        assert_eq!(ev.kind, EventKind::Presence(protocol::Presence { observers: 2, joined: 3, left: 1 }));
+    }
+
+    #[test]
+    fn persisted_events_survive_and_seq_continues_in_a_new_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let first_session;
+        {
+            let log = EventLog::open(dir.path(), LogConfig::default(), "one").unwrap();
+            first_session = log.session();
+            for _ in 0..50 {
+                record(&log);
+            }
+            log.flush();
+        }
+        let log = EventLog::open(dir.path(), LogConfig::default(), "two").unwrap();
+        assert!(log.session() > first_session);
+        assert_eq!(record(&log), 51, "seq continues across restarts");
+        log.flush();
+        let db = log.db().unwrap();
+        let old = db.events_between(10, 15, 100).unwrap();
+        assert_eq!(old.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [11, 12, 13, 14]);
+        let sessions = db.sessions().unwrap();
+        assert_eq!(sessions.len(), 2);
+        assert_eq!(
+            (sessions[1].events, sessions[1].first_seq, sessions[1].last_seq),
+            (50, Some(1), Some(50))
+        );
+        assert!(sessions[1].ended_us.is_some(), "the earlier session was closed");
+        assert_eq!(db.session_events(sessions[0].id).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn pruning_keeps_the_database_under_its_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, conn, session, _) = LogDb::open(&dir.path().join("e.sqlite3"), "old", 0).unwrap();
+        let big = "x".repeat(2000);
+        for seq in 1..=2000i64 {
+            conn.execute(
+                "INSERT INTO chunks (first_seq, last_seq, session, at_us, events, data) VALUES (?1, ?1, ?2, 0, 1, ?3)",
+                rusqlite::params![seq, session as i64, big],
+            )
+            .unwrap();
+        }
+        conn.execute("INSERT INTO sessions (name, started_us) VALUES ('current', 1)", []).unwrap();
+        let current = conn.last_insert_rowid() as u64;
+        conn.execute(
+            "INSERT INTO chunks (first_seq, last_seq, session, at_us, events, data) VALUES (5000, 5000, ?1, 0, 1, 'kept')",
+            rusqlite::params![current as i64],
+        )
+        .unwrap();
+        let removed = db::prune(&conn, current, 1 << 20).unwrap();
+        assert_eq!(removed, 1, "the whole old session went");
+        let left: i64 = conn.query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 1, "the current session's chunk stays");
+    }
+}

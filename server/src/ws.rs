@@ -1,0 +1,272 @@
+//! The server's WebSocket endpoint plumbing: an upgrade extractor and a socket type on
+//! tungstenite, with the wire tap installed when the capture layer asked for one.
+//!
+//! Also what every endpoint needs for clean failures: a message over the size limit closes
+//! with 1009, invalid UTF-8 with 1007, a protocol violation with 1002 — and the server then
+//! reads (and drops) what the client was still sending, so the client sees that close code
+//! instead of a reset connection.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+
+pub use tokio_tungstenite::tungstenite::Message;
+
+use crate::ApiError;
+use crate::capture::{Tap, TapIo};
+
+/// How long a closing socket waits for the client's answer (and drains what it still sends).
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+
+fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))))
+}
+
+/// A request to switch to WebSocket. Rejections are JSON errors (426 when it is not one).
+pub struct WebSocketUpgrade {
+    key: HeaderValue,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    tap: Option<Tap>,
+    config: WebSocketConfig,
+}
+
+impl std::fmt::Debug for WebSocketUpgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketUpgrade").field("tap", &self.tap).finish_non_exhaustive()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        if parts.method != Method::GET {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let upgrade = |why: &str| ApiError::UpgradeRequired(format!("this is a WebSocket endpoint: {why}"));
+        if !header_has(&parts.headers, header::CONNECTION, "upgrade")
+            || !header_has(&parts.headers, header::UPGRADE, "websocket")
+        {
+            return Err(upgrade("send Connection: Upgrade and Upgrade: websocket"));
+        }
+        if parts.headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
+            return Err(upgrade("only Sec-WebSocket-Version 13 is spoken"));
+        }
+        let key = parts
+            .headers
+            .get(header::SEC_WEBSOCKET_KEY)
+            .cloned()
+            .ok_or_else(|| upgrade("Sec-WebSocket-Key is missing"))?;
+        let on_upgrade = parts
+            .extensions
+            .remove::<hyper::upgrade::OnUpgrade>()
+            .ok_or_else(|| upgrade("this connection cannot be upgraded"))?;
+        let tap = parts.extensions.remove::<Tap>();
+        let mut config = WebSocketConfig::default();
+        config.max_message_size = Some(crate::echo::MAX_MESSAGE_BYTES);
+        config.max_frame_size = Some(crate::echo::MAX_MESSAGE_BYTES);
+        Ok(Self { key, on_upgrade, tap, config })
+    }
+}
+
+impl WebSocketUpgrade {
+    /// Largest message (and frame) accepted; bigger ones close the socket with 1009.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.config.max_message_size = Some(bytes);
+        self.config.max_frame_size = Some(bytes);
+        self
+    }
+
+    /// Small buffers for sockets that mostly send (observers): thousands of them stay cheap.
+    pub fn small_buffers(mut self) -> Self {
+        self.config.read_buffer_size = 1024;
+        self.config.write_buffer_size = 0;
+        self.config.max_write_buffer_size = 4 << 20;
+        self.config.max_message_size = Some(64 * 1024);
+        self.config.max_frame_size = Some(64 * 1024);
+        self
+    }
+
+    /// Answers 101 and runs `callback` on the socket once the connection has switched.
+    pub fn on_upgrade<C, F>(self, callback: C) -> Response
+    where
+        C: FnOnce(WebSocket) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Self { key, on_upgrade, tap, config } = self;
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else { return };
+            // Back to the bare socket when nothing was read past the handshake: the HTTP
+            // connection's buffers go, which is most of what an idle WebSocket would cost.
+            let io: Box<dyn Io> = match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+                Ok(parts) if parts.read_buf.is_empty() => Box::new(parts.io.into_inner()),
+                Ok(parts) => Box::new(Prefixed { head: parts.read_buf, io: parts.io.into_inner() }),
+                Err(upgraded) => Box::new(TokioIo::new(upgraded)),
+            };
+            let io = TapIo::new(io, tap);
+            let stream = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+            callback(WebSocket { stream }).await;
+        });
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+            .body(Body::empty())
+            .unwrap_or_default()
+    }
+}
+
+/// What a WebSocket runs over.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// A socket with bytes already read from it (they are read first).
+struct Prefixed {
+    head: bytes::Bytes,
+    io: tokio::net::TcpStream,
+}
+
+impl tokio::io::AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.head.is_empty() {
+            let n = self.head.len().min(buf.remaining());
+            let chunk = self.head.split_to(n);
+            buf.put_slice(&chunk);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+type Socket = TapIo<Box<dyn Io>>;
+
+/// An open server-side WebSocket.
+pub struct WebSocket {
+    stream: WebSocketStream<Socket>,
+}
+
+impl std::fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket").finish_non_exhaustive()
+    }
+}
+
+/// How a socket ended, from the server's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The client closed (or the server did, and the client answered).
+    Closed,
+    /// The connection dropped without a close handshake.
+    Lost,
+}
+
+/// The close code for a read error, if it is the client's fault and deserves one.
+pub fn close_code_for(e: &WsError) -> Option<(u16, &'static str)> {
+    match e {
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => Some((1009, "message too big")),
+        WsError::Capacity(_) => Some((1009, "message too big")),
+        WsError::Utf8(_) => Some((1007, "text frame is not valid UTF-8")),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake | ProtocolError::SendAfterClosing) => {
+            None
+        }
+        WsError::Protocol(_) => Some((1002, "protocol error")),
+        _ => None,
+    }
+}
+
+impl WebSocket {
+    /// The next message: `None` once the connection is closed or broken. Pings are answered
+    /// (pong) and close frames echoed by the implementation itself.
+    pub async fn recv(&mut self) -> Option<Result<Message, WsError>> {
+        self.stream.next().await
+    }
+
+    pub async fn send(&mut self, msg: Message) -> Result<(), WsError> {
+        self.stream.send(msg).await
+    }
+
+    /// Queues a message without flushing (for batches; call [`WebSocket::flush`] after).
+    pub async fn feed(&mut self, msg: Message) -> Result<(), WsError> {
+        self.stream.feed(msg).await
+    }
+
+    pub async fn flush(&mut self) -> Result<(), WsError> {
+        self.stream.flush().await
+    }
+
+    /// Closes with `code` and `reason`, then waits (briefly) for the client's close frame,
+    /// reading and dropping anything it still sends.
+    pub async fn close(mut self, code: u16, reason: &str) {
+        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() };
+        if self.stream.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        let drain = async {
+            // Until the client's close frame arrives: through the protocol while it still
+            // reads, then as raw bytes (after an oversized or broken message it cannot).
+            while let Some(Ok(_)) = self.stream.next().await {}
+            // On the heap: an array here would sit in every socket's future, used or not.
+            let mut sink = vec![0u8; 16 * 1024];
+            while !self.stream.get_ref().client_closed() && !self.stream.get_ref().client_eof() {
+                match self.stream.get_mut().read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+    }
+
+    /// Ends the socket after a read error: with the fitting close code when the client broke a
+    /// rule (1009, 1007, 1002), otherwise by dropping it.
+    pub async fn fail(self, e: &WsError) {
+        match close_code_for(e) {
+            Some((code, reason)) => self.close(code, reason).await,
+            None => tracing::debug!(error = %e, "websocket ended"),
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The wire tap: HTTP exchanges through the router, WebSocket frames over real sockets.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, header};
+use common::{TestServer, body_bytes};
+use futures_util::{SinkExt, StreamExt};
+use protocol::{CloseInfo, Event, EventKind, Opcode, Side};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+fn kinds(evs: &[Event]) -> Vec<&'static str> {
+    evs.iter()
+        .map(|e| match &e.kind {
+            EventKind::HttpRequest(_) => "request",
+            EventKind::HttpResponse(_) => "response",
+            EventKind::WsUpgrade(_) => "upgrade",
+            EventKind::WsAccept(_) => "accept",
+            EventKind::WsFrame(f) if f.from == Side::Client => "frame→",
+            EventKind::WsFrame(_) => "frame←",
+            EventKind::WsClose(c) if !c.clean => "cut",
+            EventKind::WsClose(c) if c.from == Side::Client => "close→",
+            EventKind::WsClose(_) => "close←",
+            EventKind::Failure(_) => "failure",
+            EventKind::Client(_) => "client",
+            EventKind::Presence(_) => "presence",
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_http_exchange_is_recorded_with_headers_bodies_and_times_and_secrets_redacted() {
+    let s = TestServer::without_app();
+    let before = server::now_us();
+    let req = Request::post("/transcripts?x=1")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-wirescope-client", "c-alpha")
+        .header("x-wirescope-exchange", "41")
+        .header(header::AUTHORIZATION, "Bearer hunter2")
+        .header(header::COOKIE, "session=abc")
+        .body(Body::from(r#"{"studentName":"dana"}"#))
+        .unwrap();
+    let res = s.send(req).await;
+    assert_eq!(body_bytes(res).await, b"5", "the handler still got the whole body");
+    let evs = s.events();
+    assert_eq!(kinds(&evs), ["client", "request", "response"]);
+    assert!(evs.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    let (req_ev, res_ev) = (&evs[1], &evs[2]);
+    assert_eq!((req_ev.client.as_str(), req_ev.client_ref), ("c-alpha", Some(41)));
+    assert_eq!(req_ev.exchange, res_ev.exchange);
+    let EventKind::HttpRequest(r) = &req_ev.kind else { unreachable!() };
+    assert_eq!(
+        (r.method.as_str(), r.path.as_str(), r.query.as_deref()),
+        ("POST", "/transcripts", Some("x=1"))
+    );
+    let header = |name: &str| r.headers.iter().find(|h| h.name == name).map(|h| h.value.as_str());
+    assert_eq!(header("authorization"), Some("[redacted]"));
+    assert_eq!(header("cookie"), Some("[redacted]"));
+    assert_eq!(header("content-type"), Some("application/json"));
+    let body = r.body.as_ref().unwrap();
+    assert_eq!((body.size, body.text.as_deref()), (22, Some(r#"{"studentName":"dana"}"#)));
+    let EventKind::HttpResponse(resp) = &res_ev.kind else { unreachable!() };
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body.as_ref().unwrap().text.as_deref(), Some("5"));
+    let (t_req, t_res) = (req_ev.at.server_us.unwrap(), res_ev.at.server_us.unwrap());
+    assert!(before <= t_req && t_req <= t_res && t_res <= server::now_us());
+    let json = serde_json::to_string(&evs).unwrap();
+    assert!(!json.contains("hunter2") && !json.contains("session=abc"), "no secret anywhere");
+}
+
+#[tokio::test]
+async fn previews_are_cut_but_sizes_are_whole_and_other_secrets_are_scrubbed() {
+    let s = TestServer::with_config(|c| c.preview_bytes = 10);
+    s.state.secrets().add("s3cr3t-token");
+    let sent = r#"{"studentName":"a rather long name indeed"}"#;
+    let req = Request::post("/transcripts")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-note", "token s3cr3t-token here")
+        .body(Body::from(sent))
+        .unwrap();
+    s.send(req).await;
+    let evs = s.events();
+    let EventKind::HttpRequest(r) = &evs[1].kind else { panic!("{evs:?}") };
+    let body = r.body.as_ref().unwrap();
+    assert_eq!(
+        (body.size, body.truncated, body.text.as_deref()),
+        (sent.len() as u64, true, Some(r#"{"studentN"#))
+    );
+    assert_eq!(r.headers.iter().find(|h| h.name == "x-note").unwrap().value, "token [redacted] here");
+}
+
+#[tokio::test]
+async fn clients_without_an_id_get_a_lane_per_address_and_static_files_are_not_recorded() {
+    let s = TestServer::with_app();
+    s.get("/transcripts/1").await;
+    s.get("/").await;
+    s.get("/app-123.js").await;
+    let evs = s.events();
+    assert_eq!(kinds(&evs), ["client", "request", "response"]);
+    assert_eq!(evs[1].client, "addr:unknown", "no connection info in a oneshot call");
+    assert!(matches!(&evs[0].kind, EventKind::Client(info) if info.nickname.is_none()));
+}
+
+#[tokio::test]
+async fn capture_can_be_switched_off() {
+    let s = TestServer::with_config(|c| c.capture = false);
+    s.get("/transcripts").await;
+    assert!(s.events().is_empty());
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next(ws: &mut Ws) -> Message {
+    tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("a message within 5 s")
+        .expect("open")
+        .expect("ok")
+}
+
+#[tokio::test]
+async fn every_websocket_frame_is_recorded_both_ways() {
+    let s = TestServer::without_app();
+    let (addr, _task) = s.spawn().await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo?client=c-ws&ref=7")).await.unwrap();
+    ws.send(Message::text("hello")).await.unwrap();
+    next(&mut ws).await;
+    ws.send(Message::binary(vec![0xde, 0xad, 0xbe, 0xef])).await.unwrap();
+    next(&mut ws).await;
+    ws.send(Message::Ping(b"p".to_vec().into())).await.unwrap();
+    next(&mut ws).await;
+    ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).await.unwrap();
+    while ws.next().await.is_some() {}
+    let evs = s
+        .wait_events("the close handshake", |e| {
+            kinds(e).iter().filter(|k| k.starts_with("close")).count() == 2
+        })
+        .await;
+    assert_eq!(
+        kinds(&evs),
+        [
+            "client", "upgrade", "accept", "frame→", "frame←", "frame→", "frame←", "frame→", "frame←",
+            "close→", "close←"
+        ]
+    );
+    assert!(
+        evs[1..]
+            .iter()
+            .all(|e| e.client == "c-ws" && e.client_ref == Some(7) && e.exchange == evs[1].exchange)
+    );
+    let EventKind::WsAccept(a) = &evs[2].kind else { unreachable!() };
+    assert_eq!(a.status, 101);
+    let frame = |i: usize| match &evs[i].kind {
+        EventKind::WsFrame(f) => f.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        (frame(3).opcode, frame(3).fin, frame(3).payload.text.as_deref()),
+        (Opcode::Text, true, Some("hello"))
+    );
+    assert_eq!(
+        (frame(5).opcode, frame(5).payload.size, frame(5).payload.hex.as_deref()),
+        (Opcode::Binary, 4, Some("deadbeef"))
+    );
+    assert_eq!((frame(7).opcode, frame(8).opcode), (Opcode::Ping, Opcode::Pong));
+    let EventKind::WsClose(c) = &evs[9].kind else { unreachable!() };
+    assert_eq!(c.close, Some(CloseInfo { code: 1000, reason: "bye".into() }));
+}
+
+#[tokio::test]
+async fn a_connection_cut_without_a_close_frame_is_recorded_as_1006() {
+    let s = TestServer::without_app();
+    let (addr, _task) = s.spawn().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo")).await.unwrap();
+    ws.send(Message::text("x")).await.unwrap();
+    next(&mut ws).await;
+    drop(ws);
+    let evs = s.wait_events("the cut", |e| kinds(e).contains(&"cut")).await;
+    assert_eq!(evs.last().unwrap().client, format!("addr:{}", "127.0.0.1"));
+    let EventKind::WsClose(c) = &evs.last().unwrap().kind else { unreachable!() };
+    assert_eq!((c.from, c.clean, c.close.as_ref()), (Side::Client, false, None));
+}
+
+#[tokio::test]
+async fn an_oversized_message_closes_with_1009_which_the_client_sees() {
+    let s = TestServer::without_app();
+    let (addr, _task) = s.spawn().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo")).await.unwrap();
+    let big = "x".repeat(server::echo::MAX_MESSAGE_BYTES + 10);
+    let _ = ws.send(Message::text(big)).await;
+    match next(&mut ws).await {
+        Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Size),
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+    let evs = s.wait_events("the 1009 and the whole oversized frame", |e| {
+        e.iter().any(|e| matches!(&e.kind, EventKind::WsClose(c) if c.from == Side::Server && c.close.as_ref().is_some_and(|i| i.code == 1009)))
+            && e.iter().any(|e| matches!(&e.kind, EventKind::WsFrame(f) if f.from == Side::Client))
+    })
+    .await;
+    let big_frame = evs.iter().find_map(|e| match &e.kind {
+        EventKind::WsFrame(f) if f.from == Side::Client => Some(f.payload.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        big_frame.map(|p| (p.size, p.truncated)),
+        Some((server::echo::MAX_MESSAGE_BYTES as u64 + 10, true))
+    );
+}
+
+#[tokio::test]
+async fn invalid_utf8_closes_with_1007() {
+    let s = TestServer::without_app();
+    let (addr, _task) = s.spawn().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo")).await.unwrap();
+    // A text frame whose payload is not UTF-8 (sent raw: the client library would refuse).
+    let frame = tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
+        vec![0xff, 0xfe, 0xfd],
+        tokio_tungstenite::tungstenite::protocol::frame::coding::OpCode::Data(
+            tokio_tungstenite::tungstenite::protocol::frame::coding::Data::Text,
+        ),
+        true,
+    );
+    ws.send(Message::Frame(frame)).await.unwrap();
+    match next(&mut ws).await {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1007),
+        other => panic!("expected close 1007, got {other:?}"),
+    }
+}

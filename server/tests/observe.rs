@@ -1,0 +1,223 @@
+//! `/ws/observe` over real sockets: snapshot, live events, resume without gap or duplicate,
+//! stalled and slow observers, presence.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::TestServer;
+use futures_util::{SinkExt, StreamExt};
+use protocol::{Event, EventKind, ObserverMsg, Stamps};
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(addr: std::net::SocketAddr, query: &str) -> Ws {
+    tokio_tungstenite::connect_async(format!("ws://{addr}/ws/observe{query}")).await.unwrap().0
+}
+
+async fn msg(ws: &mut Ws) -> ObserverMsg {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}"));
+        }
+    }
+}
+
+/// Reads until `n` events arrived (control messages collected too).
+async fn read_events(ws: &mut Ws, n: usize) -> (Vec<Event>, Vec<ObserverMsg>) {
+    let (mut evs, mut controls) = (Vec::new(), Vec::new());
+    while evs.len() < n {
+        match msg(ws).await {
+            ObserverMsg::Events { events } => evs.extend(events),
+            other => controls.push(other),
+        }
+    }
+    (evs, controls)
+}
+
+fn note(s: &TestServer, i: u64) -> u64 {
+    let kind =
+        EventKind::Failure(protocol::Failure { from: protocol::Side::Client, message: format!("n{i}") });
+    s.state.log().record(
+        "c-test",
+        i,
+        None,
+        Stamps { client_us: None, server_us: Some(server::now_us()) },
+        kind,
+    )
+}
+
+#[tokio::test]
+async fn hello_then_a_snapshot_then_live_events_in_seq_order() {
+    let s = TestServer::without_app();
+    let (addr, _task) = s.spawn().await;
+    for i in 0..3 {
+        note(&s, i);
+    }
+    let mut ws = connect(addr, "").await;
+    let ObserverMsg::Hello { version, latest_seq, .. } = msg(&mut ws).await else { panic!("hello first") };
+    assert_eq!((version, latest_seq), (protocol::PROTOCOL_VERSION, 3));
+    let (snapshot, _) = read_events(&mut ws, 3).await;
+    assert_eq!(snapshot.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    // (No presence note can come between: the first one is a second away.)
+    // A real exchange, captured and streamed.
+    tokio::task::spawn_blocking(move || common::http(addr, "GET", "/transcripts/1", None)).await.unwrap();
+    let (live, _) = read_events(&mut ws, 3).await;
+    let kinds: Vec<bool> = live.iter().map(|e| e.kind.is_message()).collect();
+    assert_eq!(kinds, [false, true, true], "client note, request, response");
+    assert_eq!(live.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5, 6]);
+    // The observer's own traffic is not in the log.
+    assert!(s.events().iter().all(|e| !format!("{:?}", e.kind).contains("/ws/observe")));
+}
+
+#[tokio::test]
+async fn resuming_with_since_has_no_gap_and_no_duplicate_under_concurrent_writes() {
+    let s = TestServer::without_app();
+    let (addr, _task) = s.spawn().await;
+    let log = s.state.log().clone();
+    let writer = tokio::spawn(async move {
+        for i in 0..3000u64 {
+            let kind = EventKind::Failure(protocol::Failure {
+                from: protocol::Side::Client,
+                message: format!("w{i}"),
+            });
+            log.record("c-w", i, None, Stamps::default(), kind);
+            if i % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    let mut seen = BTreeSet::new();
+    let mut dupes = 0;
+    let mut since = 0u64;
+    // Reconnect five times while the writer runs, each time resuming after the last seq seen.
+    for round in 0..6 {
+        let mut ws = connect(addr, &format!("?since={since}")).await;
+        let ObserverMsg::Hello { .. } = msg(&mut ws).await else { panic!("hello") };
+        // Presence notes share the log; count only the writer's events.
+        let want = if round < 5 { 200 } else { (3000 - seen.len()).max(1) };
+        let (evs, _) = read_events(&mut ws, want).await;
+        for e in evs.iter().filter(|e| e.client == "c-w") {
+            if !seen.insert(e.seq) {
+                dupes += 1;
+            }
+            since = since.max(e.seq);
+        }
+        drop(ws);
+    }
+    writer.await.unwrap();
+    assert_eq!(dupes, 0);
+    let all: Vec<u64> = seen.into_iter().collect();
+    assert_eq!(all.first(), Some(&1));
+    assert!(all.windows(2).all(|w| w[1] == w[0] + 1), "no gap");
+    assert_eq!(all.len(), 3000);
+}
+
+#[tokio::test]
+async fn a_stalled_observer_does_not_starve_another() {
+    let s = TestServer::with_config(|c| c.log.observer_queue = 64);
+    let (addr, _task) = s.spawn().await;
+    // The stalled one connects and never reads again.
+    let mut stalled = connect(addr, "").await;
+    let ObserverMsg::Hello { .. } = msg(&mut stalled).await else { panic!() };
+    let mut reader = connect(addr, "").await;
+    let ObserverMsg::Hello { .. } = msg(&mut reader).await else { panic!() };
+    const N: u64 = 20_000;
+    let producer = {
+        let log = s.state.log().clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                let kind = EventKind::Failure(protocol::Failure {
+                    from: protocol::Side::Server,
+                    message: "x".repeat(200),
+                });
+                log.record("c-p", i, None, Stamps::default(), kind);
+                if i % 500 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    let mut evs = Vec::new();
+    while evs.len() < N as usize {
+        let (more, _) = read_events(&mut reader, 1).await;
+        evs.extend(more.into_iter().filter(|e| e.client == "c-p"));
+    }
+    producer.await.unwrap();
+    let seqs: BTreeSet<u64> = evs.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs.len(), N as usize, "the reading observer got every event, once");
+    assert_eq!(evs.len(), N as usize);
+    drop(stalled);
+}
+
+#[tokio::test]
+async fn a_slow_observer_is_told_it_lagged_and_caught_up_from_the_log() {
+    let s = TestServer::with_config(|c| c.log.observer_queue = 8);
+    let (addr, _task) = s.spawn().await;
+    let mut ws = connect(addr, "").await;
+    let ObserverMsg::Hello { .. } = msg(&mut ws).await else { panic!() };
+    // Many events at once, while the observer is not reading.
+    let recorded: Vec<u64> = (0..2000).map(|i| note(&s, i)).collect();
+    let mut seqs = Vec::new();
+    let mut controls = Vec::new();
+    while seqs.len() < recorded.len() {
+        let (evs, c) = read_events(&mut ws, 1).await;
+        controls.extend(c);
+        seqs.extend(evs.iter().filter(|e| e.client == "c-test").map(|e| e.seq));
+    }
+    assert!(controls.iter().any(|c| matches!(c, ObserverMsg::Lagged { .. })), "{controls:?}");
+    assert_eq!(seqs, recorded, "in order, nothing missing, nothing twice");
+}
+
+#[tokio::test]
+async fn observers_coming_and_going_are_merged_into_presence_events() {
+    let s = TestServer::without_app();
+    let (addr, _task) = s.spawn().await;
+    let a = connect(addr, "?client=c-a&nick=Ana").await;
+    let b = connect(addr, "").await;
+    let c = connect(addr, "").await;
+    drop(c);
+    let totals = |e: &[Event]| {
+        e.iter().fold((0, 0, 0), |(j, l, _), e| match e.kind {
+            EventKind::Presence(p) => (j + p.joined, l + p.left, p.observers),
+            _ => (j, l, 0),
+        })
+    };
+    let evs = s.wait_events("presence", |e| totals(e) == (3, 1, 2)).await;
+    let times: Vec<i64> = evs
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Presence(_)))
+        .map(|e| e.at.server_us.unwrap())
+        .collect();
+    assert!(times.len() <= 2, "merged: {times:?}");
+    assert!(times.windows(2).all(|w| w[1] - w[0] >= 900_000), "at most one a second: {times:?}");
+    let named = evs.iter().any(|e| {
+        e.client == "c-a" && matches!(&e.kind, EventKind::Client(i) if i.nickname.as_deref() == Some("Ana"))
+    });
+    assert!(named, "the nickname is recorded");
+    drop((a, b));
+}
+
+#[tokio::test]
+async fn clock_pings_are_answered_with_the_server_time() {
+    let s = TestServer::without_app();
+    let (addr, _task) = s.spawn().await;
+    let mut ws = connect(addr, "").await;
+    let _hello = msg(&mut ws).await;
+    let t0 = server::now_us();
+    ws.send(Message::text(format!(r#"{{"type":"clock","clientTimeUs":{t0}}}"#))).await.unwrap();
+    loop {
+        if let ObserverMsg::Clock { client_time_us, server_time_us } = msg(&mut ws).await {
+            assert_eq!(client_time_us, t0);
+            assert!(server_time_us >= t0 && server_time_us <= server::now_us());
+            break;
+        }
+    }
+}
