@@ -3,9 +3,11 @@
 //! network, and they record every step they take through the [`recorder::Recorder`].
 
 pub mod api;
+pub mod channel;
 pub mod clock;
 pub mod components;
 pub mod identity;
+pub mod lab_client;
 pub mod model;
 pub mod observer;
 pub mod pages;
@@ -32,6 +34,8 @@ pub fn App() -> impl IntoView {
                 <span class="tagline">"REST and WebSocket, drawn live"</span>
                 <nav class="nav">
                     <A href="/" exact=true>"Live"</A>
+                    <A href="/push">"Push"</A>
+                    <A href="/lab">"Lab"</A>
                     <A href="/docs">"API"</A>
                 </nav>
             </header>
@@ -40,6 +44,8 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=pages::NotFound>
                     <Route path=path!("/") view=pages::Home />
                     <Route path=path!("/docs") view=pages::Docs />
+                    <Route path=path!("/push") view=pages::Push />
+                    <Route path=path!("/lab") view=pages::Lab />
                 </Routes>
             </main>
         </Router>

@@ -18,6 +18,8 @@ pub struct Recorder {
     pub filter: RwSignal<Filter>,
     pub selected: RwSignal<Option<crate::model::ItemKey>>,
     pub nickname: RwSignal<String>,
+    /// The nickname as last saved (what the server knows).
+    pub saved_nickname: RwSignal<String>,
     client: StoredValue<String>,
     next_exchange: StoredValue<u64>,
 }
@@ -28,6 +30,7 @@ impl Recorder {
             timeline: RwSignal::new(Timeline::new(client.clone(), TIMELINE_CAPACITY)),
             filter: RwSignal::new(Filter::default()),
             selected: RwSignal::new(None),
+            saved_nickname: RwSignal::new(nickname.clone()),
             nickname: RwSignal::new(nickname),
             client: StoredValue::new(client),
             next_exchange: StoredValue::new(crate::identity::first_exchange_id()),

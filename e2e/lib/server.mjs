@@ -8,11 +8,11 @@ import { join, resolve } from 'node:path';
 export const ARTIFACTS = resolve(process.env.ARTIFACTS ?? '../target/artifacts');
 mkdirSync(ARTIFACTS, { recursive: true });
 
-export async function startServer({ name = 'server', args = [] } = {}) {
+export async function startServer({ name = 'server', args = [], addr = '127.0.0.1:0', dataDir } = {}) {
   const bin = process.env.WIRESCOPE_BIN ?? resolve('../target/release/wirescope');
   const assets = process.env.WIRESCOPE_ASSETS ?? resolve('../dist');
-  const dataDir = mkdtempSync(join(tmpdir(), 'wirescope-e2e-'));
-  const child = spawn(bin, ['--addr', '127.0.0.1:0', '--assets', assets, '--data-dir', dataDir, '--exit-on-stdin-eof', ...args], {
+  dataDir ??= mkdtempSync(join(tmpdir(), 'wirescope-e2e-'));
+  const child = spawn(bin, ['--addr', addr, '--assets', assets, '--data-dir', dataDir, '--exit-on-stdin-eof', ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
   });
@@ -34,13 +34,22 @@ export async function startServer({ name = 'server', args = [] } = {}) {
     dataDir,
     child,
     /** Closes the server's stdin (it stops by itself) and waits for it to exit. */
-    async stop() {
+    async stop({ keepData = false } = {}) {
       child.stdin.end();
       const timer = setTimeout(() => child.kill('SIGKILL'), 8_000);
       const how = await exited;
       clearTimeout(timer);
-      rmSync(dataDir, { recursive: true, force: true });
+      if (!keepData) rmSync(dataDir, { recursive: true, force: true });
       return how;
     },
   };
+}
+
+/** A port nobody listens on right now (for a server that must come back on the same port). */
+export async function freePort() {
+  const net = await import('node:net');
+  return new Promise((ok) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => ok(port)); });
+  });
 }

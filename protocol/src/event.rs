@@ -23,6 +23,10 @@ pub struct Event {
     /// WebSocket URL), so a browser can join what it saw to what the server saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ref: Option<u64>,
+    /// The exchange that set this message off, when it is a consequence of another one (a
+    /// pushed `transcriptChanged` frame names the POST that caused it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<u64>,
     /// When each end saw it.
     pub at: Stamps,
     /// What it was.
@@ -345,7 +349,15 @@ mod tests {
 
     fn sample() -> Vec<Event> {
         let at = Stamps { client_us: Some(1_700_000_000_000_000), server_us: None };
-        let ev = |seq, kind| Event { seq, client: "c-1".into(), exchange: 7, client_ref: Some(3), at, kind };
+        let ev = |seq, kind| Event {
+            seq,
+            client: "c-1".into(),
+            exchange: 7,
+            client_ref: Some(3),
+            cause: None,
+            at,
+            kind,
+        };
         vec![
             ev(
                 1,

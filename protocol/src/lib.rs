@@ -4,7 +4,9 @@
 //! Times are microseconds since the Unix epoch (`i64`), so both ends' clocks compare directly.
 
 pub mod api;
+pub mod channel;
 pub mod event;
+pub mod lab;
 pub mod observe;
 pub mod transcripts;
 

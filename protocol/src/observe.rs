@@ -98,6 +98,7 @@ mod tests {
             client: "server".into(),
             exchange: 0,
             client_ref: None,
+            cause: None,
             at: Stamps { client_us: None, server_us: Some(5) },
             kind: EventKind::Presence(Presence { observers: 3, joined: 1, left: 0 }),
         };

@@ -5,10 +5,14 @@
 
 pub mod assets;
 pub mod capture;
+pub mod cause;
+pub mod changes;
 pub mod echo;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
+pub mod lab;
 pub mod log;
 pub mod observe;
 pub mod openapi;
@@ -44,6 +48,8 @@ pub struct Config {
     pub preview_bytes: usize,
     /// Sizes of the event log.
     pub log: log::LogConfig,
+    /// How often `/ws/events` connections get a `tick`.
+    pub tick: std::time::Duration,
 }
 
 impl Config {
@@ -56,6 +62,7 @@ impl Config {
             capture: true,
             preview_bytes: 4096,
             log: log::LogConfig::default(),
+            tick: events::TICK,
         }
     }
 }
@@ -97,6 +104,9 @@ struct Inner {
     clients: Arc<capture::Clients>,
     secrets: Arc<capture::Secrets>,
     presence: std::sync::Once,
+    changes: Arc<changes::ChangeFeed>,
+    hub: Arc<events::Hub>,
+    lab: Arc<lab::LabState>,
 }
 
 impl AppState {
@@ -121,8 +131,26 @@ impl AppState {
                 clients: Arc::default(),
                 secrets: Arc::default(),
                 presence: std::sync::Once::new(),
+                changes: Arc::default(),
+                hub: Arc::default(),
+                lab: Arc::default(),
             }),
         })
+    }
+
+    /// The transcripts' change feed (REST writes publish into it).
+    pub fn changes(&self) -> &Arc<changes::ChangeFeed> {
+        &self.inner.changes
+    }
+
+    /// Everyone on `/ws/events`.
+    pub fn hub(&self) -> &Arc<events::Hub> {
+        &self.inner.hub
+    }
+
+    /// The pattern lab.
+    pub fn lab(&self) -> &Arc<lab::LabState> {
+        &self.inner.lab
     }
 
     /// The event log every captured event goes to.
@@ -194,6 +222,12 @@ pub fn app(state: AppState) -> Router {
         .route("/api/health", get(health::get))
         .route("/api/openapi.json", get(openapi::get))
         .route("/ws/echo", get(echo::upgrade))
+        .route("/ws/events", get(events::upgrade))
+        .route("/api/changes", get(changes::get_changes))
+        .route("/api/changes/stream", get(changes::stream_changes))
+        .route("/api/lab", get(lab::report).post(lab::start).delete(lab::stop))
+        .route("/api/lab/changes", get(lab::changes))
+        .route("/api/lab/changes/stream", get(lab::stream))
         .route(capture::OBSERVE_PATH, get(observe::upgrade))
         .merge(transcripts::routes())
         .method_not_allowed_fallback(error::method_not_allowed)

@@ -54,11 +54,20 @@ pub struct ErrorBody {
         transcripts::get_grade,
         transcripts::student_ids,
         crate::health::get,
+        crate::changes::get_changes,
+        crate::changes::stream_changes,
+        crate::lab::report,
+        crate::lab::start,
+        crate::lab::stop,
+        crate::lab::changes,
+        crate::lab::stream,
     ),
     components(schemas(InvalidParameters, ValidationFailed, ErrorBody)),
     tags(
         (name = "transcripts", description = "Students, their transcripts and grades"),
         (name = "server", description = "wirescope's own endpoints"),
+        (name = "changes", description = "The transcripts' change feed, pulled (short and long polling) or pushed (Server-Sent Events)"),
+        (name = "lab", description = "The pattern lab: a scratch store followed four ways"),
     ),
 )]
 struct ApiDoc;

@@ -229,6 +229,14 @@ impl WebSocket {
         self.stream.send(msg).await
     }
 
+    /// Sends a message that exchange `cause` set off; the tap records the link.
+    pub async fn send_caused(&mut self, msg: Message, cause: Option<u64>) -> Result<(), WsError> {
+        self.stream.get_mut().set_cause(cause);
+        let r = self.stream.send(msg).await;
+        self.stream.get_mut().set_cause(None);
+        r
+    }
+
     /// Queues a message without flushing (for batches; call [`WebSocket::flush`] after).
     pub async fn feed(&mut self, msg: Message) -> Result<(), WsError> {
         self.stream.feed(msg).await

@@ -158,6 +158,7 @@ pub fn SequenceDiagram(diagram: Memo<Diagram>) -> impl IntoView {
     let lanes = move || diagram.with(|d| d.lanes.iter().map(|l| (l.key.clone(), l.x)).collect::<Vec<_>>());
     let arrows = move || diagram.with(|d| d.arrows.clone());
     let bars = move || diagram.with(|d| d.bars.clone());
+    let links = move || diagram.with(|d| d.links.clone());
     let bar_labels = move || diagram.with(|d| d.bar_labels);
     // The drawing's own coordinates start below the lane heads.
     let head = move || diagram.with(|d| d.top - d.earlier_height());
@@ -216,6 +217,18 @@ pub fn SequenceDiagram(diagram: Memo<Diagram>) -> impl IntoView {
                 }
             />
             <For
+                each=links
+                key=|l| (l.cause, l.y1 as i64, l.y2 as i64)
+                children=move |l| {
+                    view! {
+                        <g class="cause" data-cause=l.cause>
+                            <path d=format!("M {} {} C {} {}, {} {}, {} {}", l.x, l.y1, l.x + 26.0, l.y1, l.x + 26.0, l.y2, l.x, l.y2)></path>
+                            <circle cx=l.x cy=l.y2 r=3></circle>
+                        </g>
+                    }
+                }
+            />
+            <For
                 each=arrows
                 key=|a| (a.key, a.x1 as i64, a.x2 as i64, a.y as i64, a.label.clone(), a.note.clone())
                 children=move |a: Arrow| view! { <ArrowRow arrow=a /> }
@@ -245,6 +258,7 @@ fn ArrowRow(arrow: Arrow) -> impl IntoView {
         server_us,
         client,
         mine,
+        cause,
         ..
     } = arrow;
     if crate::observer::marks_enabled()
@@ -273,7 +287,14 @@ fn ArrowRow(arrow: Arrow) -> impl IntoView {
     let selected = move || rec.selected.get() == Some(key);
     let data_seq = if local { String::new() } else { seq.to_string() };
     view! {
-        <g class=class class:selected=selected data-seq=data_seq data-client=client on:click=move |_| rec.selected.set(Some(key))>
+        <g
+            class=class
+            class:selected=selected
+            data-seq=data_seq
+            data-client=client
+            data-cause=cause.map(|c| c.to_string())
+            on:click=move |_| rec.selected.set(Some(key))
+        >
             <title>{title}</title>
             <rect class="hit" x=x1.min(x2) y=y - 22.0 width=(x2 - x1).abs() height=40></rect>
             <text class="row-time" x=6 y=y + 4.0>{time}</text>

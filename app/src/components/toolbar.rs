@@ -55,7 +55,8 @@ pub fn NicknameField() -> impl IntoView {
     let save = move || {
         let nick: String = rec.nickname.get_untracked().trim().chars().take(40).collect();
         crate::identity::set_nickname(&nick);
-        obs.send(&ObserverCmd::Nickname { nickname: nick });
+        obs.send(&ObserverCmd::Nickname { nickname: nick.clone() });
+        rec.saved_nickname.set(nick);
     };
     view! {
         <label class="field nickname">

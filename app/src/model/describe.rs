@@ -81,6 +81,21 @@ pub fn preview(body: &Body, max_chars: usize) -> String {
     if quoted { format!("\"{out}\"") } else { out }
 }
 
+/// A typed protocol message (`{"type": NAME, "data": …}`) in a few words: `ping {"n":1}`.
+fn typed(body: &Body) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body.text.as_deref()?).ok()?;
+    let name = v.get("type")?.as_str()?;
+    let data = match v.get("data") {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(d) => {
+            let s = d.to_string();
+            let short: String = s.chars().take(36).collect();
+            if short.len() < s.len() { format!(" {short}…") } else { format!(" {s}") }
+        }
+    };
+    Some(format!("{name}{data}"))
+}
+
 /// The label drawn on an event's arrow, and its tone.
 pub fn label(kind: &EventKind) -> (String, Tone) {
     match kind {
@@ -92,7 +107,10 @@ pub fn label(kind: &EventKind) -> (String, Tone) {
         EventKind::WsUpgrade(u) => (format!("GET {} · Upgrade: websocket", u.path), Tone::Request),
         EventKind::WsAccept(a) => (status_line(a.status), status_tone(a.status)),
         EventKind::WsFrame(f) => match f.opcode {
-            Opcode::Text => (format!("text {}", preview(&f.payload, 40)), Tone::Frame),
+            Opcode::Text => (
+                typed(&f.payload).unwrap_or_else(|| format!("text {}", preview(&f.payload, 40))),
+                Tone::Frame,
+            ),
             Opcode::Binary => (format!("binary {} B", f.payload.size), Tone::Frame),
             Opcode::Continuation => (format!("continuation {} B", f.payload.size), Tone::Frame),
             Opcode::Ping => ("ping".to_owned(), Tone::Control),
@@ -194,6 +212,11 @@ mod tests {
         let frame =
             |opcode, payload| EventKind::WsFrame(WsFrame { from: Side::Client, opcode, fin: true, payload });
         assert_eq!(label(&frame(Opcode::Text, Body::text("hi\nthere"))).0, "text \"hi there\"");
+        let typed = Body::text(r#"{"type":"ping","data":{"n":1},"seq":6,"atUs":5}"#);
+        assert_eq!(label(&frame(Opcode::Text, typed)).0, r#"ping {"n":1}"#);
+        let long =
+            Body::text(r#"{"type":"chat","data":{"room":"lecture","text":"a very long message indeed"}}"#);
+        assert_eq!(label(&frame(Opcode::Text, long)).0, r#"chat {"room":"lecture","text":"a very lon…"#);
         assert_eq!(label(&frame(Opcode::Binary, Body::capture(&[1, 2, 3], 8))).0, "binary 3 B");
         assert_eq!(label(&frame(Opcode::Ping, Body::default())), ("ping".to_owned(), Tone::Control));
         let close = EventKind::WsClose(WsClose {

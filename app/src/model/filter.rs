@@ -81,6 +81,7 @@ mod tests {
             client: client.into(),
             exchange,
             client_ref: None,
+            cause: None,
             at: Stamps::default(),
             kind,
         });

@@ -213,6 +213,7 @@ mod tests {
             client: "c-ana".into(),
             exchange: 4,
             client_ref: None,
+            cause: None,
             at: Stamps { client_us: Some(client_us), server_us: Some(server_us) },
             kind,
         });
@@ -226,6 +227,7 @@ mod tests {
             client: "c-ana".into(),
             exchange: 0,
             client_ref: None,
+            cause: None,
             at: Stamps::default(),
             kind: EventKind::Client(ClientInfo {
                 nickname: Some("Ana".into()),

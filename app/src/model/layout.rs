@@ -114,6 +114,8 @@ pub struct Arrow {
     /// Its client's lane key, and whether that is this browser.
     pub client: String,
     pub mine: bool,
+    /// The exchange that caused this message, if another one did.
+    pub cause: Option<u64>,
 }
 
 /// The time the server spent on an exchange, on its lane.
@@ -123,6 +125,18 @@ pub struct Bar {
     pub y1: f64,
     pub y2: f64,
     pub label: String,
+}
+
+/// A causal link: a message the server sent because of another exchange (a pushed
+/// `transcriptChanged` frame and the POST that caused it), drawn on the server's lane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub x: f64,
+    /// Where the causing request arrived.
+    pub y1: f64,
+    /// Where the caused message left.
+    pub y2: f64,
+    pub cause: u64,
 }
 
 /// Where a request's arrow ended, and its two stamps (to draw its answer's round trip).
@@ -136,6 +150,8 @@ pub struct Diagram {
     pub lanes: Vec<Lane>,
     pub arrows: Vec<Arrow>,
     pub bars: Vec<Bar>,
+    /// Causal fan-outs (one line per caused message).
+    pub links: Vec<Link>,
     /// Where rows start.
     pub top: f64,
     /// Height of a row.
@@ -324,6 +340,9 @@ impl Diagram {
         let mut arrows = Vec::with_capacity(window.len());
         let mut request_rows: HashMap<(u64, bool), RequestRow> = HashMap::new();
         let mut bars = Vec::new();
+        let mut links = Vec::new();
+        // Where each exchange's request reached the server, and what it was (for causes).
+        let mut arrived: HashMap<u64, (f64, String)> = HashMap::new();
         for (i, item) in rows.iter().enumerate().take(window.end).skip(window.start) {
             let ev = &item.event;
             let client_x = x_of.get(ev.client.as_str()).copied().unwrap_or(left);
@@ -344,6 +363,15 @@ impl Diagram {
             let at = sent_at(item, offset);
             let mut note = String::new();
             let local = item.is_local();
+            if !local && matches!(ev.kind, EventKind::HttpRequest(_)) {
+                arrived.insert(ev.exchange, (y2, text.clone()));
+            }
+            if let Some(c) = ev.cause
+                && let Some((y, what)) = arrived.get(&c)
+            {
+                links.push(Link { x: server_x, y1: *y, y2: y1, cause: c });
+                note = format!("pushed because of {what}");
+            }
             match &ev.kind {
                 EventKind::HttpRequest(_) | EventKind::WsUpgrade(_) => {
                     request_rows.insert((ev.exchange, local), (y2, ev.at.client_us, ev.at.server_us));
@@ -366,7 +394,12 @@ impl Diagram {
                 _ => {}
             }
             if let (true, Some(us)) = (note.is_empty(), transit_us(item, offset)) {
-                note = format!("transit {}", time::duration(us));
+                // Within the clock offset's error, a transit time says nothing but "very short".
+                note = if us <= offset.error_us {
+                    format!("transit < {}", time::duration(offset.error_us.max(100)))
+                } else {
+                    format!("transit {}", time::duration(us))
+                };
             }
             let room = ((x2 - x1).abs() / geo.char_width).floor() as usize;
             let when = match (at, start) {
@@ -395,6 +428,7 @@ impl Diagram {
                 server_us: ev.at.server_us,
                 client: ev.client.clone(),
                 mine: ev.client == t.me(),
+                cause: ev.cause,
             });
         }
         let height = top + geo.row * rows.len().max(1) as f64 + 16.0;
@@ -406,6 +440,7 @@ impl Diagram {
             lanes,
             arrows,
             bars,
+            links,
             top,
             row: geo.row,
             bar_labels,
@@ -460,6 +495,7 @@ mod tests {
             client: client.into(),
             exchange,
             client_ref: None,
+            cause: None,
             at: Stamps { client_us: None, server_us: Some(server_us) },
             kind,
         });
@@ -506,6 +542,7 @@ mod tests {
             client: "me".into(),
             exchange: 9,
             client_ref: Some(1),
+            cause: None,
             at: Stamps { client_us: Some(client_us), server_us: Some(server_us) },
             kind,
         };
@@ -561,6 +598,42 @@ mod tests {
         );
         let rightward: Vec<bool> = d.arrows.iter().map(|a| a.x2 > a.x1).collect();
         assert_eq!(rightward, [true, false, true, false, true, false]);
+    }
+
+    #[test]
+    fn a_pushed_frame_is_linked_to_the_request_that_caused_it() {
+        let mut t = Timeline::new("me", 20);
+        let post = EventKind::HttpRequest(HttpRequest {
+            method: "POST".into(),
+            path: "/transcripts".into(),
+            query: None,
+            headers: vec![],
+            body: None,
+        });
+        server(&mut t, 1, "c-ana", 41, 10, post);
+        server(&mut t, 2, "c-ana", 41, 20, res(200));
+        let frame = EventKind::WsFrame(WsFrame {
+            from: Side::Server,
+            opcode: Opcode::Text,
+            fin: true,
+            payload: Body::text("{}"),
+        });
+        for (seq, client) in [(3, "me"), (4, "c-ben")] {
+            t.add_server(Event {
+                seq,
+                client: client.into(),
+                exchange: 90 + seq,
+                client_ref: None,
+                cause: Some(41),
+                at: Stamps { client_us: None, server_us: Some(30) },
+                kind: frame.clone(),
+            });
+        }
+        let d = lay(&t, 1000.0);
+        assert_eq!(d.links.len(), 2, "one line per pushed frame");
+        assert!(d.links.iter().all(|l| l.cause == 41 && l.y1 < l.y2 && l.x == d.lanes.last().unwrap().x));
+        assert_eq!(d.arrows[2].note, "pushed because of POST /transcripts");
+        assert_eq!(d.arrows[3].cause, Some(41));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod describe;
 pub mod filter;
 pub mod inspect;
+pub mod lab;
 pub mod layout;
 pub mod openapi;
 pub mod time;

@@ -203,6 +203,7 @@ impl Timeline {
             client: self.me.clone(),
             exchange: local_exchange,
             client_ref: Some(local_exchange),
+            cause: None,
             at: Stamps { client_us: Some(client_us), server_us: None },
             kind,
         };
@@ -293,6 +294,7 @@ mod tests {
             client: client.into(),
             exchange,
             client_ref,
+            cause: None,
             at: Stamps { client_us: None, server_us: Some(seq as i64 * 1000) },
             kind,
         }

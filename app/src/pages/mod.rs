@@ -2,8 +2,12 @@
 
 mod docs;
 mod home;
+mod lab;
 mod not_found;
+mod push;
 
 pub use docs::Docs;
 pub use home::Home;
+pub use lab::Lab;
 pub use not_found::NotFound;
+pub use push::Push;

@@ -284,7 +284,7 @@ where
                     preview: cap.preview,
                 };
                 req.extensions_mut().insert(tap);
-                let res = inner.call(req).await?;
+                let res = crate::cause::scope(exchange, inner.call(req)).await?;
                 let accept = WsAccept { status: res.status().as_u16(), headers: cap.headers(res.headers()) };
                 log.record(&client, exchange, client_ref, now(), EventKind::WsAccept(accept));
                 return Ok(res);
@@ -305,7 +305,7 @@ where
             };
             log.record(&client, exchange, client_ref, at, EventKind::HttpRequest(request));
 
-            let res = inner.call(Request::from_parts(parts, body)).await?;
+            let res = crate::cause::scope(exchange, inner.call(Request::from_parts(parts, body))).await?;
             let status = res.status();
             let headers = cap.headers(res.headers());
             let exact = axum::body::HttpBody::size_hint(res.body()).exact();

@@ -32,11 +32,15 @@ impl std::fmt::Debug for Tap {
 
 impl Tap {
     fn record(&self, kind: EventKind) {
-        let at = Stamps { client_us: None, server_us: Some(crate::now_us()) };
-        self.log.record(&self.client, self.exchange, self.client_ref, at, kind);
+        self.record_caused(None, kind);
     }
 
-    fn frame(&self, from: Side, f: RawFrame) {
+    fn record_caused(&self, cause: Option<u64>, kind: EventKind) {
+        let at = Stamps { client_us: None, server_us: Some(crate::now_us()) };
+        self.log.record_caused(&self.client, self.exchange, self.client_ref, cause, at, kind);
+    }
+
+    fn frame(&self, from: Side, f: RawFrame, cause: Option<u64>) {
         let opcode = match f.opcode {
             RawFrame::TEXT => Opcode::Text,
             RawFrame::BINARY => Opcode::Binary,
@@ -53,7 +57,7 @@ impl Tap {
         let mut payload = Body::capture(&f.head, self.preview);
         payload.truncated = (f.head.len() as u64) < f.size;
         payload.size = f.size;
-        self.record(EventKind::WsFrame(WsFrame { from, opcode, fin: f.fin, payload }));
+        self.record_caused(cause, EventKind::WsFrame(WsFrame { from, opcode, fin: f.fin, payload }));
     }
 }
 
@@ -66,6 +70,8 @@ pub struct TapIo<T> {
     frames: Vec<RawFrame>,
     closed: [bool; 2],
     client_eof: bool,
+    /// The exchange that caused the frames being written now (see [`TapIo::set_cause`]).
+    cause: Option<u64>,
 }
 
 impl<T> TapIo<T> {
@@ -79,7 +85,13 @@ impl<T> TapIo<T> {
             frames: Vec::new(),
             closed: [false; 2],
             client_eof: false,
+            cause: None,
         }
+    }
+
+    /// The server frames written from now on were set off by exchange `cause` (or by nothing).
+    pub fn set_cause(&mut self, cause: Option<u64>) {
+        self.cause = cause;
     }
 
     /// Frames are always read (cheaply: without a tap no payload is kept), so the socket
@@ -93,7 +105,8 @@ impl<T> TapIo<T> {
         for f in self.frames.drain(..) {
             let close = f.opcode == RawFrame::CLOSE;
             if let Some(tap) = &self.tap {
-                tap.frame(from, f);
+                let cause = if from == Side::Server { self.cause } else { None };
+                tap.frame(from, f, cause);
             }
             if close {
                 self.closed[from as usize] = true;

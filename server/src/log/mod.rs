@@ -141,10 +141,23 @@ impl EventLog {
         at: Stamps,
         kind: EventKind,
     ) -> u64 {
+        self.record_caused(client, exchange, client_ref, None, at, kind)
+    }
+
+    /// Records an event that `cause` (another exchange) set off.
+    pub fn record_caused(
+        &self,
+        client: &str,
+        exchange: u64,
+        client_ref: Option<u64>,
+        cause: Option<u64>,
+        at: Stamps,
+        kind: EventKind,
+    ) -> u64 {
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = ring.next_seq;
         ring.next_seq += 1;
-        let event = Event { seq, client: client.to_owned(), exchange, client_ref, at, kind };
+        let event = Event { seq, client: client.to_owned(), exchange, client_ref, cause, at, kind };
         let json = serde_json::to_string(&event).unwrap_or_else(|e| {
             format!(r#"{{"seq":{seq},"client":"server","exchange":0,"at":{{}},"kind":"failure","from":"server","message":"unrecordable event: {e}"}}"#)
         });

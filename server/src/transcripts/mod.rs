@@ -13,6 +13,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, header};
 use axum::routing::get;
+use protocol::channel::ChangeKind;
 use protocol::{NewTranscript, StudentId, Transcript};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -84,6 +85,7 @@ pub async fn create(
 ) -> Result<Json<StudentId>, ApiError> {
     let (name, grades) = validate::new_transcript(&body).map_err(ApiError::Validation)?;
     let id = write(state.transcripts(), move |s| s.create(&name, &grades)).await?;
+    crate::changes::publish(state.changes(), ChangeKind::StudentCreated, id, None);
     Ok(Json(id))
 }
 
@@ -120,6 +122,7 @@ pub async fn delete(State(state): State<AppState>, PathText(p): PathText) -> Res
     check(problems)?;
     let id = id.unwrap_or_default();
     write(state.transcripts(), move |s| s.delete(id)).await?;
+    crate::changes::publish(state.changes(), ChangeKind::StudentDeleted, id, None);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -149,7 +152,9 @@ pub async fn add_grade(
     let (Some(id), Some(course), Some(grade)) = (id, course, grade) else {
         return Err(ApiError::Internal("validation passed without values".to_owned()));
     };
-    write(state.transcripts(), move |s| s.add_grade(id, &course, grade)).await?;
+    let c = course.clone();
+    write(state.transcripts(), move |s| s.add_grade(id, &c, grade)).await?;
+    crate::changes::publish(state.changes(), ChangeKind::GradeAdded, id, Some(course));
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -1,0 +1,198 @@
+//! This browser as a real subscriber of the lab's scratch feed, four ways at once: short
+//! polling, long polling, Server-Sent Events (EventSource) and WebSocket (room `lab`). Each
+//! measures its own staleness (change → this browser, on the server's clock).
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use gloo_net::http::Method;
+use leptos::prelude::*;
+use protocol::Micros;
+use protocol::channel::{Change, ClientMsg, ServerEnvelope, ServerMsg};
+use serde::Deserialize;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+
+use crate::api;
+use crate::clock::now_us;
+use crate::model::lab::Measured;
+use crate::recorder::Recorder;
+use crate::ws::{Socket, SocketEvent};
+
+#[derive(Debug, Deserialize)]
+struct Changes {
+    changes: Vec<Change>,
+    latest: u64,
+}
+
+/// This browser's four subscriptions, while the page is open.
+#[derive(Debug, Clone, Copy)]
+pub struct Subscriber {
+    /// Short poll, long poll, SSE, WebSocket.
+    pub measured: [RwSignal<Measured>; 4],
+    alive: StoredValue<Rc<Cell<bool>>, LocalStorage>,
+}
+
+fn server_now(rec: Recorder) -> Micros {
+    let offset = rec.timeline().with_untracked(|t| t.offset);
+    offset.to_server(now_us())
+}
+
+/// Resolves after `ms` milliseconds (a browser timer).
+fn sleep(ms: i32) -> Sleep {
+    let state = Rc::new(std::cell::RefCell::new((false, None::<std::task::Waker>)));
+    let s = state.clone();
+    let cb = Closure::once_into_js(move || {
+        let mut st = s.borrow_mut();
+        st.0 = true;
+        if let Some(w) = st.1.take() {
+            w.wake();
+        }
+    });
+    if let Some(w) = web_sys::window() {
+        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), ms);
+    }
+    Sleep(state)
+}
+
+struct Sleep(Rc<std::cell::RefCell<(bool, Option<std::task::Waker>)>>);
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let mut st = self.0.borrow_mut();
+        if st.0 {
+            return std::task::Poll::Ready(());
+        }
+        st.1 = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+/// Follows the lab feed by Server-Sent Events from `since` on, until `alive` goes false.
+fn follow_sse(rec: Recorder, m: RwSignal<Measured>, since: u64, alive: Rc<Cell<bool>>) {
+    let Ok(es) = web_sys::EventSource::new(&format!("/api/lab/changes/stream?since={since}")) else { return };
+    m.update(|x| x.requests += 1);
+    let on = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+        if let Some(text) = ev.data().as_string()
+            && let Ok(c) = serde_json::from_str::<Change>(&text)
+        {
+            m.update(|x| x.received(&[c.at_us], server_now(rec), text.len()));
+        }
+    });
+    let _ = es.add_event_listener_with_callback("labChanged", on.as_ref().unchecked_ref());
+    on.forget();
+    let stop = Closure::<dyn FnMut()>::new(move || {
+        if !alive.get() {
+            es.close();
+        }
+    });
+    if let Some(w) = web_sys::window() {
+        let _ = w.set_interval_with_callback_and_timeout_and_arguments_0(stop.as_ref().unchecked_ref(), 500);
+    }
+    stop.forget();
+}
+
+impl Subscriber {
+    /// Subscribes four ways until the page goes; `poll_ms` is the short-polling period.
+    pub fn start(rec: Recorder, poll_ms: Signal<u64>) -> Subscriber {
+        let sub = Subscriber {
+            measured: std::array::from_fn(|_| RwSignal::new(Measured::default())),
+            alive: StoredValue::new_local(Rc::new(Cell::new(true))),
+        };
+        let alive = sub.alive.get_value();
+        // Where the feed is now: only news counts.
+        let start_from = Rc::new(Cell::new(0u64));
+        {
+            let (alive, start_from) = (alive.clone(), start_from.clone());
+            leptos::task::spawn_local(async move {
+                let Ok(a) = api::exchange(&rec, Method::GET, "/api/lab/changes", None).await else { return };
+                let Ok(c) = serde_json::from_str::<Changes>(&a.text) else { return };
+                start_from.set(c.latest);
+                let m = sub.measured;
+                follow_sse(rec, m[2], c.latest, alive.clone());
+                // Short polling.
+                let (al, from) = (alive.clone(), c.latest);
+                leptos::task::spawn_local(async move {
+                    let mut since = from;
+                    while al.get() {
+                        if let Ok(a) =
+                            api::exchange(&rec, Method::GET, &format!("/api/lab/changes?since={since}"), None)
+                                .await
+                            && let Ok(c) = serde_json::from_str::<Changes>(&a.text)
+                        {
+                            let ats: Vec<Micros> = c.changes.iter().map(|c| c.at_us).collect();
+                            m[0].update(|x| {
+                                x.requests += 1;
+                                x.received(
+                                    &ats,
+                                    server_now(rec),
+                                    if ats.is_empty() { 0 } else { a.text.len() },
+                                );
+                            });
+                            since = c.latest.max(since);
+                        }
+                        sleep(poll_ms.get_untracked() as i32).await;
+                    }
+                });
+                // Long polling.
+                let (al, from) = (alive.clone(), c.latest);
+                leptos::task::spawn_local(async move {
+                    let mut since = from;
+                    while al.get() {
+                        match api::exchange(
+                            &rec,
+                            Method::GET,
+                            &format!("/api/lab/changes?since={since}&wait=25"),
+                            None,
+                        )
+                        .await
+                        {
+                            Ok(a) => {
+                                if let Ok(c) = serde_json::from_str::<Changes>(&a.text) {
+                                    let ats: Vec<Micros> = c.changes.iter().map(|c| c.at_us).collect();
+                                    m[1].update(|x| {
+                                        x.requests += 1;
+                                        x.received(
+                                            &ats,
+                                            server_now(rec),
+                                            if ats.is_empty() { 0 } else { a.text.len() },
+                                        );
+                                    });
+                                    since = c.latest.max(since);
+                                }
+                            }
+                            Err(_) => sleep(1000).await,
+                        }
+                    }
+                });
+            });
+        }
+        // WebSocket: room `lab` on /ws/events.
+        let m = sub.measured;
+        let socket = Socket::connect(rec, "/ws/events", move |s, ev| match ev {
+            SocketEvent::Open => {
+                m[3].update(|x| x.requests += 1);
+                if let Ok(t) = serde_json::to_string(&ClientMsg::Join { room: "lab".into() }) {
+                    let _ = s.send_text(&t);
+                }
+            }
+            SocketEvent::Text(text) => {
+                if let Ok(ServerEnvelope { msg: ServerMsg::LabChanged(c), .. }) = serde_json::from_str(&text)
+                {
+                    m[3].update(|x| x.received(&[c.at_us], server_now(rec), text.len()));
+                }
+            }
+            _ => {}
+        });
+        let socket = StoredValue::new_local(socket.ok());
+        let flag = sub.alive;
+        on_cleanup(move || {
+            flag.get_value().set(false);
+            if let Some(s) = socket.get_value() {
+                s.close(1000, "lab page closed");
+            }
+        });
+        sub
+    }
+}

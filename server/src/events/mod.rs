@@ -1,0 +1,405 @@
+//! `/ws/events`: the lecture's WebSocket patterns — presence, rooms with chat history, the
+//! ping-pong demo, a periodic `tick`, and `transcriptChanged` pushed to every connection when
+//! a REST write succeeds (linked, in the event log, to the request that caused it).
+//!
+//! Each connection has a bounded outgoing queue; a client too slow to keep up is closed with
+//! 1013 Try Again Later (it reconnects and rejoins) rather than slowing anyone else.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::Response;
+use protocol::channel::{
+    CHANNEL_VERSION, ChatLine, ClientMsg, MAX_MESSAGE_BYTES, Peer, ROOM_HISTORY, ServerEnvelope, ServerMsg,
+};
+use tokio::sync::mpsc;
+
+use crate::AppState;
+use crate::capture::valid_client_id;
+use crate::extract::QueryText;
+use crate::ws::{Message, WebSocket, WebSocketUpgrade};
+
+/// Messages a connection may have waiting before it counts as too slow.
+const QUEUE: usize = 256;
+/// How often every connection gets a `tick`.
+pub const TICK: Duration = Duration::from_secs(5);
+const MAX_NAME: usize = 40;
+const MAX_TEXT: usize = 2000;
+const MAX_ROUNDS: u32 = 100;
+
+/// What goes out on a connection: a message, and the exchange that caused it (if any).
+type Out = (ServerMsg, Option<u64>);
+
+struct Conn {
+    peer: Peer,
+    greeted: bool,
+    rooms: HashSet<String>,
+    tx: mpsc::Sender<Out>,
+    overflow: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct Room {
+    members: HashSet<u64>,
+    history: VecDeque<ChatLine>,
+}
+
+#[derive(Default)]
+struct Inner {
+    conns: HashMap<u64, Conn>,
+    rooms: HashMap<String, Room>,
+}
+
+/// Everyone connected to `/ws/events`.
+pub struct Hub {
+    inner: Mutex<Inner>,
+    next_id: AtomicU64,
+    open: AtomicU32,
+    started: std::sync::Once,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            inner: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            open: AtomicU32::new(0),
+            started: std::sync::Once::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("open", &self.open).finish_non_exhaustive()
+    }
+}
+
+fn send_to(conn: &Conn, out: Out) {
+    if conn.tx.try_send(out).is_err() {
+        conn.overflow.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Open `/ws/events` connections.
+    pub fn watchers(&self) -> u32 {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Sends `msg` to every connection.
+    pub fn broadcast(&self, msg: &ServerMsg, cause: Option<u64>) {
+        for conn in self.lock().conns.values() {
+            send_to(conn, (msg.clone(), cause));
+        }
+    }
+
+    /// Sends `msg` to the members of `room`.
+    pub fn to_room(&self, room: &str, msg: &ServerMsg, cause: Option<u64>) {
+        let inner = self.lock();
+        if let Some(r) = inner.rooms.get(room) {
+            for id in &r.members {
+                if let Some(conn) = inner.conns.get(id) {
+                    send_to(conn, (msg.clone(), cause));
+                }
+            }
+        }
+    }
+
+    /// Starts (once) the hub's own tasks: the tick, and forwarding transcript changes.
+    fn start(&self, state: &AppState) {
+        self.started.call_once(|| {
+            let hub = Arc::downgrade(state.hub());
+            let tick = state.config().tick;
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
+                loop {
+                    every.tick().await;
+                    let Some(hub) = hub.upgrade() else { return };
+                    hub.broadcast(&ServerMsg::Tick { watchers: hub.watchers() }, None);
+                }
+            });
+            let hub = Arc::downgrade(state.hub());
+            let mut changes = state.changes().subscribe();
+            tokio::spawn(async move {
+                loop {
+                    match changes.recv().await {
+                        Ok(change) => {
+                            let Some(hub) = hub.upgrade() else { return };
+                            let cause = change.cause;
+                            hub.broadcast(&ServerMsg::TranscriptChanged(change), cause);
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            });
+        });
+    }
+
+    fn add(&self, client_id: String) -> (u64, mpsc::Receiver<Out>, Arc<AtomicBool>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let overflow = Arc::new(AtomicBool::new(false));
+        let conn = Conn {
+            peer: Peer { name: client_id.clone(), client_id },
+            greeted: false,
+            rooms: HashSet::new(),
+            tx,
+            overflow: overflow.clone(),
+        };
+        self.lock().conns.insert(id, conn);
+        self.open.fetch_add(1, Ordering::Relaxed);
+        (id, rx, overflow)
+    }
+
+    fn remove(&self, id: u64) {
+        let mut inner = self.lock();
+        let Some(conn) = inner.conns.remove(&id) else { return };
+        for room in &conn.rooms {
+            if let Some(r) = inner.rooms.get_mut(room) {
+                r.members.remove(&id);
+            }
+        }
+        let connected = self.open.fetch_sub(1, Ordering::Relaxed) - 1;
+        if conn.greeted {
+            let msg = ServerMsg::Left { peer: conn.peer, connected };
+            for other in inner.conns.values() {
+                send_to(other, (msg.clone(), None));
+            }
+        }
+    }
+
+    /// Handles one client message; answers what goes back to the sender only.
+    fn handle(&self, id: u64, msg: ClientMsg, pingpong: &mut Option<(u32, u32)>) -> Vec<ServerMsg> {
+        let err = |m: &str| vec![ServerMsg::Error { message: m.to_owned() }];
+        let mut inner = self.lock();
+        let connected = self.open.load(Ordering::Relaxed);
+        match msg {
+            ClientMsg::Hello { name } => {
+                let name = name.trim().chars().take(MAX_NAME).collect::<String>();
+                if name.is_empty() {
+                    return err("hello: name must not be empty");
+                }
+                let Some(conn) = inner.conns.get_mut(&id) else { return Vec::new() };
+                conn.peer.name = name;
+                let first = !conn.greeted;
+                conn.greeted = true;
+                let peer = conn.peer.clone();
+                if first {
+                    let joined = ServerMsg::Joined { peer: peer.clone(), connected };
+                    for (other_id, other) in &inner.conns {
+                        if *other_id != id {
+                            send_to(other, (joined.clone(), None));
+                        }
+                    }
+                }
+                vec![ServerMsg::Welcome { version: CHANNEL_VERSION, client_id: peer.client_id, connected }]
+            }
+            ClientMsg::Join { room } => {
+                if !valid_room(&room) {
+                    return err("join: a room name is 1 to 40 letters, digits, spaces, - or _");
+                }
+                let Some(conn) = inner.conns.get_mut(&id) else { return Vec::new() };
+                conn.rooms.insert(room.clone());
+                let r = inner.rooms.entry(room.clone()).or_default();
+                r.members.insert(id);
+                vec![ServerMsg::History {
+                    members: r.members.len() as u32,
+                    messages: r.history.iter().cloned().collect(),
+                    room,
+                }]
+            }
+            ClientMsg::Leave { room } => {
+                let was = inner.conns.get_mut(&id).is_some_and(|c| c.rooms.remove(&room));
+                if !was {
+                    return err("leave: you are not in that room");
+                }
+                if let Some(r) = inner.rooms.get_mut(&room) {
+                    r.members.remove(&id);
+                }
+                Vec::new()
+            }
+            ClientMsg::Chat { room, text } => {
+                let Some(conn) = inner.conns.get(&id) else { return Vec::new() };
+                if !conn.rooms.contains(&room) {
+                    return err("chat: join the room first");
+                }
+                let text = text.trim().to_owned();
+                if text.is_empty() || text.chars().count() > MAX_TEXT {
+                    return err("chat: text must be 1 to 2000 characters");
+                }
+                let line =
+                    ChatLine { room: room.clone(), from: conn.peer.clone(), text, at_us: crate::now_us() };
+                let Inner { conns, rooms } = &mut *inner;
+                let r = rooms.entry(room).or_default();
+                r.history.push_back(line.clone());
+                if r.history.len() > ROOM_HISTORY {
+                    r.history.pop_front();
+                }
+                let msg = ServerMsg::Chat(line);
+                for member in &r.members {
+                    if let Some(c) = conns.get(member) {
+                        send_to(c, (msg.clone(), None));
+                    }
+                }
+                Vec::new()
+            }
+            ClientMsg::Pingpong { rounds } => {
+                if !(1..=MAX_ROUNDS).contains(&rounds) {
+                    return err("pingpong: rounds must be 1 to 100");
+                }
+                *pingpong = Some((rounds, 1));
+                vec![ServerMsg::Ping { n: 1 }]
+            }
+            ClientMsg::Pong { n } => match *pingpong {
+                Some((rounds, expected)) if n == expected => {
+                    if n >= rounds {
+                        *pingpong = None;
+                        vec![ServerMsg::PingpongDone { rounds }]
+                    } else {
+                        *pingpong = Some((rounds, n + 1));
+                        vec![ServerMsg::Ping { n: n + 1 }]
+                    }
+                }
+                Some((_, expected)) => err(&format!("pong: expected pong {expected}, got {n}")),
+                None => err("pong: no ping-pong is running (send pingpong first)"),
+            },
+        }
+    }
+}
+
+fn valid_room(room: &str) -> bool {
+    (1..=40).contains(&room.chars().count())
+        && room.chars().all(|c| c.is_alphanumeric() || c == ' ' || c == '-' || c == '_')
+        && !room.trim().is_empty()
+}
+
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    QueryText(q): QueryText,
+) -> Response {
+    let client_id = q.get("client").filter(|c| valid_client_id(c)).cloned();
+    state.hub().start(&state);
+    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| run(socket, state, client_id))
+}
+
+async fn run(mut socket: WebSocket, state: AppState, client_id: Option<String>) {
+    let hub = state.hub().clone();
+    let client_id = client_id.unwrap_or_else(|| format!("anon-{}", hub.next_id.load(Ordering::Relaxed)));
+    let (id, mut rx, overflow) = hub.add(client_id);
+    let shutdown = state.shutdown().clone();
+    let mut seq = 0u64;
+    let mut pingpong = None;
+    let mut send = async |socket: &mut WebSocket, msg: ServerMsg, cause: Option<u64>| {
+        seq += 1;
+        let env = ServerEnvelope { msg, seq, at_us: crate::now_us() };
+        let text = serde_json::to_string(&env).unwrap_or_default();
+        socket.send_caused(Message::text(text), cause).await.is_ok()
+    };
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => {
+                socket.close(1001, "server shutting down").await;
+                break;
+            }
+            out = rx.recv() => {
+                let Some((msg, cause)) = out else { break };
+                if !send(&mut socket, msg, cause).await {
+                    break;
+                }
+                if overflow.load(Ordering::Relaxed) {
+                    socket.close(1013, "too slow: messages were piling up").await;
+                    break;
+                }
+            }
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Text(text))) => {
+                    let replies = match serde_json::from_str::<ClientMsg>(&text) {
+                        Ok(m) => hub.handle(id, m, &mut pingpong),
+                        Err(e) => vec![ServerMsg::Error { message: describe(&text, &e) }],
+                    };
+                    for r in replies {
+                        if !send(&mut socket, r, None).await {
+                            break;
+                        }
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let e = ServerMsg::Error { message: "binary frames are not part of this protocol: send JSON text".into() };
+                    if !send(&mut socket, e, None).await {
+                        break;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    socket.fail(&e).await;
+                    break;
+                }
+                None => break,
+            },
+        }
+    }
+    hub.remove(id);
+}
+
+/// Why a client message was not understood, in one line.
+fn describe(text: &str, e: &serde_json::Error) -> String {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Err(_) => format!("not JSON: {e}"),
+        Ok(v) => match v.get("type").and_then(|t| t.as_str()) {
+            None => "a message is {\"type\": NAME, \"data\": {…}}".to_owned(),
+            Some(t) if !["hello", "join", "leave", "chat", "pingpong", "pong"].contains(&t) => {
+                format!("unknown type \"{t}\" (known: hello, join, leave, chat, pingpong, pong)")
+            }
+            Some(t) => format!("bad data for \"{t}\": {e}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_names_are_short_and_plain() {
+        assert!(valid_room("lab"));
+        assert!(valid_room("group 2_b"));
+        assert!(!valid_room(""));
+        assert!(!valid_room("   "));
+        assert!(!valid_room("a/b"));
+        assert!(!valid_room(&"r".repeat(41)));
+    }
+
+    #[test]
+    fn errors_say_what_was_wrong() {
+        let d = |t: &str| describe(t, &serde_json::from_str::<ClientMsg>(t).unwrap_err());
+        assert!(d("{nope").starts_with("not JSON"));
+        assert!(d(r#"{"type":"dance","data":{}}"#).starts_with("unknown type \"dance\""));
+        assert!(d(r#"{"type":"join","data":{}}"#).starts_with("bad data for \"join\""));
+        assert!(d(r#"[1]"#).starts_with("a message is"));
+    }
+
+    #[test]
+    fn ping_pong_runs_its_rounds_in_order() {
+        let hub = Hub::default();
+        let (id, _rx, _) = hub.add("c-1".into());
+        let mut pp = None;
+        assert_eq!(hub.handle(id, ClientMsg::Pingpong { rounds: 2 }, &mut pp), [ServerMsg::Ping { n: 1 }]);
+        assert!(matches!(&hub.handle(id, ClientMsg::Pong { n: 2 }, &mut pp)[..], [ServerMsg::Error { .. }]));
+        assert_eq!(hub.handle(id, ClientMsg::Pong { n: 1 }, &mut pp), [ServerMsg::Ping { n: 2 }]);
+        assert_eq!(
+            hub.handle(id, ClientMsg::Pong { n: 2 }, &mut pp),
+            [ServerMsg::PingpongDone { rounds: 2 }]
+        );
+        assert!(matches!(&hub.handle(id, ClientMsg::Pong { n: 3 }, &mut pp)[..], [ServerMsg::Error { .. }]));
+    }
+}
