@@ -93,6 +93,41 @@ fn follow_sse(rec: Recorder, m: RwSignal<Measured>, since: u64, alive: Rc<Cell<b
     stop.forget();
 }
 
+/// Polls the lab feed from `since` on until `alive` goes false: with `wait`, each request
+/// is a long poll (made again as soon as it is answered); without, one request per period.
+async fn poll(
+    rec: Recorder,
+    m: RwSignal<Measured>,
+    mut since: u64,
+    wait: Option<u64>,
+    period_ms: Signal<u64>,
+    alive: Rc<Cell<bool>>,
+) {
+    while alive.get() {
+        let path = match wait {
+            Some(w) => format!("/api/lab/changes?since={since}&wait={w}"),
+            None => format!("/api/lab/changes?since={since}"),
+        };
+        match api::exchange(&rec, Method::GET, &path, None).await {
+            Ok(a) => {
+                if let Ok(c) = serde_json::from_str::<Changes>(&a.text) {
+                    let ats: Vec<Micros> = c.changes.iter().map(|c| c.at_us).collect();
+                    let bytes = if ats.is_empty() { 0 } else { a.text.len() };
+                    m.update(|x| {
+                        x.requests += 1;
+                        x.received(&ats, server_now(rec), bytes);
+                    });
+                    since = c.latest.max(since);
+                }
+                if wait.is_none() {
+                    sleep(period_ms.get_untracked() as i32).await;
+                }
+            }
+            Err(_) => sleep(1000).await,
+        }
+    }
+}
+
 impl Subscriber {
     /// Subscribes four ways until the page goes; `poll_ms` is the short-polling period.
     pub fn start(rec: Recorder, poll_ms: Signal<u64>) -> Subscriber {
@@ -102,70 +137,16 @@ impl Subscriber {
         };
         let alive = sub.alive.get_value();
         // Where the feed is now: only news counts.
-        let start_from = Rc::new(Cell::new(0u64));
         {
-            let (alive, start_from) = (alive.clone(), start_from.clone());
+            let alive = alive.clone();
             leptos::task::spawn_local(async move {
                 let Ok(a) = api::exchange(&rec, Method::GET, "/api/lab/changes", None).await else { return };
                 let Ok(c) = serde_json::from_str::<Changes>(&a.text) else { return };
-                start_from.set(c.latest);
                 let m = sub.measured;
                 follow_sse(rec, m[2], c.latest, alive.clone());
-                // Short polling.
-                let (al, from) = (alive.clone(), c.latest);
-                leptos::task::spawn_local(async move {
-                    let mut since = from;
-                    while al.get() {
-                        if let Ok(a) =
-                            api::exchange(&rec, Method::GET, &format!("/api/lab/changes?since={since}"), None)
-                                .await
-                            && let Ok(c) = serde_json::from_str::<Changes>(&a.text)
-                        {
-                            let ats: Vec<Micros> = c.changes.iter().map(|c| c.at_us).collect();
-                            m[0].update(|x| {
-                                x.requests += 1;
-                                x.received(
-                                    &ats,
-                                    server_now(rec),
-                                    if ats.is_empty() { 0 } else { a.text.len() },
-                                );
-                            });
-                            since = c.latest.max(since);
-                        }
-                        sleep(poll_ms.get_untracked() as i32).await;
-                    }
-                });
-                // Long polling.
-                let (al, from) = (alive.clone(), c.latest);
-                leptos::task::spawn_local(async move {
-                    let mut since = from;
-                    while al.get() {
-                        match api::exchange(
-                            &rec,
-                            Method::GET,
-                            &format!("/api/lab/changes?since={since}&wait=25"),
-                            None,
-                        )
-                        .await
-                        {
-                            Ok(a) => {
-                                if let Ok(c) = serde_json::from_str::<Changes>(&a.text) {
-                                    let ats: Vec<Micros> = c.changes.iter().map(|c| c.at_us).collect();
-                                    m[1].update(|x| {
-                                        x.requests += 1;
-                                        x.received(
-                                            &ats,
-                                            server_now(rec),
-                                            if ats.is_empty() { 0 } else { a.text.len() },
-                                        );
-                                    });
-                                    since = c.latest.max(since);
-                                }
-                            }
-                            Err(_) => sleep(1000).await,
-                        }
-                    }
-                });
+                // Short polling (every period) and long polling (a request always waiting).
+                leptos::task::spawn_local(poll(rec, m[0], c.latest, None, poll_ms, alive.clone()));
+                leptos::task::spawn_local(poll(rec, m[1], c.latest, Some(25), poll_ms, alive.clone()));
             });
         }
         // WebSocket: room `lab` on /ws/events.
