@@ -79,6 +79,7 @@ pub enum EventKind {
     Failure(Failure),
     Client(ClientInfo),
     Presence(Presence),
+    Note(Note),
 }
 
 impl EventKind {
@@ -91,14 +92,14 @@ impl EventKind {
             EventKind::WsClose(c) => c.from,
             EventKind::Failure(f) => f.from,
             EventKind::Client(_) => Side::Client,
-            EventKind::Presence(_) => Side::Server,
+            EventKind::Presence(_) | EventKind::Note(_) => Side::Server,
         }
     }
 
     /// True for messages on the wire (drawn as arrows); false for notes about the session
     /// (a client's name, observer presence).
     pub fn is_message(&self) -> bool {
-        !matches!(self, EventKind::Client(_) | EventKind::Presence(_))
+        !matches!(self, EventKind::Client(_) | EventKind::Presence(_) | EventKind::Note(_))
     }
 }
 
@@ -114,6 +115,31 @@ pub struct ClientInfo {
     pub addr: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+}
+
+/// Something the server did to the traffic, or to the session, that every screen shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Note {
+    pub what: NoteKind,
+    /// Words for the screen: "latency +800 ms on /transcripts", "request held", …
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NoteKind {
+    /// A fault was injected into this exchange or connection (drawn on its row).
+    Fault,
+    /// A request is held at the server until the instructor releases it.
+    Held,
+    Released,
+    /// A new session started: screens start a new diagram.
+    Session,
+    /// The instructor highlights a lane (`client` is the lane; empty: none).
+    Highlight,
+    /// The server is down for a while (or up again).
+    Down,
 }
 
 /// Screens following the log (`/ws/observe`): how many, and how many came and went since the

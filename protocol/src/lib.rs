@@ -6,14 +6,16 @@
 pub mod api;
 pub mod channel;
 pub mod event;
+pub mod instructor;
 pub mod lab;
 pub mod observe;
 pub mod transcripts;
 
 pub use api::{ApiError, Health};
 pub use event::{
-    Body, ClientInfo, CloseInfo, Event, EventKind, Failure, Header, HttpRequest, HttpResponse, Opcode,
-    Presence, Side, Stamps, WsAccept, WsClose, WsFrame, WsUpgrade, close_code_meaning, status_reason,
+    Body, ClientInfo, CloseInfo, Event, EventKind, Failure, Header, HttpRequest, HttpResponse, Note,
+    NoteKind, Opcode, Presence, Side, Stamps, WsAccept, WsClose, WsFrame, WsUpgrade, close_code_meaning,
+    status_reason,
 };
 pub use observe::{ClockOffset, ObserverCmd, ObserverMsg};
 pub use transcripts::{CourseGrade, NewTranscript, Student, StudentId, Transcript};

@@ -20,6 +20,12 @@ pub enum ApiError {
     PayloadTooLarge(String),
     /// 415: the body is not `application/json`.
     UnsupportedMediaType(String),
+    /// 403: an instructor route without the instructor's token.
+    Forbidden,
+    /// 429 (with `Retry-After`, seconds): too many requests (a rate limit, or a fault).
+    TooManyRequests(u64),
+    /// 503 (with `Retry-After`, seconds): not now (a fault).
+    Unavailable(u64),
     /// 426: a WebSocket endpoint asked without a WebSocket handshake.
     UpgradeRequired(String),
     /// 422: named fields failed validation (field as the client wrote it → reason).
@@ -38,6 +44,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -54,6 +63,15 @@ impl ApiError {
             ApiError::PayloadTooLarge(d) => ("Payload Too Large", Value::from(d.as_str())),
             ApiError::UnsupportedMediaType(d) => ("Unsupported Media Type", Value::from(d.as_str())),
             ApiError::UpgradeRequired(d) => ("Upgrade Required", Value::from(d.as_str())),
+            ApiError::Forbidden => {
+                ("Forbidden", Value::from("this needs the instructor's token (Authorization: Bearer …)"))
+            }
+            ApiError::TooManyRequests(s) => {
+                ("Too Many Requests", Value::from(format!("slow down: retry in {s} s")))
+            }
+            ApiError::Unavailable(s) => {
+                ("Service Unavailable", Value::from(format!("not now: retry in {s} s")))
+            }
             ApiError::Validation(fields) => (
                 "Validation Failed",
                 Value::Object(fields.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect()),
@@ -70,11 +88,18 @@ impl IntoResponse for ApiError {
             tracing::error!(%what, "internal error");
         }
         let mut res = (self.status(), Json(self.body())).into_response();
-        if let ApiError::UpgradeRequired(_) = self {
-            res.headers_mut()
-                .insert(axum::http::header::UPGRADE, axum::http::HeaderValue::from_static("websocket"));
-            res.headers_mut()
-                .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("Upgrade"));
+        let headers = res.headers_mut();
+        match self {
+            ApiError::UpgradeRequired(_) => {
+                headers
+                    .insert(axum::http::header::UPGRADE, axum::http::HeaderValue::from_static("websocket"));
+                headers
+                    .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("Upgrade"));
+            }
+            ApiError::TooManyRequests(s) | ApiError::Unavailable(s) => {
+                headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(s));
+            }
+            _ => {}
         }
         res
     }

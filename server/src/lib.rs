@@ -11,12 +11,16 @@ pub mod echo;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod faults;
 pub mod health;
+pub mod idempotency;
+pub mod instructor;
 pub mod lab;
 pub mod log;
 pub mod observe;
 pub mod openapi;
 pub mod serve;
+pub mod sessions;
 pub mod shutdown;
 pub mod transcripts;
 pub mod ws;
@@ -50,6 +54,10 @@ pub struct Config {
     pub log: log::LogConfig,
     /// How often `/ws/events` connections get a `tick`.
     pub tick: std::time::Duration,
+    /// The instructor's token (a new random one when `None`).
+    pub token: Option<String>,
+    /// Chat lines a client may send in 10 seconds on `/ws/events`.
+    pub chat_limit: usize,
 }
 
 impl Config {
@@ -63,6 +71,8 @@ impl Config {
             preview_bytes: 4096,
             log: log::LogConfig::default(),
             tick: events::TICK,
+            token: None,
+            chat_limit: events::CHAT_LIMIT,
         }
     }
 }
@@ -107,6 +117,11 @@ struct Inner {
     changes: Arc<changes::ChangeFeed>,
     hub: Arc<events::Hub>,
     lab: Arc<lab::LabState>,
+    token: String,
+    faults: faults::Faults,
+    idempotency: idempotency::Idempotency,
+    local_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    highlight: std::sync::Mutex<Option<String>>,
 }
 
 impl AppState {
@@ -121,6 +136,10 @@ impl AppState {
         let name = format!("started {}", time_of_day(now_us()));
         let log = log::EventLog::open(&config.data_dir, config.log, &name)
             .map_err(|e| StartError::EventLog(config.data_dir.join(log::db::FILE_NAME), e))?;
+        let token = config.token.clone().unwrap_or_else(instructor::new_token);
+        let chat_limit = config.chat_limit;
+        let secrets: Arc<capture::Secrets> = Arc::default();
+        secrets.add(token.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -129,11 +148,16 @@ impl AppState {
                 transcripts: Arc::new(store),
                 log,
                 clients: Arc::default(),
-                secrets: Arc::default(),
+                secrets,
                 presence: std::sync::Once::new(),
                 changes: Arc::default(),
-                hub: Arc::default(),
+                hub: Arc::new(events::Hub::new(chat_limit)),
                 lab: Arc::default(),
+                token,
+                faults: faults::Faults::default(),
+                idempotency: idempotency::Idempotency::default(),
+                local_addr: std::sync::OnceLock::new(),
+                highlight: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -146,6 +170,38 @@ impl AppState {
     /// Everyone on `/ws/events`.
     pub fn hub(&self) -> &Arc<events::Hub> {
         &self.inner.hub
+    }
+
+    /// The instructor's token.
+    pub fn token(&self) -> &str {
+        &self.inner.token
+    }
+
+    /// Faults, holding, "server down".
+    pub fn faults(&self) -> &faults::Faults {
+        &self.inner.faults
+    }
+
+    pub fn idempotency(&self) -> &idempotency::Idempotency {
+        &self.inner.idempotency
+    }
+
+    /// Where the server listens (set once bound).
+    pub fn set_local_addr(&self, addr: std::net::SocketAddr) {
+        let _ = self.inner.local_addr.set(addr);
+    }
+
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.local_addr.get().copied()
+    }
+
+    /// The lane the instructor highlights.
+    pub fn highlight(&self) -> Option<String> {
+        self.inner.highlight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub fn set_highlight(&self, client: Option<String>) {
+        *self.inner.highlight.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = client;
     }
 
     /// The pattern lab.
@@ -229,9 +285,14 @@ pub fn app(state: AppState) -> Router {
         .route("/api/lab/changes", get(lab::changes))
         .route("/api/lab/changes/stream", get(lab::stream))
         .route(capture::OBSERVE_PATH, get(observe::upgrade))
+        .route("/api/sessions", get(sessions::list))
+        .route("/api/sessions/{id}/events", get(sessions::events))
         .merge(transcripts::routes())
+        .merge(instructor::routes())
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(assets::serve)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::middleware))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), faults::middleware))
         .layer(state.capture())
         .layer(
             TraceLayer::new_for_http()

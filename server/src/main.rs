@@ -96,7 +96,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !cli.assets.join("index.html").is_file() {
         tracing::warn!(assets = %cli.assets.display(), "no built app there: the API runs, `/` explains how to build it");
     }
-    println!("listening on http://{local}");
+    state.set_local_addr(local);
+    say(&format!("listening on http://{local}"));
+    let host = if local.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], local.port()))
+    } else {
+        local
+    };
+    say(&format!("instructor: http://{host}/#token={}", state.token()));
+    for url in server::instructor::join_urls(&state) {
+        tracing::info!(%url, "students can join at");
+    }
 
     let shutdown = state.shutdown().clone();
     let signal = {
@@ -120,6 +130,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A line on standard output; a closed stdout (the reader went away) is not fatal.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// Resolves on Ctrl-C, SIGTERM, or (when asked) the end of standard input.

@@ -61,6 +61,8 @@ pub struct ErrorBody {
         crate::lab::stop,
         crate::lab::changes,
         crate::lab::stream,
+        crate::sessions::list,
+        crate::sessions::events,
     ),
     components(schemas(InvalidParameters, ValidationFailed, ErrorBody)),
     tags(

@@ -38,7 +38,16 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: Shutdown) -> st
         conns.spawn(async move {
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
-                app.clone().oneshot(req)
+                let app = app.clone();
+                async move {
+                    let Ok(res) = app.oneshot(req).await;
+                    // A fault asked for no answer at all: failing the service closes the
+                    // connection without a response.
+                    if res.extensions().get::<crate::faults::DropConnection>().is_some() {
+                        return Err(std::io::Error::other("connection dropped on purpose (fault)"));
+                    }
+                    Ok::<_, std::io::Error>(res)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())

@@ -23,8 +23,96 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 
 pub use tokio_tungstenite::tungstenite::Message;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
 use crate::ApiError;
 use crate::capture::{Tap, TapIo};
+
+/// What the server may do to an open WebSocket from outside its handler (faults, moderation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// Close with this code and reason (a close frame, then the handshake).
+    Close(u16, String),
+    /// Cut the connection: no close frame (the client sees 1006).
+    Cut,
+}
+
+struct Entry {
+    client: String,
+    path: String,
+    ctl: mpsc::UnboundedSender<Control>,
+}
+
+/// Every open WebSocket that faults and moderation may reach (observers are not in it).
+#[derive(Default)]
+pub struct Sockets {
+    open: Mutex<HashMap<u64, Entry>>,
+    next: AtomicU64,
+}
+
+impl std::fmt::Debug for Sockets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sockets").finish_non_exhaustive()
+    }
+}
+
+impl Sockets {
+    fn register(
+        self: &Arc<Self>,
+        client: String,
+        path: String,
+    ) -> (Registration, mpsc::UnboundedReceiver<Control>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.open.lock().unwrap_or_else(PoisonError::into_inner).insert(id, Entry { client, path, ctl: tx });
+        (Registration { sockets: self.clone(), id }, rx)
+    }
+
+    /// Sends `ctl` to every open socket matching `client` (if given) and `path` prefix (if
+    /// given); answers how many.
+    pub fn control(&self, client: Option<&str>, path: Option<&str>, ctl: &Control) -> usize {
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.values()
+            .filter(|e| client.is_none_or(|c| e.client == c) && path.is_none_or(|p| e.path.starts_with(p)))
+            .filter(|e| e.ctl.send(ctl.clone()).is_ok())
+            .count()
+    }
+
+    pub fn len(&self) -> usize {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Removes a socket from [`Sockets`] when it ends.
+struct Registration {
+    sockets: Arc<Sockets>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.sockets.open.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+    }
+}
+
+/// Put into a request's extensions (by the fault layer) for the upgrade to pick up: register
+/// the socket, and whether its frames are to be reordered.
+#[derive(Clone)]
+pub struct SocketSpec {
+    pub sockets: Arc<Sockets>,
+    pub client: String,
+    pub path: String,
+    pub reorder: bool,
+}
 
 /// How long a closing socket waits for the client's answer (and drains what it still sends).
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
@@ -41,6 +129,7 @@ pub struct WebSocketUpgrade {
     key: HeaderValue,
     on_upgrade: hyper::upgrade::OnUpgrade,
     tap: Option<Tap>,
+    spec: Option<SocketSpec>,
     config: WebSocketConfig,
 }
 
@@ -76,10 +165,11 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
             .remove::<hyper::upgrade::OnUpgrade>()
             .ok_or_else(|| upgrade("this connection cannot be upgraded"))?;
         let tap = parts.extensions.remove::<Tap>();
+        let spec = parts.extensions.remove::<SocketSpec>();
         let mut config = WebSocketConfig::default();
         config.max_message_size = Some(crate::echo::MAX_MESSAGE_BYTES);
         config.max_frame_size = Some(crate::echo::MAX_MESSAGE_BYTES);
-        Ok(Self { key, on_upgrade, tap, config })
+        Ok(Self { key, on_upgrade, tap, spec, config })
     }
 }
 
@@ -107,7 +197,7 @@ impl WebSocketUpgrade {
         C: FnOnce(WebSocket) -> F + Send + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
-        let Self { key, on_upgrade, tap, config } = self;
+        let Self { key, on_upgrade, tap, spec, config } = self;
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else { return };
             // Back to the bare socket when nothing was read past the handshake: the HTTP
@@ -119,7 +209,15 @@ impl WebSocketUpgrade {
             };
             let io = TapIo::new(io, tap);
             let stream = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-            callback(WebSocket { stream }).await;
+            let reorder = spec.as_ref().is_some_and(|s| s.reorder);
+            let (registration, ctl) = match spec {
+                Some(s) => {
+                    let (r, rx) = s.sockets.register(s.client, s.path);
+                    (Some(r), Some(rx))
+                }
+                None => (None, None),
+            };
+            callback(WebSocket { stream, ctl, reorder, held: None, _registration: registration }).await;
         });
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
         Response::builder()
@@ -187,6 +285,12 @@ type Socket = TapIo<Box<dyn Io>>;
 /// An open server-side WebSocket.
 pub struct WebSocket {
     stream: WebSocketStream<Socket>,
+    ctl: Option<mpsc::UnboundedReceiver<Control>>,
+    /// Swap the server's data frames in pairs (a fault).
+    reorder: bool,
+    /// A data frame waiting for its partner (reordering).
+    held: Option<(Message, Option<u64>)>,
+    _registration: Option<Registration>,
 }
 
 impl std::fmt::Debug for WebSocket {
@@ -219,22 +323,73 @@ pub fn close_code_for(e: &WsError) -> Option<(u16, &'static str)> {
 }
 
 impl WebSocket {
-    /// The next message: `None` once the connection is closed or broken. Pings are answered
-    /// (pong) and close frames echoed by the implementation itself.
+    /// The next message: `None` once the connection is closed or broken (or closed or cut by
+    /// the server from outside). Pings are answered (pong) and close frames echoed by the
+    /// implementation itself.
     pub async fn recv(&mut self) -> Option<Result<Message, WsError>> {
-        self.stream.next().await
+        loop {
+            let ctl = async {
+                match &mut self.ctl {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let flush_held = async {
+                if self.held.is_some() {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                m = self.stream.next() => return m,
+                c = ctl => match c {
+                    Some(Control::Close(code, reason)) => {
+                        self.close_ref(code, &reason).await;
+                        return None;
+                    }
+                    Some(Control::Cut) => {
+                        let _ = self.stream.get_mut().shutdown().await;
+                        return None;
+                    }
+                    None => self.ctl = None,
+                },
+                () = flush_held => {
+                    if let Some((m, cause)) = self.held.take() {
+                        let _ = self.send_now(m, cause).await;
+                    }
+                }
+            }
+        }
     }
 
-    pub async fn send(&mut self, msg: Message) -> Result<(), WsError> {
-        self.stream.send(msg).await
-    }
-
-    /// Sends a message that exchange `cause` set off; the tap records the link.
-    pub async fn send_caused(&mut self, msg: Message, cause: Option<u64>) -> Result<(), WsError> {
+    async fn send_now(&mut self, msg: Message, cause: Option<u64>) -> Result<(), WsError> {
         self.stream.get_mut().set_cause(cause);
         let r = self.stream.send(msg).await;
         self.stream.get_mut().set_cause(None);
         r
+    }
+
+    pub async fn send(&mut self, msg: Message) -> Result<(), WsError> {
+        self.send_caused(msg, None).await
+    }
+
+    /// Sends a message that exchange `cause` set off; the tap records the link. With the
+    /// reorder fault, data frames leave in swapped pairs.
+    pub async fn send_caused(&mut self, msg: Message, cause: Option<u64>) -> Result<(), WsError> {
+        if self.reorder && (msg.is_text() || msg.is_binary()) {
+            match self.held.take() {
+                None => {
+                    self.held = Some((msg, cause));
+                    return Ok(());
+                }
+                Some((first, first_cause)) => {
+                    self.send_now(msg, cause).await?;
+                    return self.send_now(first, first_cause).await;
+                }
+            }
+        }
+        self.send_now(msg, cause).await
     }
 
     /// Queues a message without flushing (for batches; call [`WebSocket::flush`] after).
@@ -249,6 +404,10 @@ impl WebSocket {
     /// Closes with `code` and `reason`, then waits (briefly) for the client's close frame,
     /// reading and dropping anything it still sends.
     pub async fn close(mut self, code: u16, reason: &str) {
+        self.close_ref(code, reason).await;
+    }
+
+    async fn close_ref(&mut self, code: u16, reason: &str) {
         let frame = CloseFrame { code: CloseCode::from(code), reason: reason.to_owned().into() };
         if self.stream.send(Message::Close(Some(frame))).await.is_err() {
             return;

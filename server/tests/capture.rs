@@ -28,6 +28,7 @@ fn kinds(evs: &[Event]) -> Vec<&'static str> {
             EventKind::Failure(_) => "failure",
             EventKind::Client(_) => "client",
             EventKind::Presence(_) => "presence",
+            EventKind::Note(_) => "note",
         })
         .collect()
 }

@@ -84,7 +84,7 @@ async fn hello_welcome_and_presence() {
 
 #[tokio::test]
 async fn rooms_are_isolated_and_replay_their_last_200_messages() {
-    let s = TestServer::without_app();
+    let s = TestServer::with_config(|c| c.chat_limit = 1000);
     let (addr, _t) = s.spawn().await;
     let mut ana = connect(addr, "c-ana").await;
     let mut ben = connect(addr, "c-ben").await;

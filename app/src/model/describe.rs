@@ -130,6 +130,7 @@ pub fn label(kind: &EventKind) -> (String, Tone) {
             (format!("client {}", c.nickname.as_deref().unwrap_or("seen")), Tone::Control)
         }
         EventKind::Presence(p) => (format!("{} observers", p.observers), Tone::Control),
+        EventKind::Note(n) => (format!("⚡ {}", n.text), Tone::Lost),
     }
 }
 

@@ -125,6 +125,7 @@ fn message(item: &Item) -> Section {
                 "No answer came back: the message never arrived, or the connection broke first.",
             );
         }
+        EventKind::Note(n) => s.row("what", n.text.clone()),
         EventKind::Client(_) | EventKind::Presence(_) => {}
     }
     s

@@ -122,6 +122,24 @@ fn now() -> Stamps {
     Stamps { client_us: None, server_us: Some(crate::now_us()) }
 }
 
+/// The lane key of a request's client: its `X-Wirescope-Client` id (or `client=` on a
+/// WebSocket URL), else `addr:IP`.
+pub fn client_key<B>(req: &Request<B>) -> String {
+    let id = req
+        .headers()
+        .get(CLIENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| query_param(req.uri().query(), "client"))
+        .filter(|id| valid_client_id(id));
+    match id {
+        Some(id) => id.to_owned(),
+        None => {
+            let addr = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+            format!("addr:{}", addr.as_deref().unwrap_or("unknown"))
+        }
+    }
+}
+
 /// What the capture layer needs.
 #[derive(Clone)]
 pub struct Capture {
@@ -245,15 +263,7 @@ where
             let headers = req.headers();
             let query = req.uri().query().map(str::to_owned);
             let addr = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-            let id = headers
-                .get(CLIENT_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .or_else(|| query_param(query.as_deref(), "client"))
-                .filter(|id| valid_client_id(id));
-            let client: Arc<str> = match id {
-                Some(id) => id.into(),
-                None => format!("addr:{}", addr.as_deref().unwrap_or("unknown")).into(),
-            };
+            let client: Arc<str> = client_key(&req).into();
             let client_ref = headers
                 .get(EXCHANGE_HEADER)
                 .and_then(|v| v.to_str().ok())
@@ -285,6 +295,16 @@ where
                 };
                 req.extensions_mut().insert(tap);
                 let res = crate::cause::scope(exchange, inner.call(req)).await?;
+                if let Some(crate::faults::DropConnection(why)) =
+                    res.extensions().get::<crate::faults::DropConnection>()
+                {
+                    let failure = protocol::Failure {
+                        from: protocol::Side::Server,
+                        message: format!("no answer: {why}"),
+                    };
+                    log.record(&client, exchange, client_ref, now(), EventKind::Failure(failure));
+                    return Ok(res);
+                }
                 let accept = WsAccept { status: res.status().as_u16(), headers: cap.headers(res.headers()) };
                 log.record(&client, exchange, client_ref, now(), EventKind::WsAccept(accept));
                 return Ok(res);
@@ -306,6 +326,14 @@ where
             log.record(&client, exchange, client_ref, at, EventKind::HttpRequest(request));
 
             let res = crate::cause::scope(exchange, inner.call(Request::from_parts(parts, body))).await?;
+            if let Some(crate::faults::DropConnection(why)) =
+                res.extensions().get::<crate::faults::DropConnection>()
+            {
+                let message = format!("no answer: {why}");
+                let failure = protocol::Failure { from: protocol::Side::Server, message };
+                log.record(&client, exchange, client_ref, now(), EventKind::Failure(failure));
+                return Ok(res);
+            }
             let status = res.status();
             let headers = cap.headers(res.headers());
             let exact = axum::body::HttpBody::size_hint(res.body()).exact();

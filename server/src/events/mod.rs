@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::response::Response;
@@ -51,10 +51,34 @@ struct Room {
 struct Inner {
     conns: HashMap<u64, Conn>,
     rooms: HashMap<String, Room>,
+    /// Clients the instructor muted (their chat is refused).
+    muted: HashSet<String>,
+    /// Recent chat and hello times per client, for the rate limits.
+    recent: HashMap<String, (VecDeque<Instant>, VecDeque<Instant>)>,
+}
+
+/// At most this many chat lines per client in [`CHAT_WINDOW`], and nickname changes per minute.
+pub const CHAT_LIMIT: usize = 5;
+pub const CHAT_WINDOW: Duration = Duration::from_secs(10);
+pub const NAME_LIMIT: usize = 3;
+
+/// Counts an action in a sliding window; false when over the limit.
+fn allow(times: &mut VecDeque<Instant>, limit: usize, window: Duration) -> bool {
+    let now = Instant::now();
+    while times.front().is_some_and(|t| now.duration_since(*t) > window) {
+        times.pop_front();
+    }
+    if times.len() >= limit {
+        return false;
+    }
+    times.push_back(now);
+    true
 }
 
 /// Everyone connected to `/ws/events`.
 pub struct Hub {
+    /// Chat lines a client may send per [`CHAT_WINDOW`].
+    pub chat_limit: usize,
     inner: Mutex<Inner>,
     next_id: AtomicU64,
     open: AtomicU32,
@@ -63,7 +87,15 @@ pub struct Hub {
 
 impl Default for Hub {
     fn default() -> Self {
+        Self::new(CHAT_LIMIT)
+    }
+}
+
+impl Hub {
+    /// A hub allowing `chat_limit` chat lines per client per 10 seconds.
+    pub fn new(chat_limit: usize) -> Self {
         Self {
+            chat_limit,
             inner: Mutex::default(),
             next_id: AtomicU64::new(1),
             open: AtomicU32::new(0),
@@ -110,6 +142,33 @@ impl Hub {
                     send_to(conn, (msg.clone(), cause));
                 }
             }
+        }
+    }
+
+    /// Clients whose chat is refused.
+    pub fn muted(&self) -> Vec<String> {
+        let mut m: Vec<String> = self.lock().muted.iter().cloned().collect();
+        m.sort();
+        m
+    }
+
+    pub fn set_muted(&self, client: &str, muted: bool) {
+        let mut inner = self.lock();
+        if muted {
+            inner.muted.insert(client.to_owned());
+        } else {
+            inner.muted.remove(client);
+        }
+    }
+
+    /// The instructor renames a client on the channel.
+    pub fn rename(&self, client: &str, name: &str) {
+        let name: String = name.trim().chars().take(MAX_NAME).collect();
+        if name.is_empty() {
+            return;
+        }
+        for conn in self.lock().conns.values_mut().filter(|c| c.peer.client_id == client) {
+            conn.peer.name = name.clone();
         }
     }
 
@@ -188,6 +247,19 @@ impl Hub {
                 if name.is_empty() {
                     return err("hello: name must not be empty");
                 }
+                let Some(client) = inner.conns.get(&id).map(|c| c.peer.client_id.clone()) else {
+                    return Vec::new();
+                };
+                let renaming = inner.conns.get(&id).is_some_and(|c| c.greeted && c.peer.name != name);
+                if renaming
+                    && !allow(
+                        &mut inner.recent.entry(client).or_default().1,
+                        NAME_LIMIT,
+                        Duration::from_secs(60),
+                    )
+                {
+                    return err("hello: too many name changes; wait a minute");
+                }
                 let Some(conn) = inner.conns.get_mut(&id) else { return Vec::new() };
                 conn.peer.name = name;
                 let first = !conn.greeted;
@@ -232,13 +304,24 @@ impl Hub {
                 if !conn.rooms.contains(&room) {
                     return err("chat: join the room first");
                 }
+                let client = conn.peer.client_id.clone();
+                if inner.muted.contains(&client) {
+                    return err("chat: the instructor muted you");
+                }
+                if !allow(&mut inner.recent.entry(client).or_default().0, self.chat_limit, CHAT_WINDOW) {
+                    return err(&format!(
+                        "chat: slow down (at most {} lines in 10 seconds)",
+                        self.chat_limit
+                    ));
+                }
+                let Some(conn) = inner.conns.get(&id) else { return Vec::new() };
                 let text = text.trim().to_owned();
                 if text.is_empty() || text.chars().count() > MAX_TEXT {
                     return err("chat: text must be 1 to 2000 characters");
                 }
                 let line =
                     ChatLine { room: room.clone(), from: conn.peer.clone(), text, at_us: crate::now_us() };
-                let Inner { conns, rooms } = &mut *inner;
+                let Inner { conns, rooms, .. } = &mut *inner;
                 let r = rooms.entry(room).or_default();
                 r.history.push_back(line.clone());
                 if r.history.len() > ROOM_HISTORY {

@@ -149,3 +149,37 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, json: Option<&str>) -> (
     let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
+
+/// One HTTP/1.1 request with extra headers over a fresh connection; answers (status, head,
+/// body), or `None` when the server closed the connection without answering.
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json: Option<&str>,
+) -> Option<(u16, String, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let body = json.unwrap_or("");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if json.is_some() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    write!(s, "{head}\r\n{body}").unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    if raw.len() < 12 {
+        return None;
+    }
+    let (h, b) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    Some((raw[9..12].parse().unwrap(), h.to_owned(), b.to_owned()))
+}

@@ -1,0 +1,396 @@
+//! The fault console's machinery: deliberate disturbances applied to matching requests and
+//! connections, holding requests until the instructor releases them, and "server down".
+//!
+//! Never touched: the app's static files, observers (`/ws/observe`) and instructor calls.
+//! Every fault applied is recorded as a note on the exchange it hit, so every screen draws it.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use protocol::instructor::{Fault, FaultKind, Held, HoldState, NewFault, Target};
+use protocol::{EventKind, Note, NoteKind, Stamps};
+use tokio::sync::oneshot;
+
+use crate::ws::{Control, SocketSpec, Sockets};
+use crate::{ApiError, AppState};
+
+/// Put on a response to make the server close the connection instead of answering.
+#[derive(Debug, Clone)]
+pub struct DropConnection(pub String);
+
+/// A response that is never sent: the connection is closed (see [`crate::serve`]).
+pub fn drop_connection(why: impl Into<String>) -> Response {
+    let mut res = StatusCode::SERVICE_UNAVAILABLE.into_response();
+    res.extensions_mut().insert(DropConnection(why.into()));
+    res
+}
+
+struct Waiting {
+    held: Held,
+    release: oneshot::Sender<()>,
+}
+
+struct Hold {
+    on: bool,
+    timeout_ms: u64,
+    waiting: Vec<Waiting>,
+}
+
+/// Faults in force, the hold, and whether the server plays dead.
+pub struct Faults {
+    rules: Mutex<Vec<Fault>>,
+    next_id: AtomicU64,
+    down_until_us: AtomicI64,
+    hold: Mutex<Hold>,
+    next_held: AtomicU64,
+    pub sockets: Arc<Sockets>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            rules: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            down_until_us: AtomicI64::new(0),
+            hold: Mutex::new(Hold { on: false, timeout_ms: 30_000, waiting: Vec::new() }),
+            next_held: AtomicU64::new(1),
+            sockets: Arc::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Faults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Faults").finish_non_exhaustive()
+    }
+}
+
+fn matches(t: &Target, path: &str, client: &str) -> bool {
+    t.path.as_deref().is_none_or(|p| path.starts_with(p)) && t.client.as_deref().is_none_or(|c| c == client)
+}
+
+/// Checks a new fault; answers the problems by field.
+pub fn validate(f: &NewFault) -> Result<(), ApiError> {
+    let mut problems = std::collections::BTreeMap::new();
+    match &f.fault {
+        FaultKind::Latency { fixed_ms, jitter_ms } if fixed_ms + jitter_ms > 60_000 => {
+            problems.insert(
+                "fault.fixedMs".to_owned(),
+                "latency plus jitter must be at most 60000 ms".to_owned(),
+            );
+        }
+        FaultKind::Status { status, retry_after_s } => {
+            if ![429, 503].contains(status) {
+                problems.insert("fault.status".to_owned(), "must be 429 or 503".to_owned());
+            }
+            if *retry_after_s > 3600 {
+                problems.insert("fault.retryAfterS".to_owned(), "must be at most 3600".to_owned());
+            }
+        }
+        FaultKind::Close { code } if ![1001, 1011, 4000].contains(code) => {
+            problems.insert("fault.code".to_owned(), "must be 1001, 1011 or 4000".to_owned());
+        }
+        _ => {}
+    }
+    if let Some(p) = &f.target.path
+        && !p.starts_with('/')
+    {
+        problems.insert("target.path".to_owned(), "must start with /".to_owned());
+    }
+    if problems.is_empty() { Ok(()) } else { Err(ApiError::Validation(problems)) }
+}
+
+impl Faults {
+    /// Adds a fault. Closing and cutting apply at once to the matching open WebSockets
+    /// (answers how many); everything else applies to what comes next.
+    pub fn add(&self, f: NewFault) -> (Fault, usize) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let ctl = match &f.fault {
+            FaultKind::Close { code } => {
+                Some(Control::Close(*code, "closed by the instructor (fault)".to_owned()))
+            }
+            FaultKind::Cut => Some(Control::Cut),
+            _ => None,
+        };
+        let hit =
+            ctl.map_or(0, |c| self.sockets.control(f.target.client.as_deref(), f.target.path.as_deref(), &c));
+        let fault = Fault { id, target: f.target, fault: f.fault, times: f.times, applied: hit as u64 };
+        if !matches!(fault.fault, FaultKind::Close { .. } | FaultKind::Cut) {
+            self.rules.lock().unwrap_or_else(PoisonError::into_inner).push(fault.clone());
+        }
+        (fault, hit)
+    }
+
+    pub fn remove(&self, id: u64) -> bool {
+        let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = rules.len();
+        rules.retain(|r| r.id != id);
+        rules.len() != before
+    }
+
+    pub fn clear(&self) {
+        self.rules.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    pub fn list(&self) -> Vec<Fault> {
+        self.rules.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The faults that apply to this request now (counting down the limited ones).
+    pub fn take(&self, path: &str, client: &str) -> Vec<FaultKind> {
+        let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::new();
+        for r in rules.iter_mut().filter(|r| matches(&r.target, path, client)) {
+            out.push(r.fault.clone());
+            r.applied += 1;
+            if let Some(t) = &mut r.times {
+                *t = t.saturating_sub(1);
+            }
+        }
+        rules.retain(|r| r.times != Some(0));
+        out
+    }
+
+    /// The server plays dead for `seconds`: open WebSockets are cut, new requests refused.
+    pub fn down(&self, seconds: u64) -> usize {
+        self.down_until_us.store(crate::now_us() + seconds as i64 * 1_000_000, Ordering::Relaxed);
+        self.sockets.control(None, None, &Control::Cut)
+    }
+
+    pub fn down_for_s(&self) -> u64 {
+        let left = self.down_until_us.load(Ordering::Relaxed) - crate::now_us();
+        if left > 0 { (left as u64).div_ceil(1_000_000) } else { 0 }
+    }
+
+    pub fn set_hold(&self, on: bool, timeout_ms: Option<u64>) {
+        let mut h = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+        h.on = on;
+        if let Some(t) = timeout_ms {
+            h.timeout_ms = t.clamp(100, 600_000);
+        }
+        if !on {
+            for w in h.waiting.drain(..) {
+                let _ = w.release.send(());
+            }
+        }
+    }
+
+    /// Releases the `n` oldest held requests (all when `None`); answers how many.
+    pub fn release(&self, n: Option<usize>) -> usize {
+        let mut h = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+        let k = n.unwrap_or(h.waiting.len()).min(h.waiting.len());
+        for w in h.waiting.drain(..k) {
+            let _ = w.release.send(());
+        }
+        k
+    }
+
+    pub fn hold_state(&self) -> HoldState {
+        let h = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+        HoldState {
+            on: h.on,
+            timeout_ms: h.timeout_ms,
+            held: h.waiting.iter().map(|w| w.held.clone()).collect(),
+        }
+    }
+
+    /// If holding is on, waits until released (or the timeout); answers whether it held.
+    async fn hold(&self, client: &str, method: &str, path: &str) -> Option<bool> {
+        let (rx, timeout, id) = {
+            let mut h = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
+            if !h.on {
+                return None;
+            }
+            let (tx, rx) = oneshot::channel();
+            let id = self.next_held.fetch_add(1, Ordering::Relaxed);
+            let held = Held {
+                id,
+                client: client.to_owned(),
+                method: method.to_owned(),
+                path: path.to_owned(),
+                since_us: crate::now_us(),
+            };
+            h.waiting.push(Waiting { held, release: tx });
+            (rx, Duration::from_millis(h.timeout_ms), id)
+        };
+        let released = tokio::time::timeout(timeout, rx).await.is_ok();
+        if !released {
+            self.hold.lock().unwrap_or_else(PoisonError::into_inner).waiting.retain(|w| w.held.id != id);
+        }
+        Some(released)
+    }
+}
+
+/// Paths no fault, hold or "down" ever touches.
+pub fn exempt(path: &str) -> bool {
+    !crate::assets::is_api_path(path)
+        || path == crate::capture::OBSERVE_PATH
+        || path.starts_with("/api/instructor")
+}
+
+fn note(state: &AppState, client: &str, what: NoteKind, text: String) {
+    let at = Stamps { client_us: None, server_us: Some(crate::now_us()) };
+    let exchange = crate::cause::current().unwrap_or(0);
+    state.log().record(client, exchange, None, at, EventKind::Note(Note { what, text }));
+}
+
+/// The middleware: applies "down", the hold and the matching faults to a request.
+pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    if exempt(&path) {
+        return next.run(req).await;
+    }
+    let faults = state.faults();
+    let client = crate::capture::client_key(&req);
+    let method = req.method().to_string();
+    if faults.down_for_s() > 0 {
+        note(&state, &client, NoteKind::Down, format!("server down: {method} {path} refused"));
+        return drop_connection("the server is down (fault)");
+    }
+    match faults.hold(&client, &method, &path).await {
+        Some(true) => note(&state, &client, NoteKind::Released, format!("released: {method} {path}")),
+        Some(false) => note(
+            &state,
+            &client,
+            NoteKind::Released,
+            format!("released after the hold timeout: {method} {path}"),
+        ),
+        None => {}
+    }
+    let upgrade = req.headers().get(axum::http::header::UPGRADE).is_some();
+    let kinds = faults.take(&path, &client);
+    let mut duplicate = false;
+    let mut drop_response = false;
+    let mut reorder = false;
+    for k in &kinds {
+        match k {
+            FaultKind::Latency { fixed_ms, jitter_ms } => {
+                let jitter = if *jitter_ms > 0 { rand_below(*jitter_ms + 1) } else { 0 };
+                let ms = fixed_ms + jitter;
+                note(&state, &client, NoteKind::Fault, format!("latency +{ms} ms"));
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            FaultKind::Status { status, retry_after_s } => {
+                note(
+                    &state,
+                    &client,
+                    NoteKind::Fault,
+                    format!("answered {status} (Retry-After {retry_after_s} s)"),
+                );
+                return if *status == 429 {
+                    ApiError::TooManyRequests(*retry_after_s).into_response()
+                } else {
+                    ApiError::Unavailable(*retry_after_s).into_response()
+                };
+            }
+            FaultKind::DropRequest => {
+                note(
+                    &state,
+                    &client,
+                    NoteKind::Fault,
+                    "request dropped: the connection closes, no answer".to_owned(),
+                );
+                return drop_connection("request dropped (fault)");
+            }
+            FaultKind::DropResponse => drop_response = true,
+            FaultKind::Duplicate => duplicate = !upgrade,
+            FaultKind::ReorderFrames => reorder = upgrade,
+            FaultKind::Close { .. } | FaultKind::Cut => {}
+        }
+    }
+    if upgrade {
+        if reorder {
+            note(
+                &state,
+                &client,
+                NoteKind::Fault,
+                "frames on this connection leave in swapped pairs".to_owned(),
+            );
+        }
+        req.extensions_mut().insert(SocketSpec {
+            sockets: faults.sockets.clone(),
+            client: client.clone(),
+            path: path.clone(),
+            reorder,
+        });
+    }
+    let res = if duplicate {
+        let (parts, body) = req.into_parts();
+        let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        note(&state, &client, NoteKind::Fault, "request delivered twice".to_owned());
+        let first = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
+        let _ = next.clone().run(first).await;
+        next.run(Request::from_parts(parts, Body::from(bytes))).await
+    } else {
+        next.run(req).await
+    };
+    if drop_response {
+        note(
+            &state,
+            &client,
+            NoteKind::Fault,
+            format!("response dropped after the handler answered {}", res.status().as_u16()),
+        );
+        return drop_connection("response dropped (fault)");
+    }
+    res
+}
+
+/// A random number below `n` (for jitter).
+fn rand_below(n: u64) -> u64 {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b) % n.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_match_by_path_prefix_and_client() {
+        let t = Target { path: Some("/transcripts".into()), client: None };
+        assert!(matches(&t, "/transcripts/1", "c-a"));
+        assert!(!matches(&t, "/studentids", "c-a"));
+        let t = Target { path: None, client: Some("c-a".into()) };
+        assert!(matches(&t, "/anything", "c-a") && !matches(&t, "/anything", "c-b"));
+        assert!(matches(&Target::default(), "/x", "y"));
+    }
+
+    #[test]
+    fn limited_faults_wear_out() {
+        let f = Faults::default();
+        f.add(NewFault { target: Target::default(), fault: FaultKind::DropRequest, times: Some(2) });
+        f.add(NewFault { target: Target::default(), fault: FaultKind::Duplicate, times: None });
+        assert_eq!(f.take("/x", "c").len(), 2);
+        assert_eq!(f.take("/x", "c").len(), 2);
+        assert_eq!(f.take("/x", "c"), [FaultKind::Duplicate]);
+        assert_eq!(f.list()[0].applied, 3);
+    }
+
+    #[test]
+    fn only_api_traffic_can_be_disturbed() {
+        assert!(exempt("/"));
+        assert!(exempt("/app.js"));
+        assert!(exempt("/ws/observe"));
+        assert!(exempt("/api/instructor/faults"));
+        assert!(!exempt("/transcripts/1"));
+        assert!(!exempt("/ws/events"));
+    }
+
+    #[test]
+    fn faults_are_validated() {
+        let nf = |fault| NewFault { target: Target::default(), fault, times: None };
+        assert!(validate(&nf(FaultKind::Status { status: 500, retry_after_s: 1 })).is_err());
+        assert!(validate(&nf(FaultKind::Close { code: 1000 })).is_err());
+        assert!(validate(&nf(FaultKind::Latency { fixed_ms: 59_000, jitter_ms: 5_000 })).is_err());
+        assert!(validate(&nf(FaultKind::Status { status: 503, retry_after_s: 2 })).is_ok());
+    }
+}

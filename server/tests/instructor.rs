@@ -1,0 +1,407 @@
+//! Lecture mode on the server: instructor routes and their token, faults (each kind, over real
+//! sockets), holding messages, idempotent retries, moderation, sessions.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{TestServer, http, http_with};
+use futures_util::{SinkExt, StreamExt};
+use protocol::{EventKind, NoteKind};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+const TOKEN: &str = "test-token-0123456789abcdefghij";
+
+fn server() -> TestServer {
+    TestServer::with_config(|c| c.token = Some(TOKEN.to_owned()))
+}
+
+fn bearer() -> (&'static str, String) {
+    ("Authorization", format!("Bearer {TOKEN}"))
+}
+
+async fn instructor(
+    addr: std::net::SocketAddr,
+    method: &'static str,
+    path: &'static str,
+    json: Option<&'static str>,
+) -> u16 {
+    tokio::task::spawn_blocking(move || {
+        let (k, v) = bearer();
+        http_with(addr, method, path, &[(k, &v)], json).map(|r| r.0).unwrap_or(0)
+    })
+    .await
+    .unwrap()
+}
+
+async fn fault(addr: std::net::SocketAddr, json: &'static str) {
+    assert_eq!(instructor(addr, "POST", "/api/instructor/faults", Some(json)).await, 200, "{json}");
+}
+
+async fn get(addr: std::net::SocketAddr, path: &'static str) -> Option<(u16, String, String)> {
+    tokio::task::spawn_blocking(move || http_with(addr, "GET", path, &[], None)).await.unwrap()
+}
+
+fn notes(s: &TestServer, kind: NoteKind) -> Vec<String> {
+    s.events()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Note(n) if n.what == kind => Some(n.text),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_instructor_route_is_403_without_the_token() {
+    let s = server();
+    let (addr, _t) = s.spawn().await;
+    let routes: [(&str, &str, Option<&str>); 13] = [
+        ("GET", "/api/instructor", None),
+        ("GET", "/api/instructor/room", None),
+        ("GET", "/api/instructor/faults", None),
+        ("POST", "/api/instructor/faults", Some(r#"{"fault":{"kind":"dropRequest"}}"#)),
+        ("DELETE", "/api/instructor/faults", None),
+        ("DELETE", "/api/instructor/faults/1", None),
+        ("POST", "/api/instructor/down", Some(r#"{"seconds":1}"#)),
+        ("POST", "/api/instructor/hold", Some(r#"{"on":true}"#)),
+        ("POST", "/api/instructor/release", Some("{}")),
+        ("POST", "/api/instructor/reset", None),
+        ("POST", "/api/instructor/session", Some("{}")),
+        ("POST", "/api/instructor/highlight", Some(r#"{"client":null}"#)),
+        ("POST", "/api/instructor/clients/c-x/kick", None),
+    ];
+    let more: [(&str, &str, Option<&str>); 3] = [
+        ("PATCH", "/api/instructor/sessions/1", Some(r#"{"name":"x"}"#)),
+        ("DELETE", "/api/instructor/sessions/1", None),
+        ("PATCH", "/api/instructor/clients/c-x", Some(r#"{"muted":true}"#)),
+    ];
+    for (method, path, body) in routes.into_iter().chain(more) {
+        for headers in [vec![], vec![("Authorization", "Bearer wrong-token")], vec![("Authorization", TOKEN)]]
+        {
+            let r = tokio::task::spawn_blocking(move || http_with(addr, method, path, &headers, body))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(r.0, 403, "{method} {path} {:?}", r);
+            assert!(r.2.contains("Forbidden"));
+        }
+    }
+    // …and with it, they work.
+    assert_eq!(instructor(addr, "GET", "/api/instructor", None).await, 204);
+    assert_eq!(instructor(addr, "GET", "/api/instructor/room", None).await, 200);
+    // Nothing was changed by the refused calls.
+    assert!(notes(&s, NoteKind::Fault).is_empty());
+    assert!(s.state.faults().list().is_empty());
+}
+
+#[tokio::test]
+async fn the_token_never_appears_in_captured_data() {
+    let s = server();
+    let (addr, _t) = s.spawn().await;
+    tokio::task::spawn_blocking(move || {
+        let (k, v) = bearer();
+        http_with(addr, "GET", "/transcripts/1", &[(k, &v), ("X-Note", TOKEN)], None);
+        http_with(addr, "GET", &format!("/studentids?name={TOKEN}"), &[], None);
+        http_with(addr, "POST", "/transcripts", &[], Some(&format!(r#"{{"studentName":"{TOKEN}"}}"#)));
+    })
+    .await
+    .unwrap();
+    let json = serde_json::to_string(&s.events()).unwrap();
+    assert!(!json.contains(TOKEN), "the token leaked into the log");
+    assert!(json.contains("[redacted]"));
+}
+
+#[tokio::test]
+async fn held_requests_wait_until_released_and_the_timeout_releases_them() {
+    let s = server();
+    let (addr, _t) = s.spawn().await;
+    assert_eq!(
+        instructor(addr, "POST", "/api/instructor/hold", Some(r#"{"on":true,"timeoutMs":60000}"#)).await,
+        200
+    );
+    let started = Instant::now();
+    let waiting = tokio::task::spawn_blocking(move || http(addr, "GET", "/transcripts/1", None));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(!waiting.is_finished(), "the server has not answered");
+    let held = s.state.faults().hold_state().held;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].path, "/transcripts/1");
+    // Observers and the instructor are never held.
+    assert_eq!(instructor(addr, "GET", "/api/instructor/room", None).await, 200);
+    assert_eq!(instructor(addr, "POST", "/api/instructor/release", Some(r#"{"count":1}"#)).await, 200);
+    let (status, _) = tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
+    assert_eq!(status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    // With a short timeout, a forgotten request goes on by itself.
+    assert_eq!(
+        instructor(addr, "POST", "/api/instructor/hold", Some(r#"{"on":true,"timeoutMs":300}"#)).await,
+        200
+    );
+    let t = Instant::now();
+    let (status, _) =
+        tokio::task::spawn_blocking(move || http(addr, "GET", "/transcripts/2", None)).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(t.elapsed() >= Duration::from_millis(280), "{:?}", t.elapsed());
+    assert!(notes(&s, NoteKind::Released).iter().any(|n| n.contains("timeout")));
+    assert_eq!(instructor(addr, "POST", "/api/instructor/hold", Some(r#"{"on":false}"#)).await, 200);
+}
+
+#[tokio::test]
+async fn http_faults_latency_status_drops_and_duplicates_are_applied_and_drawn() {
+    let s = server();
+    let (addr, _t) = s.spawn().await;
+    fault(addr, r#"{"target":{"path":"/transcripts/1"},"fault":{"kind":"latency","fixedMs":400,"jitterMs":0},"times":1}"#).await;
+    let t = Instant::now();
+    assert_eq!(get(addr, "/transcripts/1").await.unwrap().0, 200);
+    assert!(t.elapsed() >= Duration::from_millis(400));
+    assert!(notes(&s, NoteKind::Fault).iter().any(|n| n == "latency +400 ms"));
+
+    fault(addr, r#"{"fault":{"kind":"status","status":503,"retryAfterS":2},"times":1}"#).await;
+    let (status, head, body) = get(addr, "/transcripts").await.unwrap();
+    assert_eq!(status, 503);
+    assert!(head.to_lowercase().contains("retry-after: 2"), "{head}");
+    assert!(body.contains("Service Unavailable"));
+    fault(addr, r#"{"fault":{"kind":"status","status":429,"retryAfterS":1},"times":1}"#).await;
+    assert_eq!(get(addr, "/transcripts").await.unwrap().0, 429);
+
+    // Drop the request: no answer, and nothing happened.
+    fault(addr, r#"{"target":{"path":"/transcripts"},"fault":{"kind":"dropRequest"},"times":1}"#).await;
+    let r = tokio::task::spawn_blocking(move || {
+        http_with(addr, "POST", "/transcripts", &[], Some(r#"{"studentName":"lost"}"#))
+    })
+    .await
+    .unwrap();
+    assert!(r.is_none(), "no answer: {r:?}");
+    assert_eq!(s.state.transcripts().ids_named("lost"), Vec::<i64>::new());
+
+    // Drop the response: the handler ran (a student exists), the client heard nothing; its
+    // retry with the same idempotency key gets the first answer, not a second student.
+    fault(addr, r#"{"target":{"path":"/transcripts"},"fault":{"kind":"dropResponse"},"times":1}"#).await;
+    let key = [("Idempotency-Key", "retry-1")];
+    let first = tokio::task::spawn_blocking(move || {
+        http_with(addr, "POST", "/transcripts", &key, Some(r#"{"studentName":"once"}"#))
+    })
+    .await
+    .unwrap();
+    assert!(first.is_none());
+    assert_eq!(s.state.transcripts().ids_named("once").len(), 1, "the handler ran");
+    let retry = tokio::task::spawn_blocking(move || {
+        http_with(addr, "POST", "/transcripts", &key, Some(r#"{"studentName":"once"}"#))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(retry.0, 200);
+    assert!(retry.1.to_lowercase().contains("idempotent-replayed: true"));
+    assert_eq!(s.state.transcripts().ids_named("once").len(), 1, "the retry created nothing");
+    assert_eq!(retry.2, s.state.transcripts().ids_named("once")[0].to_string());
+
+    // Duplicate delivery: without a key, two students; with one, one.
+    fault(addr, r#"{"target":{"path":"/transcripts"},"fault":{"kind":"duplicate"},"times":2}"#).await;
+    tokio::task::spawn_blocking(move || {
+        http(addr, "POST", "/transcripts", Some(r#"{"studentName":"twice"}"#))
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.state.transcripts().ids_named("twice").len(), 2);
+    let key = [("Idempotency-Key", "dup-1")];
+    tokio::task::spawn_blocking(move || {
+        http_with(addr, "POST", "/transcripts", &key, Some(r#"{"studentName":"guarded"}"#))
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.state.transcripts().ids_named("guarded").len(), 1);
+
+    let evs = s.events();
+    let failures = evs
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::Failure(f) if f.message.contains("fault")))
+        .count();
+    assert_eq!(failures, 2, "both drops are drawn as lost messages");
+    let fault_notes = notes(&s, NoteKind::Fault);
+    for want in
+        ["answered 503", "answered 429", "request dropped", "response dropped", "request delivered twice"]
+    {
+        assert!(fault_notes.iter().any(|n| n.contains(want)), "{want}: {fault_notes:?}");
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next(ws: &mut Ws) -> Option<Message> {
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("something within 5 s") {
+        Some(Ok(m)) => Some(m),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn websocket_faults_reorder_close_and_cut() {
+    let s = server();
+    let (addr, _t) = s.spawn().await;
+    fault(addr, r#"{"target":{"path":"/ws/echo"},"fault":{"kind":"reorderFrames"},"times":1}"#).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo")).await.unwrap();
+    ws.send(Message::text("first")).await.unwrap();
+    ws.send(Message::text("second")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Some(Message::text("second")));
+    assert_eq!(next(&mut ws).await, Some(Message::text("first")));
+
+    for code in [1001u16, 1011, 4000] {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo?client=c-{code}")).await.unwrap();
+        ws.send(Message::text("x")).await.unwrap();
+        next(&mut ws).await;
+        let body: &'static str = Box::leak(
+            format!(r#"{{"target":{{"client":"c-{code}"}},"fault":{{"kind":"close","code":{code}}}}}"#)
+                .into_boxed_str(),
+        );
+        fault(addr, body).await;
+        match next(&mut ws).await {
+            Some(Message::Close(Some(f))) => assert_eq!(u16::from(f.code), code),
+            other => panic!("{code}: {other:?}"),
+        }
+    }
+
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo?client=c-cut")).await.unwrap();
+    ws.send(Message::text("x")).await.unwrap();
+    next(&mut ws).await;
+    fault(addr, r#"{"target":{"client":"c-cut"},"fault":{"kind":"cut"}}"#).await;
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap() {
+        None | Some(Err(_)) => {}
+        Some(Ok(Message::Close(f))) => panic!("a cut sends no close frame: {f:?}"),
+        Some(Ok(other)) => panic!("{other:?}"),
+    }
+    let evs = s
+        .wait_events("the cut", |e| {
+            e.iter().any(|e| e.client == "c-cut" && matches!(&e.kind, EventKind::WsClose(c) if !c.clean))
+        })
+        .await;
+    assert!(evs.iter().any(
+        |e| matches!(&e.kind, EventKind::WsClose(c) if c.close.as_ref().is_some_and(|i| i.code == 4000))
+    ));
+}
+
+#[tokio::test]
+async fn server_down_refuses_and_cuts_except_observers_and_the_instructor_then_recovers() {
+    let s = server();
+    let (addr, _t) = s.spawn().await;
+    let (mut echo, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo")).await.unwrap();
+    let (mut observer, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws/observe")).await.unwrap();
+    next(&mut observer).await;
+    assert_eq!(instructor(addr, "POST", "/api/instructor/down", Some(r#"{"seconds":2}"#)).await, 200);
+    assert!(
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), echo.next()).await.unwrap(),
+            None | Some(Err(_))
+        ),
+        "open sockets are cut"
+    );
+    assert!(get(addr, "/transcripts/1").await.is_none(), "new requests get no answer");
+    assert_eq!(
+        instructor(addr, "GET", "/api/instructor/room", None).await,
+        200,
+        "the instructor still gets through"
+    );
+    observer.send(Message::text(r#"{"type":"clock","clientTimeUs":1}"#)).await.unwrap();
+    loop {
+        let m = next(&mut observer).await.expect("the observer stays connected");
+        if m.to_text().unwrap_or("").contains("\"clock\"") {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(get(addr, "/transcripts/1").await.unwrap().0, 200, "back up");
+    assert!(!notes(&s, NoteKind::Down).is_empty());
+}
+
+#[tokio::test]
+async fn reset_session_highlight_and_moderation() {
+    let s = server();
+    let (addr, _t) = s.spawn().await;
+    tokio::task::spawn_blocking(move || http(addr, "DELETE", "/transcripts/1", None)).await.unwrap();
+    assert_eq!(instructor(addr, "POST", "/api/instructor/reset", None).await, 204);
+    assert_eq!(s.state.transcripts().list().len(), 4);
+    assert!(s.state.transcripts().get(1).is_none(), "the seed comes back with new ids; none is reused");
+
+    let before = s.state.log().session();
+    assert_eq!(
+        instructor(addr, "POST", "/api/instructor/session", Some(r#"{"name":"lecture 2"}"#)).await,
+        204
+    );
+    assert!(s.state.log().session() > before);
+    assert!(notes(&s, NoteKind::Session).iter().any(|n| n == "lecture 2"));
+    let (_, list) =
+        tokio::task::spawn_blocking(move || http(addr, "GET", "/api/sessions", None)).await.unwrap();
+    assert!(list.contains("lecture 2"), "{list}");
+    assert_eq!(
+        instructor(addr, "DELETE", "/api/instructor/sessions/1", None).await,
+        204,
+        "an earlier session can go"
+    );
+    let (status, _) =
+        tokio::task::spawn_blocking(move || http(addr, "GET", "/api/sessions/1/events", None)).await.unwrap();
+    assert_eq!(status, 404);
+
+    assert_eq!(
+        instructor(addr, "POST", "/api/instructor/highlight", Some(r#"{"client":"c-ana"}"#)).await,
+        204
+    );
+    assert_eq!(s.state.highlight().as_deref(), Some("c-ana"));
+
+    // Mute: chat refused. Kick: connection closed with 4000.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws/events?client=c-ana")).await.unwrap();
+    for m in [r#"{"type":"hello","data":{"name":"Ana"}}"#, r#"{"type":"join","data":{"room":"r"}}"#] {
+        ws.send(Message::text(m)).await.unwrap();
+        next(&mut ws).await;
+    }
+    assert_eq!(
+        instructor(
+            addr,
+            "PATCH",
+            "/api/instructor/clients/c-ana",
+            Some(r#"{"muted":true,"nickname":"Ana B."}"#)
+        )
+        .await,
+        204
+    );
+    ws.send(Message::text(r#"{"type":"chat","data":{"room":"r","text":"hi"}}"#)).await.unwrap();
+    let m = next(&mut ws).await.unwrap();
+    assert!(m.to_text().unwrap().contains("muted"), "{m:?}");
+    assert_eq!(s.state.clients().nickname("c-ana").as_deref(), Some("Ana B."));
+    assert_eq!(instructor(addr, "POST", "/api/instructor/clients/c-ana/kick", None).await, 204);
+    loop {
+        match next(&mut ws).await {
+            Some(Message::Close(Some(f))) => {
+                assert_eq!(f.code, CloseCode::Library(4000));
+                break;
+            }
+            Some(_) => continue,
+            None => panic!("closed without 4000"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn chat_is_rate_limited_per_client() {
+    let s = server();
+    let (addr, _t) = s.spawn().await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws/events?client=c-fast")).await.unwrap();
+    ws.send(Message::text(r#"{"type":"join","data":{"room":"r"}}"#)).await.unwrap();
+    next(&mut ws).await;
+    let mut errors = 0;
+    for i in 0..8 {
+        ws.send(Message::text(format!(r#"{{"type":"chat","data":{{"room":"r","text":"m{i}"}}}}"#)))
+            .await
+            .unwrap();
+        if next(&mut ws).await.unwrap().to_text().unwrap().contains("slow down") {
+            errors += 1;
+        }
+    }
+    assert_eq!(errors, 3, "5 lines pass, the next 3 are refused");
+}
