@@ -65,6 +65,18 @@ pub async fn exchange(
     path: &str,
     json_body: Option<String>,
 ) -> Result<Answer, ApiFailure> {
+    exchange_with(rec, method, path, json_body, &[]).await
+}
+
+/// [`exchange`] with extra headers. `Authorization` is sent but recorded as `[redacted]`:
+/// nothing this browser records (and so nothing it exports) holds a token.
+pub async fn exchange_with(
+    rec: &Recorder,
+    method: Method,
+    path: &str,
+    json_body: Option<String>,
+    extra: &[(&str, String)],
+) -> Result<Answer, ApiFailure> {
     let ex = rec.exchange();
     let (path_only, query) = match path.split_once('?') {
         Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
@@ -80,6 +92,15 @@ pub async fn exchange(
         .header(EXCHANGE_HEADER, &ex.to_string());
     for h in &headers {
         builder = builder.header(&h.name, &h.value);
+    }
+    for (name, value) in extra {
+        builder = builder.header(name, value);
+        let shown = if name.eq_ignore_ascii_case("authorization") {
+            "[redacted]".to_owned()
+        } else {
+            (*value).clone()
+        };
+        headers.push(Header::new(name.to_ascii_lowercase(), shown));
     }
     rec.record(
         ex,
@@ -141,6 +162,45 @@ pub fn method(name: &str) -> Method {
     }
 }
 
+/// A fresh `Idempotency-Key`.
+pub fn idempotency_key() -> String {
+    format!("{}-{}", crate::clock::now_us(), (js_sys::Math::random() * 1e9) as u64)
+}
+
+/// Sends a request and, when no answer came or the answer was 429/503, tries again (up to
+/// three times, waiting `Retry-After` or 1 s, 2 s). A POST carries one `Idempotency-Key` for
+/// every attempt, so a retried create never creates twice. Every attempt is drawn.
+pub async fn exchange_retrying(
+    rec: &Recorder,
+    method: Method,
+    path: &str,
+    json_body: Option<String>,
+) -> Result<Answer, ApiFailure> {
+    let key = idempotency_key();
+    let extra: Vec<(&str, String)> =
+        if method == Method::POST { vec![("Idempotency-Key", key)] } else { Vec::new() };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = exchange_with(rec, method.clone(), path, json_body.clone(), &extra).await;
+        let wait_s = match &result {
+            Err(ApiFailure::Network(_)) => attempt as u64,
+            Ok(a) if a.status == 429 || a.status == 503 => a
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("retry-after"))
+                .and_then(|h| h.value.trim().parse::<u64>().ok())
+                .unwrap_or(attempt as u64)
+                .min(5),
+            _ => return result,
+        };
+        if attempt >= 3 {
+            return result;
+        }
+        crate::lab_client::sleep((wait_s * 1000) as i32).await;
+    }
+}
+
 /// `GET /api/health`.
 pub async fn health(rec: &Recorder) -> Result<Health, ApiFailure> {
     exchange(rec, Method::GET, "/api/health", None).await?.json()
@@ -177,7 +237,7 @@ pub mod transcripts {
     ) -> Result<StudentId, ApiFailure> {
         let body = NewTranscript { student_name: name.to_owned(), grades };
         let json = serde_json::to_string(&body).map_err(|e| ApiFailure::Decode(e.to_string()))?;
-        exchange(rec, Method::POST, "/transcripts", Some(json)).await?.json()
+        super::exchange_retrying(rec, Method::POST, "/transcripts", Some(json)).await?.json()
     }
 
     /// `GET /transcripts/{studentID}`
@@ -187,7 +247,7 @@ pub mod transcripts {
 
     /// `DELETE /transcripts/{studentID}`
     pub async fn delete(rec: &Recorder, id: StudentId) -> Result<(), ApiFailure> {
-        no_content(exchange(rec, Method::DELETE, &format!("/transcripts/{id}"), None).await?)
+        no_content(super::exchange_retrying(rec, Method::DELETE, &format!("/transcripts/{id}"), None).await?)
     }
 
     /// `POST /transcripts/{studentID}/{courseNumber}` with the grade as a bare number.
@@ -198,7 +258,7 @@ pub mod transcripts {
         grade: f64,
     ) -> Result<(), ApiFailure> {
         let path = format!("/transcripts/{id}/{}", encode(course));
-        no_content(exchange(rec, Method::POST, &path, Some(grade.to_string())).await?)
+        no_content(super::exchange_retrying(rec, Method::POST, &path, Some(grade.to_string())).await?)
     }
 
     /// `GET /transcripts/{studentID}/{courseNumber}`
@@ -209,5 +269,23 @@ pub mod transcripts {
     /// `GET /studentids?name=N`
     pub async fn student_ids(rec: &Recorder, name: &str) -> Result<Vec<StudentId>, ApiFailure> {
         exchange(rec, Method::GET, &format!("/studentids?name={}", encode(name)), None).await?.json()
+    }
+}
+
+/// The instructor's calls: `/api/instructor/…` with `Authorization: Bearer TOKEN`.
+pub mod instructor {
+    use gloo_net::http::Method;
+
+    use super::{Answer, ApiFailure, exchange_with};
+    use crate::recorder::Recorder;
+
+    pub async fn call(
+        rec: &Recorder,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Answer, ApiFailure> {
+        exchange_with(rec, method, path, body, &[("Authorization", format!("Bearer {token}"))]).await
     }
 }

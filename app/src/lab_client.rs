@@ -39,7 +39,7 @@ fn server_now(rec: Recorder) -> Micros {
 }
 
 /// Resolves after `ms` milliseconds (a browser timer).
-fn sleep(ms: i32) -> Sleep {
+pub fn sleep(ms: i32) -> Sleep {
     let state = Rc::new(std::cell::RefCell::new((false, None::<std::task::Waker>)));
     let s = state.clone();
     let cb = Closure::once_into_js(move || {
@@ -55,7 +55,8 @@ fn sleep(ms: i32) -> Sleep {
     Sleep(state)
 }
 
-struct Sleep(Rc<std::cell::RefCell<(bool, Option<std::task::Waker>)>>);
+/// See [`sleep`].
+pub struct Sleep(Rc<std::cell::RefCell<(bool, Option<std::task::Waker>)>>);
 
 impl Future for Sleep {
     type Output = ();

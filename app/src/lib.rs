@@ -8,6 +8,7 @@ pub mod clock;
 pub mod components;
 pub mod identity;
 pub mod lab_client;
+pub mod lecture;
 pub mod model;
 pub mod observer;
 pub mod pages;
@@ -24,6 +25,8 @@ pub fn App() -> impl IntoView {
     let recorder = recorder::Recorder::new(identity::client_id(), identity::nickname());
     provide_context(recorder);
     provide_context(observer::start(recorder));
+    let lecture = lecture::start(recorder);
+    provide_context(lecture);
     view! {
         <Router>
             <header class="topbar">
@@ -37,15 +40,21 @@ pub fn App() -> impl IntoView {
                     <A href="/push">"Push"</A>
                     <A href="/lab">"Lab"</A>
                     <A href="/docs">"API"</A>
+                    <Show when=move || lecture.is_instructor()>
+                        <A href="/instructor">"Instructor"</A>
+                    </Show>
                 </nav>
             </header>
             <components::Inspector />
+            <components::Blank />
+            <components::FaultConsole />
             <main>
                 <Routes fallback=pages::NotFound>
                     <Route path=path!("/") view=pages::Home />
                     <Route path=path!("/docs") view=pages::Docs />
                     <Route path=path!("/push") view=pages::Push />
                     <Route path=path!("/lab") view=pages::Lab />
+                    <Route path=path!("/instructor") view=pages::Instructor />
                 </Routes>
             </main>
         </Router>

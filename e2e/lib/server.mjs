@@ -18,19 +18,24 @@ export async function startServer({ name = 'server', args = [], addr = '127.0.0.
   });
   const log = createWriteStream(join(ARTIFACTS, `${name}.log`));
   child.stderr.pipe(log);
+  let instructor = '';
   const url = await new Promise((ok, fail) => {
     let out = '';
     const timer = setTimeout(() => fail(new Error(`no "listening on" line within 10 s: ${out}`)), 10_000);
     child.stdout.on('data', (chunk) => {
       out += chunk;
       const m = out.match(/^listening on (http:\/\/127\.0\.0\.1:\d+)$/m);
-      if (m) { clearTimeout(timer); ok(m[1]); }
+      const i = out.match(/^instructor: (\S+)$/m);
+      if (m && i) { clearTimeout(timer); instructor = i[1]; ok(m[1]); }
     });
     child.on('exit', (code) => { clearTimeout(timer); fail(new Error(`server exited (${code}) before listening: ${out}`)); });
   });
   const exited = new Promise((ok) => child.on('exit', (code, signal) => ok({ code, signal })));
   return {
     url,
+    /** The instructor's link, `http://…/#token=…`. */
+    instructor,
+    token: instructor.split('#token=')[1],
     dataDir,
     child,
     /** Closes the server's stdin (it stops by itself) and waits for it to exit. */

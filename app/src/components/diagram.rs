@@ -12,8 +12,9 @@ const OVERSCAN: usize = 8;
 /// The page's timeline as a diagram: laid out for the width it gets, only the rows in view
 /// in the DOM, following the newest row while the reader is at the bottom.
 #[component]
-pub fn LiveDiagram(#[prop(optional)] scale: Option<Signal<f64>>) -> impl IntoView {
+pub fn LiveDiagram() -> impl IntoView {
     let rec = Recorder::from_context();
+    let lecture = crate::lecture::Lecture::from_context();
     let frame = NodeRef::<Div>::new();
     let width = RwSignal::new(720.0);
     // (scroll top, viewport height) of the frame.
@@ -21,25 +22,31 @@ pub fn LiveDiagram(#[prop(optional)] scale: Option<Signal<f64>>) -> impl IntoVie
     let follow = RwSignal::new(true);
     let tz = crate::clock::utc_offset_min();
     let geometry = Memo::new(move |_| {
-        let k = scale.map_or(1.0, |s| s.get());
+        let k = if lecture.present.get() { crate::lecture::PRESENT_SCALE } else { 1.0 };
         let geo = Geometry::for_width(width.get() / k).scaled(k);
         Geometry { width: width.get(), ..geo }
     });
     let diagram = Memo::new(move |_| {
         let geo = geometry.get();
         let (scroll_top, height) = view.get();
+        let shown = lecture.playback.get();
+        let lay = |t: &crate::model::Timeline, f: &crate::model::Filter| {
+            let mut rows = f.apply(t);
+            rows.truncate(shown.visible(rows.len()));
+            let top = geo.header + if t.earlier() > 0 { geo.row * 0.7 } else { 0.0 };
+            let window = if follow.get() {
+                let n = (height / geo.row).ceil() as usize + OVERSCAN;
+                rows.len().saturating_sub(n)..rows.len()
+            } else {
+                // The frame scrolls the drawing below the (fixed) lane heads.
+                Diagram::window(rows.len(), &geo, top, scroll_top + geo.header, height, OVERSCAN)
+            };
+            Diagram::layout(t, &rows, &geo, window, tz)
+        };
         rec.filter.with(|f| {
-            rec.timeline().with(|t| {
-                let rows = f.apply(t);
-                let top = geo.header + if t.earlier() > 0 { geo.row * 0.7 } else { 0.0 };
-                let window = if follow.get() {
-                    let n = (height / geo.row).ceil() as usize + OVERSCAN;
-                    rows.len().saturating_sub(n)..rows.len()
-                } else {
-                    // The frame scrolls the drawing below the (fixed) lane heads.
-                    Diagram::window(rows.len(), &geo, top, scroll_top + geo.header, height, OVERSCAN)
-                };
-                Diagram::layout(t, &rows, &geo, window, tz)
+            lecture.replay.with(|r| match r {
+                Some((_, t)) => lay(t, f),
+                None => rec.timeline().with(|t| lay(t, f)),
             })
         })
     });
@@ -59,6 +66,11 @@ pub fn LiveDiagram(#[prop(optional)] scale: Option<Signal<f64>>) -> impl IntoVie
     Effect::new(move |_| {
         frame.track();
         measure();
+    });
+    // Presentation mode changes the page's layout: measure again once it has settled.
+    Effect::new(move |_| {
+        lecture.present.track();
+        set_timeout(measure, std::time::Duration::from_millis(60));
     });
     let resize = window_event_listener(leptos::ev::resize, move |_| measure());
     on_cleanup(move || resize.remove());
@@ -96,7 +108,10 @@ pub fn LiveDiagram(#[prop(optional)] scale: Option<Signal<f64>>) -> impl IntoVie
     };
 
     view! {
-        <div class="diagram-wrap">
+        <div
+            class="diagram-wrap"
+            style=move || format!("--travel: {:.0}ms", lecture.playback.with(|p| p.travel_ms()))
+        >
             <DiagramHead diagram=diagram />
             <div class="diagram-frame" node_ref=frame on:scroll=on_scroll>
                 <SequenceDiagram diagram=diagram />
@@ -123,14 +138,15 @@ pub fn DiagramHead(diagram: Memo<Diagram>) -> impl IntoView {
         >
             <For
                 each=lanes
-                key=|l| (l.key.clone(), l.x as i64, l.title.clone(), l.subtitle.clone())
+                key=|l| (l.key.clone(), l.x as i64, l.title.clone(), l.subtitle.clone(), l.highlight)
                 children=move |lane| {
-                    let class = match (lane.is_server, lane.is_self, lane.is_aggregate) {
+                    let base = match (lane.is_server, lane.is_self, lane.is_aggregate) {
                         (true, _, _) => "lane lane-server",
                         (_, true, _) => "lane lane-self",
                         (_, _, true) => "lane lane-others",
                         _ => "lane",
                     };
+                    let class = if lane.highlight { format!("{base} lane-highlight") } else { base.to_owned() };
                     let w = lane.head_width;
                     let two = !lane.subtitle.is_empty();
                     let head_h = if two { 44.0 } else { 34.0 };
@@ -259,6 +275,7 @@ fn ArrowRow(arrow: Arrow) -> impl IntoView {
         client,
         mine,
         cause,
+        is_note,
         ..
     } = arrow;
     if crate::observer::marks_enabled()
@@ -286,6 +303,18 @@ fn ArrowRow(arrow: Arrow) -> impl IntoView {
         .then(|| view! { <text class="arrow-note" x=mid y=y + 17.0 text-anchor="middle">{note}</text> });
     let selected = move || rec.selected.get() == Some(key);
     let data_seq = if local { String::new() } else { seq.to_string() };
+    if is_note {
+        let (left, right) = (x1.min(x2), x1.max(x2));
+        return view! {
+            <g class="note-row" data-seq=data_seq data-client=client on:click=move |_| rec.selected.set(Some(key))>
+                <title>{title}</title>
+                <text class="row-time" x=6 y=y + 4.0>{time}</text>
+                <rect class="note-band" x=left y=y - 15.0 width=(right - left).max(40.0) height=26 rx=6></rect>
+                <text class="note-text" x=(left + right) / 2.0 y=y + 4.0 text-anchor="middle">{label}</text>
+            </g>
+        }
+        .into_any();
+    }
     view! {
         <g
             class=class
@@ -304,6 +333,7 @@ fn ArrowRow(arrow: Arrow) -> impl IntoView {
             {note}
         </g>
     }
+    .into_any()
 }
 
 /// What the arrow colours mean.

@@ -1,13 +1,17 @@
 //! Widgets: they render model types and hold no logic of their own.
 
 pub mod diagram;
+pub mod exports;
 pub mod inspector;
 pub mod operation;
+pub mod presenter;
 pub mod toolbar;
 pub mod transcripts;
 
 pub use diagram::{Legend, LiveDiagram, SequenceDiagram};
+pub use exports::ExportMenu;
 pub use inspector::Inspector;
 pub use operation::OperationForm;
+pub use presenter::{Blank, FaultConsole, PlaybackBar};
 pub use toolbar::{FilterBar, NicknameField, StatusLine};
 pub use transcripts::TranscriptsCard;

@@ -78,6 +78,8 @@ pub struct Lane {
     pub is_self: bool,
     pub is_server: bool,
     pub is_aggregate: bool,
+    /// The instructor highlights this lane.
+    pub highlight: bool,
     /// Width of the lane's head box: its title's, but never wider than the lane spacing.
     pub head_width: f64,
 }
@@ -116,6 +118,8 @@ pub struct Arrow {
     pub mine: bool,
     /// The exchange that caused this message, if another one did.
     pub cause: Option<u64>,
+    /// A note (a fault, a hold, a new session): drawn as a band across the row, no arrow.
+    pub is_note: bool,
 }
 
 /// The time the server spent on an exchange, on its lane.
@@ -262,7 +266,15 @@ impl Diagram {
     ) -> Diagram {
         let offset = &t.offset;
         // Lanes: as many client lanes as the width allows; the rest fold into "others".
-        let clients: Vec<&str> = t.client_order().collect();
+        let mut clients: Vec<&str> = t.client_order().collect();
+        // The highlighted lane is never folded away: it comes right after this browser's.
+        if let Some(h) = t.highlight.as_deref()
+            && let Some(pos) = clients.iter().position(|c| *c == h)
+            && pos > 1
+        {
+            let c = clients.remove(pos);
+            clients.insert(1, c);
+        }
         let room = ((geo.width - geo.gutter - 2.0 * geo.margin) / geo.min_lane_gap).floor().max(1.0) as usize;
         let (shown, folded): (Vec<&str>, Vec<&str>) = if clients.len() <= room {
             (clients, Vec::new())
@@ -288,6 +300,7 @@ impl Diagram {
                     is_self,
                     is_server: false,
                     is_aggregate: false,
+                    highlight: t.highlight.as_deref() == Some(*k),
                     head_width: 0.0,
                 }
             })
@@ -302,6 +315,7 @@ impl Diagram {
                 is_self: false,
                 is_server: false,
                 is_aggregate: true,
+                highlight: false,
                 head_width: 0.0,
             });
         }
@@ -313,6 +327,7 @@ impl Diagram {
             is_self: false,
             is_server: true,
             is_aggregate: false,
+            highlight: false,
             head_width: 0.0,
         });
         // Heads as wide as their titles, but never overlapping: cut the titles that would.
@@ -335,7 +350,9 @@ impl Diagram {
 
         let earlier_h = if t.earlier() > 0 { geo.row * 0.7 } else { 0.0 };
         let top = geo.header + earlier_h;
-        let start = t.items().iter().find_map(|i| sent_at(i, offset));
+        // The time column reads the server's clock (one clock for everyone, in seq order);
+        // what only this browser saw is shifted onto it.
+        let start = t.items().iter().find_map(|i| server_time(i, offset));
         let window = window.start.min(rows.len())..window.end.min(rows.len());
         let mut arrows = Vec::with_capacity(window.len());
         let mut request_rows: HashMap<(u64, bool), RequestRow> = HashMap::new();
@@ -347,7 +364,9 @@ impl Diagram {
             let ev = &item.event;
             let client_x = x_of.get(ev.client.as_str()).copied().unwrap_or(left);
             let from = ev.kind.from();
+            let is_note = matches!(ev.kind, EventKind::Note(_));
             let (x1, mut x2) = match from {
+                _ if is_note => (if client_x >= server_x { left } else { client_x }, server_x),
                 Side::Client => (client_x, server_x),
                 Side::Server => (server_x, client_x),
             };
@@ -402,7 +421,7 @@ impl Diagram {
                 };
             }
             let room = ((x2 - x1).abs() / geo.char_width).floor() as usize;
-            let when = match (at, start) {
+            let when = match (server_time(item, offset), start) {
                 (Some(a), Some(s)) => time::offset(a, s),
                 _ => String::new(),
             };
@@ -429,6 +448,7 @@ impl Diagram {
                 client: ev.client.clone(),
                 mine: ev.client == t.me(),
                 cause: ev.cause,
+                is_note,
             });
         }
         let height = top + geo.row * rows.len().max(1) as f64 + 16.0;

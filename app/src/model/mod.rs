@@ -2,11 +2,13 @@
 //! Components only render what these compute.
 
 pub mod describe;
+pub mod export;
 pub mod filter;
 pub mod inspect;
 pub mod lab;
 pub mod layout;
 pub mod openapi;
+pub mod playback;
 pub mod time;
 pub mod timeline;
 

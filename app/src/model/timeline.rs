@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use protocol::{ClientInfo, ClockOffset, Event, EventKind, Micros, Opcode, Side, Stamps};
+use protocol::{ClientInfo, ClockOffset, Event, EventKind, Micros, NoteKind, Opcode, Side, Stamps};
 
 /// Which one of an item's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -91,6 +91,8 @@ pub struct Timeline {
     pub offset: ClockOffset,
     /// Observers following the log (from the latest presence note).
     pub observers: u32,
+    /// The lane the instructor highlights.
+    pub highlight: Option<String>,
 }
 
 fn path_of(kind: &EventKind) -> Option<String> {
@@ -120,7 +122,35 @@ impl Timeline {
             order: Vec::new(),
             offset: ClockOffset::default(),
             observers: 0,
+            highlight: None,
         }
+    }
+
+    /// A timeline holding exactly `events`, in this order (an imported trace, a recorded
+    /// session): nothing merged, nothing dropped, so exporting it again gives the same trace.
+    pub fn replay(me: String, names: Vec<(String, String)>, events: Vec<Event>) -> Self {
+        let mut t = Timeline::new(me, events.len().max(1));
+        for (client, nickname) in names {
+            t.clients.insert(client, ClientInfo { nickname: Some(nickname), ..ClientInfo::default() });
+        }
+        for (n, event) in events.into_iter().enumerate() {
+            match &event.kind {
+                EventKind::Client(info) => {
+                    t.clients.insert(event.client.clone(), info.clone());
+                    continue;
+                }
+                EventKind::Presence(_) => continue,
+                _ => {}
+            }
+            if let Some(p) = path_of(&event.kind) {
+                t.server_paths.insert(event.exchange, p);
+            }
+            t.latest_seq = t.latest_seq.max(event.seq);
+            let key = if event.seq > 0 { ItemKey::Seq(event.seq) } else { ItemKey::Local(n as u64 + 1) };
+            let path = t.server_paths.get(&event.exchange).cloned().unwrap_or_default();
+            t.push(Item { key, event, path });
+        }
+        t
     }
 
     /// This browser's client id.
@@ -230,6 +260,12 @@ impl Timeline {
                 self.observers = p.observers;
                 return;
             }
+            EventKind::Note(n) if n.what == NoteKind::Highlight => {
+                self.highlight = (!event.client.is_empty()).then(|| event.client.clone());
+                return;
+            }
+            // A new session: a new diagram (the note is its first row).
+            EventKind::Note(n) if n.what == NoteKind::Session => self.clear(),
             _ => {}
         }
         if let Some(p) = path_of(&event.kind) {
@@ -356,6 +392,21 @@ mod tests {
             merged,
             [(ItemKey::Seq(1), None), (ItemKey::Seq(2), Some(10)), (ItemKey::Seq(3), Some(20))]
         );
+    }
+
+    #[test]
+    fn a_new_session_starts_a_new_diagram_and_highlights_are_remembered() {
+        let mut t = Timeline::new("me", 10);
+        t.add_server(server(1, "c-a", 1, None, req("/x")));
+        let note = |what, text: &str| EventKind::Note(protocol::Note { what, text: text.into() });
+        t.add_server(server(2, "c-a", 0, None, note(NoteKind::Highlight, "highlight")));
+        assert_eq!(t.highlight.as_deref(), Some("c-a"));
+        t.add_server(server(3, "server", 0, None, note(NoteKind::Session, "lecture 2")));
+        assert_eq!(keys(&t), [ItemKey::Seq(3)], "only the session note is left");
+        t.add_server(server(4, "", 0, None, note(NoteKind::Highlight, "highlight")));
+        assert_eq!(t.highlight, None);
+        t.add_server(server(5, "c-a", 7, None, note(NoteKind::Fault, "latency +800 ms")));
+        assert_eq!(keys(&t), [ItemKey::Seq(3), ItemKey::Seq(5)], "fault notes are rows");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use leptos::prelude::*;
 
-use crate::components::{FilterBar, Legend, LiveDiagram, NicknameField, StatusLine, TranscriptsCard};
+use crate::components::{
+    ExportMenu, FilterBar, Legend, LiveDiagram, NicknameField, PlaybackBar, StatusLine, TranscriptsCard,
+};
 use crate::recorder::Recorder;
 use crate::{api, ws};
 
@@ -75,7 +77,9 @@ pub fn Home() -> impl IntoView {
                 <div class="diagram-toolbar">
                     <StatusLine />
                     <FilterBar />
+                    <ExportMenu />
                 </div>
+                <PlaybackBar />
                 <LiveDiagram />
                 <Legend />
             </section>

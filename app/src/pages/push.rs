@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use protocol::channel::ChangeKind;
 
 use crate::channel::{Channel, Status};
-use crate::components::{FilterBar, Legend, LiveDiagram, NicknameField, StatusLine};
+use crate::components::{ExportMenu, FilterBar, Legend, LiveDiagram, NicknameField, PlaybackBar, StatusLine};
 use crate::recorder::Recorder;
 
 #[component]
@@ -152,7 +152,9 @@ pub fn Push() -> impl IntoView {
                 <div class="diagram-toolbar">
                     <StatusLine />
                     <FilterBar />
+                    <ExportMenu />
                 </div>
+                <PlaybackBar />
                 <LiveDiagram />
                 <Legend />
             </section>

@@ -1,0 +1,286 @@
+//! The instructor's page: who can join (URL and QR), the fault console, holding messages,
+//! "server down", sessions (new, reset, rename, delete, replay), highlighting a lane, and
+//! moderation. Everything here needs the instructor's token; without it the page says so.
+
+use gloo_net::http::Method;
+use leptos::prelude::*;
+use protocol::Event;
+use protocol::instructor::{FaultKind, NewFault, Room, Target};
+
+use crate::api::instructor::call;
+use crate::api::{self, Answer, ApiFailure};
+use crate::lecture::Lecture;
+use crate::model::Timeline;
+use crate::model::layout::client_title;
+use crate::recorder::Recorder;
+
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionRow {
+    id: u64,
+    name: String,
+    events: u64,
+}
+
+#[component]
+pub fn Instructor() -> impl IntoView {
+    let rec = Recorder::from_context();
+    let lecture = Lecture::from_context();
+    let room = RwSignal::new(None::<Room>);
+    let sessions = RwSignal::new(Vec::<SessionRow>::new());
+    let (result, set_result) = signal(String::new());
+
+    let send = move |method: Method, path: String, body: Option<String>, what: &'static str| {
+        let Some(token) = lecture.token.get_untracked() else { return };
+        leptos::task::spawn_local(async move {
+            let out: Result<Answer, ApiFailure> = call(&rec, &token, method, &path, body).await;
+            set_result.set(match out {
+                Ok(a) if a.status < 300 => format!("{what}: done"),
+                Ok(a) => format!("{what}: {} {}", a.status, a.text.chars().take(160).collect::<String>()),
+                Err(e) => format!("{what}: {e}"),
+            });
+        });
+    };
+    let refresh = move || {
+        let Some(token) = lecture.token.get_untracked() else { return };
+        leptos::task::spawn_local(async move {
+            if let Ok(a) = call(&rec, &token, Method::GET, "/api/instructor/room", None).await
+                && let Ok(r) = a.json::<Room>()
+            {
+                room.set(Some(r));
+            }
+            if let Ok(a) = api::exchange(&rec, Method::GET, "/api/sessions", None).await
+                && let Ok(s) = a.json::<Vec<SessionRow>>()
+            {
+                sessions.set(s);
+            }
+        });
+    };
+    Effect::new(move |_| {
+        if lecture.token.with(Option::is_some) {
+            refresh();
+        }
+    });
+
+    // The fault form.
+    let kind = RwSignal::new("latency".to_owned());
+    let path = RwSignal::new("/transcripts".to_owned());
+    let client = RwSignal::new(String::new());
+    let fixed = RwSignal::new("800".to_owned());
+    let jitter = RwSignal::new("200".to_owned());
+    let status = RwSignal::new("503".to_owned());
+    let retry = RwSignal::new("2".to_owned());
+    let code = RwSignal::new("1011".to_owned());
+    let times = RwSignal::new(String::new());
+    let add_fault = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let n = |s: RwSignal<String>| s.get_untracked().trim().parse::<u64>().unwrap_or(0);
+        let fault = match kind.get_untracked().as_str() {
+            "latency" => FaultKind::Latency { fixed_ms: n(fixed), jitter_ms: n(jitter) },
+            "dropRequest" => FaultKind::DropRequest,
+            "dropResponse" => FaultKind::DropResponse,
+            "duplicate" => FaultKind::Duplicate,
+            "status" => FaultKind::Status { status: n(status) as u16, retry_after_s: n(retry) },
+            "reorderFrames" => FaultKind::ReorderFrames,
+            "close" => FaultKind::Close { code: n(code) as u16 },
+            _ => FaultKind::Cut,
+        };
+        let opt = |s: RwSignal<String>| Some(s.get_untracked().trim().to_owned()).filter(|v| !v.is_empty());
+        let times = opt(times).and_then(|t| t.parse().ok());
+        let nf = NewFault { target: Target { path: opt(path), client: opt(client) }, fault, times };
+        send(Method::POST, "/api/instructor/faults".into(), serde_json::to_string(&nf).ok(), "add fault");
+        refresh();
+    };
+    let hold_timeout = RwSignal::new("30000".to_owned());
+    let down_s = RwSignal::new("5".to_owned());
+    let session_name = RwSignal::new(String::new());
+
+    let replay = move |id: u64, name: String| {
+        leptos::task::spawn_local(async move {
+            match api::exchange(&rec, Method::GET, &format!("/api/sessions/{id}/events"), None)
+                .await
+                .and_then(|a| a.json::<Vec<Event>>())
+            {
+                Ok(events) => {
+                    let me = rec.client();
+                    lecture.replay.set(Some((name, Timeline::replay(me, Vec::new(), events))));
+                    lecture.playback.update(|p| p.replay(0.0));
+                }
+                Err(e) => set_result.set(format!("replay: {e}")),
+            }
+        });
+    };
+    let clients = move || {
+        rec.timeline().with(|t| {
+            t.client_order()
+                .filter(|c| *c != t.me())
+                .map(|c| (c.to_owned(), client_title(t, c)))
+                .collect::<Vec<_>>()
+        })
+    };
+    let faults = move || room.get().map(|r| r.faults).unwrap_or_default();
+    let held = move || room.get().map(|r| r.hold.held).unwrap_or_default();
+
+    view! {
+        <Show
+            when=move || lecture.is_instructor()
+            fallback=|| view! {
+                <section class="card narrow">
+                    <h1>"Instructor"</h1>
+                    <p>"This page needs the instructor's link: the server prints it at start (" <code>"http://HOST:PORT/#token=…"</code> ")."</p>
+                </section>
+            }
+        >
+            <div class="instructor">
+                <section class="card">
+                    <h2>"Students join at"</h2>
+                    <ul class="join" id="join-urls">
+                        {move || room.get().map(|r| r.join_urls).unwrap_or_default().into_iter().map(|u| view! { <li><code>{u}</code></li> }).collect_view()}
+                    </ul>
+                    <div class="qr" id="qr" inner_html=move || room.get().map(|r| r.qr_svg).unwrap_or_default()></div>
+                    <p class="result" id="instructor-result" aria-live="polite">{result}</p>
+                </section>
+                <section class="card">
+                    <h2>"Faults"</h2>
+                    <form class="fault-form" on:submit=add_fault>
+                        <label class="field"><span>"kind"</span>
+                            <select id="fault-kind" on:change=move |ev| kind.set(event_target_value(&ev))>
+                                <option value="latency" selected>"latency (fixed + jitter)"</option>
+                                <option value="dropRequest">"drop the request"</option>
+                                <option value="dropResponse">"drop the response"</option>
+                                <option value="duplicate">"duplicate the request"</option>
+                                <option value="status">"answer 429 / 503"</option>
+                                <option value="reorderFrames">"reorder WebSocket frames"</option>
+                                <option value="close">"close WebSockets (code)"</option>
+                                <option value="cut">"cut WebSockets (1006)"</option>
+                            </select>
+                        </label>
+                        <label class="field"><span>"path starts with"</span><input id="fault-path" type="text" bind:value=path /></label>
+                        <label class="field"><span>"client (empty: everyone)"</span><input id="fault-client" type="text" bind:value=client /></label>
+                        <div class="fault-params">
+                            <label class="field"><span>"fixed ms"</span><input type="number" bind:value=fixed /></label>
+                            <label class="field"><span>"jitter ms"</span><input type="number" bind:value=jitter /></label>
+                            <label class="field"><span>"status"</span><input type="number" bind:value=status /></label>
+                            <label class="field"><span>"Retry-After s"</span><input type="number" bind:value=retry /></label>
+                            <label class="field"><span>"close code"</span><input type="number" bind:value=code /></label>
+                            <label class="field"><span>"times (empty: until removed)"</span><input id="fault-times" type="number" bind:value=times /></label>
+                        </div>
+                        <button class="btn primary" id="add-fault" type="submit">"Add fault"</button>
+                    </form>
+                    <ul class="fault-list" id="fault-list">
+                        <For
+                            each=faults
+                            key=|f| (f.id, f.applied)
+                            children=move |f| {
+                                let id = f.id;
+                                let what = serde_json::to_string(&f.fault).unwrap_or_default();
+                                let scope = format!("{} {}", f.target.path.clone().unwrap_or_else(|| "*".into()), f.target.client.clone().unwrap_or_default());
+                                view! {
+                                    <li>
+                                        <code>{what}</code>" on "{scope}{format!(" · applied {}", f.applied)}
+                                        <button class="btn icon" aria-label="remove" on:click=move |_| { send(Method::DELETE, format!("/api/instructor/faults/{id}"), None, "remove fault"); refresh(); }>"✕"</button>
+                                    </li>
+                                }
+                            }
+                        />
+                    </ul>
+                    <button class="btn" on:click=move |_| { send(Method::DELETE, "/api/instructor/faults".into(), None, "clear faults"); refresh(); }>"Clear all faults"</button>
+                </section>
+                <section class="card">
+                    <h2>"Hold messages"</h2>
+                    <p class="hint">"Each request waits at the server until you release it (or the timeout does)."</p>
+                    <div class="inline-form">
+                        <input type="number" bind:value=hold_timeout aria-label="Hold timeout (ms)" />
+                        <button class="btn" id="hold-on" on:click=move |_| {
+                            let t = hold_timeout.get_untracked().parse::<u64>().unwrap_or(30_000);
+                            send(Method::POST, "/api/instructor/hold".into(), Some(format!(r#"{{"on":true,"timeoutMs":{t}}}"#)), "hold on");
+                            refresh();
+                        }>"hold"</button>
+                        <button class="btn" id="hold-off" on:click=move |_| { send(Method::POST, "/api/instructor/hold".into(), Some(r#"{"on":false}"#.into()), "hold off"); refresh(); }>"stop"</button>
+                        <button class="btn" id="release-next" on:click=move |_| { send(Method::POST, "/api/instructor/release".into(), Some(r#"{"count":1}"#.into()), "release"); refresh(); }>"release next"</button>
+                        <button class="btn" on:click=move |_| refresh()>"refresh"</button>
+                    </div>
+                    <ul class="held" id="held-list">
+                        {move || held().into_iter().map(|h| view! { <li><code>{format!("{} {}", h.method, h.path)}</code>" · "{h.client}</li> }).collect_view()}
+                    </ul>
+                    <h2>"Server down"</h2>
+                    <div class="inline-form">
+                        <input type="number" bind:value=down_s aria-label="Seconds" />
+                        <button class="btn" id="server-down" on:click=move |_| {
+                            let s = down_s.get_untracked().parse::<u64>().unwrap_or(5);
+                            send(Method::POST, "/api/instructor/down".into(), Some(format!(r#"{{"seconds":{s}}}"#)), "server down");
+                        }>"go down"</button>
+                    </div>
+                </section>
+                <section class="card">
+                    <h2>"Sessions"</h2>
+                    <div class="inline-form">
+                        <input id="session-name" type="text" placeholder="name of the new session" bind:value=session_name />
+                        <button class="btn" id="new-session" on:click=move |_| {
+                            let name = session_name.get_untracked();
+                            send(Method::POST, "/api/instructor/session".into(), Some(serde_json::json!({"name": name}).to_string()), "new session");
+                            refresh();
+                        }>"new session"</button>
+                    </div>
+                    <button class="btn" id="reset-transcripts" on:click=move |_| send(Method::POST, "/api/instructor/reset".into(), None, "reset transcripts")>"Reset transcripts to the seed"</button>
+                    <ul class="sessions" id="session-list">
+                        <For
+                            each=move || sessions.get()
+                            key=|s| (s.id, s.name.clone(), s.events)
+                            children=move |s| {
+                                let (id, name) = (s.id, s.name.clone());
+                                let rename = RwSignal::new(s.name.clone());
+                                view! {
+                                    <li data-session=id>
+                                        <input type="text" bind:value=rename aria-label="Session name" />
+                                        <span class="count">{format!("{} events", s.events)}</span>
+                                        <button class="btn" on:click=move |_| {
+                                            send(Method::PATCH, format!("/api/instructor/sessions/{id}"), Some(serde_json::json!({"name": rename.get_untracked()}).to_string()), "rename");
+                                            refresh();
+                                        }>"rename"</button>
+                                        <button class="btn replay-session" on:click=move |_| replay(id, name.clone())>"replay"</button>
+                                        <button class="btn icon" aria-label="delete" on:click=move |_| { send(Method::DELETE, format!("/api/instructor/sessions/{id}"), None, "delete session"); refresh(); }>"✕"</button>
+                                    </li>
+                                }
+                            }
+                        />
+                    </ul>
+                </section>
+                <section class="card">
+                    <h2>"The room"</h2>
+                    <table class="transcripts" id="moderation">
+                        <thead><tr><th>"client"</th><th>"name"</th><th></th></tr></thead>
+                        <tbody>
+                            <For
+                                each=clients
+                                key=|(k, t)| (k.clone(), t.clone())
+                                children=move |(key, title)| {
+                                    let nick = RwSignal::new(title.clone());
+                                    let (k1, k2, k3, k4, k5) = (key.clone(), key.clone(), key.clone(), key.clone(), key.clone());
+                                    let muted = Memo::new(move |_| room.with(|r| r.as_ref().is_some_and(|r| r.muted.contains(&k5))));
+                                    view! {
+                                        <tr data-client=key.clone()>
+                                            <td><code>{key.clone()}</code></td>
+                                            <td><input type="text" bind:value=nick aria-label="Nickname" /></td>
+                                            <td class="actions">
+                                                <button class="btn" on:click=move |_| send(Method::PATCH, format!("/api/instructor/clients/{k1}"), Some(serde_json::json!({"nickname": nick.get_untracked()}).to_string()), "rename")>"rename"</button>
+                                                <button class="btn" on:click=move |_| {
+                                                    let m = !muted.get_untracked();
+                                                    send(Method::PATCH, format!("/api/instructor/clients/{k2}"), Some(serde_json::json!({"muted": m}).to_string()), "mute");
+                                                    refresh();
+                                                }>{move || if muted.get() { "unmute" } else { "mute" }}</button>
+                                                <button class="btn" on:click=move |_| send(Method::POST, "/api/instructor/highlight".into(), Some(serde_json::json!({"client": k3}).to_string()), "highlight")>"highlight"</button>
+                                                <button class="btn" on:click=move |_| send(Method::POST, format!("/api/instructor/clients/{k4}/kick"), None, "kick")>"kick"</button>
+                                            </td>
+                                        </tr>
+                                    }
+                                }
+                            />
+                        </tbody>
+                    </table>
+                    <button class="btn" on:click=move |_| send(Method::POST, "/api/instructor/highlight".into(), Some(r#"{"client":null}"#.into()), "highlight")>"No highlight"</button>
+                </section>
+            </div>
+        </Show>
+    }
+}
