@@ -51,6 +51,8 @@ pub struct Faults {
     hold: Mutex<Hold>,
     next_held: AtomicU64,
     pub sockets: Arc<Sockets>,
+    /// Where held WebSocket frames are noted (HTTP holds are noted by the middleware).
+    log: Option<Arc<crate::log::EventLog>>,
 }
 
 impl Default for Faults {
@@ -62,6 +64,7 @@ impl Default for Faults {
             hold: Mutex::new(Hold { on: false, timeout_ms: 30_000, waiting: Vec::new() }),
             next_held: AtomicU64::new(1),
             sockets: Arc::default(),
+            log: None,
         }
     }
 }
@@ -108,6 +111,30 @@ pub fn validate(f: &NewFault) -> Result<(), ApiError> {
 }
 
 impl Faults {
+    /// Faults that note held WebSocket frames in `log`.
+    pub fn with_log(log: Arc<crate::log::EventLog>) -> Self {
+        Self { log: Some(log), ..Self::default() }
+    }
+
+    /// A WebSocket frame from `client` arrived: while holding is on, it waits for the
+    /// instructor (or the timeout) before the server reads it.
+    pub async fn hold_frame(&self, client: &str, what: &str) {
+        let note = |text: String, kind: NoteKind| {
+            if let Some(log) = &self.log {
+                let at = Stamps { client_us: None, server_us: Some(crate::now_us()) };
+                log.record(client, 0, None, at, EventKind::Note(Note { what: kind, text }));
+            }
+        };
+        if self.hold_state().on {
+            note(format!("held: {what}"), NoteKind::Held);
+        }
+        match self.hold(client, "FRAME", what).await {
+            Some(true) => note(format!("released: {what}"), NoteKind::Released),
+            Some(false) => note(format!("released after the hold timeout: {what}"), NoteKind::Released),
+            None => {}
+        }
+    }
+
     /// Adds a fault. Closing and cutting apply at once to the matching open WebSockets
     /// (answers how many); everything else applies to what comes next.
     pub fn add(&self, f: NewFault) -> (Fault, usize) {
@@ -315,7 +342,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
             );
         }
         req.extensions_mut().insert(SocketSpec {
-            sockets: faults.sockets.clone(),
+            faults: faults.clone(),
             client: client.clone(),
             path: path.clone(),
             reorder,

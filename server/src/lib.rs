@@ -118,7 +118,7 @@ struct Inner {
     hub: Arc<events::Hub>,
     lab: Arc<lab::LabState>,
     token: String,
-    faults: faults::Faults,
+    faults: Arc<faults::Faults>,
     idempotency: idempotency::Idempotency,
     local_addr: std::sync::OnceLock<std::net::SocketAddr>,
     highlight: std::sync::Mutex<Option<String>>,
@@ -138,6 +138,7 @@ impl AppState {
             .map_err(|e| StartError::EventLog(config.data_dir.join(log::db::FILE_NAME), e))?;
         let token = config.token.clone().unwrap_or_else(instructor::new_token);
         let chat_limit = config.chat_limit;
+        let faults = Arc::new(faults::Faults::with_log(log.clone()));
         let secrets: Arc<capture::Secrets> = Arc::default();
         secrets.add(token.clone());
         Ok(Self {
@@ -154,7 +155,7 @@ impl AppState {
                 hub: Arc::new(events::Hub::new(chat_limit)),
                 lab: Arc::default(),
                 token,
-                faults: faults::Faults::default(),
+                faults,
                 idempotency: idempotency::Idempotency::default(),
                 local_addr: std::sync::OnceLock::new(),
                 highlight: std::sync::Mutex::new(None),
@@ -178,7 +179,7 @@ impl AppState {
     }
 
     /// Faults, holding, "server down".
-    pub fn faults(&self) -> &faults::Faults {
+    pub fn faults(&self) -> &Arc<faults::Faults> {
         &self.inner.faults
     }
 

@@ -108,7 +108,7 @@ impl Drop for Registration {
 /// the socket, and whether its frames are to be reordered.
 #[derive(Clone)]
 pub struct SocketSpec {
-    pub sockets: Arc<Sockets>,
+    pub faults: Arc<crate::faults::Faults>,
     pub client: String,
     pub path: String,
     pub reorder: bool,
@@ -210,14 +210,14 @@ impl WebSocketUpgrade {
             let io = TapIo::new(io, tap);
             let stream = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
             let reorder = spec.as_ref().is_some_and(|s| s.reorder);
-            let (registration, ctl) = match spec {
+            let (registration, ctl, hold) = match spec {
                 Some(s) => {
-                    let (r, rx) = s.sockets.register(s.client, s.path);
-                    (Some(r), Some(rx))
+                    let (r, rx) = s.faults.sockets.register(s.client.clone(), s.path.clone());
+                    (Some(r), Some(rx), Some((s.faults, s.client, s.path)))
                 }
-                None => (None, None),
+                None => (None, None, None),
             };
-            callback(WebSocket { stream, ctl, reorder, held: None, _registration: registration }).await;
+            callback(WebSocket { stream, ctl, reorder, held: None, hold, _registration: registration }).await;
         });
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
         Response::builder()
@@ -290,6 +290,8 @@ pub struct WebSocket {
     reorder: bool,
     /// A data frame waiting for its partner (reordering).
     held: Option<(Message, Option<u64>)>,
+    /// Where the client's frames wait while the instructor holds messages.
+    hold: Option<(Arc<crate::faults::Faults>, String, String)>,
     _registration: Option<Registration>,
 }
 
@@ -342,7 +344,15 @@ impl WebSocket {
                 }
             };
             tokio::select! {
-                m = self.stream.next() => return m,
+                m = self.stream.next() => {
+                    if let (Some((faults, client, path)), Some(Ok(msg))) = (&self.hold, &m)
+                        && (msg.is_text() || msg.is_binary())
+                    {
+                        let what = format!("frame on {path}");
+                        faults.hold_frame(client, &what).await;
+                    }
+                    return m;
+                }
                 c = ctl => match c {
                     Some(Control::Close(code, reason)) => {
                         self.close_ref(code, &reason).await;

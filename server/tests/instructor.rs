@@ -405,3 +405,19 @@ async fn chat_is_rate_limited_per_client() {
     }
     assert_eq!(errors, 3, "5 lines pass, the next 3 are refused");
 }
+
+#[tokio::test]
+async fn websocket_frames_are_held_too() {
+    let s = server();
+    let (addr, _t) = s.spawn().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo?client=c-held")).await.unwrap();
+    assert_eq!(instructor(addr, "POST", "/api/instructor/hold", Some(r#"{"on":true,"timeoutMs":60000}"#)).await, 200);
+    ws.send(Message::text("wait for it")).await.unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(700), ws.next()).await.is_err(), "no echo while held");
+    let held = s.state.faults().hold_state().held;
+    assert_eq!((held.len(), held[0].method.as_str()), (1, "FRAME"));
+    assert_eq!(instructor(addr, "POST", "/api/instructor/release", Some("{}")).await, 200);
+    assert_eq!(next(&mut ws).await, Some(Message::text("wait for it")));
+    assert!(notes(&s, NoteKind::Held).iter().any(|n| n == "held: frame on /ws/echo"));
+    assert_eq!(instructor(addr, "POST", "/api/instructor/hold", Some(r#"{"on":false}"#)).await, 200);
+}
