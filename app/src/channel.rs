@@ -97,7 +97,12 @@ impl Channel {
             return;
         }
         self.status.set(Status::Connecting);
-        let result = Socket::connect(rec, "/ws/events", move |socket, ev| match ev {
+        // After a reconnect, the changes missed while away are replayed from the last one seen.
+        let path = match self.changes.with_untracked(|v| v.last().map(|c| c.seq)) {
+            Some(seq) => format!("/ws/events?since={seq}"),
+            None => "/ws/events".to_owned(),
+        };
+        let result = Socket::connect(rec, &path, move |socket, ev| match ev {
             SocketEvent::Open => {
                 self.status.set(Status::Open);
                 self.connects.update(|n| *n += 1);
@@ -155,7 +160,11 @@ impl Channel {
             }
             ServerMsg::PingpongDone { rounds } => self.pingpong.set(format!("done: {rounds} rounds")),
             ServerMsg::Tick { watchers } => self.watchers.set(Some(watchers)),
-            ServerMsg::TranscriptChanged(c) => self.changes.update(|v| push_bounded(v, c)),
+            ServerMsg::TranscriptChanged(c) => self.changes.update(|v| {
+                if !v.contains(&c) {
+                    push_bounded(v, c);
+                }
+            }),
             ServerMsg::LabChanged(_) => {}
             ServerMsg::Error { message } => self.last_error.set(message),
         }

@@ -72,7 +72,10 @@ impl Future for Sleep {
 
 /// Follows the lab feed by Server-Sent Events from `since` on, until `alive` goes false.
 fn follow_sse(rec: Recorder, m: RwSignal<Measured>, since: u64, alive: Rc<Cell<bool>>) {
-    let Ok(es) = web_sys::EventSource::new(&format!("/api/lab/changes/stream?since={since}")) else { return };
+    // EventSource cannot send headers: the client id rides in the query, so the stream is
+    // drawn on this browser's lane.
+    let url = format!("/api/lab/changes/stream?since={since}&client={}", rec.client());
+    let Ok(es) = web_sys::EventSource::new(&url) else { return };
     m.update(|x| x.requests += 1);
     let on = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
         if let Some(text) = ev.data().as_string()

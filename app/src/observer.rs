@@ -33,6 +33,8 @@ pub struct Observer {
     pub link: RwSignal<Link>,
     /// Events the server recorded but could not write to disk.
     pub unpersisted: RwSignal<u64>,
+    /// The server's answer to the last refused command (e.g. a nickname change), if any.
+    pub refused: RwSignal<Option<String>>,
     socket: StoredValue<Option<WebSocket>, LocalStorage>,
 }
 
@@ -103,6 +105,7 @@ pub fn start(rec: Recorder) -> Observer {
     let obs = Observer {
         link: RwSignal::new(Link::Connecting),
         unpersisted: RwSignal::new(0),
+        refused: RwSignal::new(None),
         socket: StoredValue::new_local(None),
     };
     let pending = Rc::new(Pending { events: RefCell::new(Vec::new()), scheduled: Cell::new(false) });
@@ -168,6 +171,7 @@ fn connect(rec: Recorder, obs: Observer, pending: Rc<Pending>, attempt: u32) {
                         t.offset.add(client_time_us, server_time_us, t2);
                     });
                 }
+                Ok(ObserverMsg::Error { message }) => obs.refused.set(Some(message)),
                 Ok(ObserverMsg::Lagged { .. } | ObserverMsg::Gap { .. }) => {}
                 Err(e) => leptos::logging::warn!("observer: unreadable message: {e}"),
             }

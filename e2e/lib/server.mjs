@@ -18,16 +18,20 @@ export async function startServer({ name = 'server', args = [], addr = '127.0.0.
   });
   const log = createWriteStream(join(ARTIFACTS, `${name}.log`));
   child.stderr.pipe(log);
+  // Standard output holds exactly one line, `listening on …`; the instructor's link is a plain
+  // line on standard error (among the logs).
+  let out = '';
+  let err = '';
   let instructor = '';
   const url = await new Promise((ok, fail) => {
-    let out = '';
     const timer = setTimeout(() => fail(new Error(`no "listening on" line within 10 s: ${out}`)), 10_000);
-    child.stdout.on('data', (chunk) => {
-      out += chunk;
+    const check = () => {
       const m = out.match(/^listening on (http:\/\/127\.0\.0\.1:\d+)$/m);
-      const i = out.match(/^instructor: (\S+)$/m);
+      const i = err.match(/^instructor: (\S+)$/m);
       if (m && i) { clearTimeout(timer); instructor = i[1]; ok(m[1]); }
-    });
+    };
+    child.stdout.on('data', (chunk) => { out += chunk; check(); });
+    child.stderr.on('data', (chunk) => { if (!instructor) { err += chunk; check(); } });
     child.on('exit', (code) => { clearTimeout(timer); fail(new Error(`server exited (${code}) before listening: ${out}`)); });
   });
   const exited = new Promise((ok) => child.on('exit', (code, signal) => ok({ code, signal })));

@@ -90,6 +90,14 @@ test('a keyboard-only lecture at 1920×1080', async () => {
   await p.keyboard.press('Shift+F5');
   await p.waitForTimeout(500);
   assert.equal(await p.evaluate(() => window.__sameDocument), true, 'F5 did not reload');
+  // …because the app takes the key: its default action (reload) is cancelled.
+  const prevented = await p.evaluate(() => ['F5', 'PageDown', ' '].map((key) => {
+    const e = new KeyboardEvent('keydown', { key, bubbles: true, cancelable: true });
+    document.body.dispatchEvent(e);
+    return e.defaultPrevented;
+  }));
+  assert.deepEqual(prevented, [true, true, true], 'F5, PageDown and space are the lecture\'s keys');
+  if ((await p.textContent('#playback-state')).includes('paused')) await p.keyboard.press(' ');
   // T: the dark palette. F: the instructor's fault console.
   await p.keyboard.press('t');
   await p.waitForSelector('body.present.dark');
@@ -174,6 +182,69 @@ test('held messages wait for the instructor, and are drawn', async () => {
   await context.close();
 });
 
+test('every kind of fault is drawn where it happens', async () => {
+  const { page, context, problems } = await openPage(browser, server.url, VIEWPORTS.laptop);
+  await page.waitForSelector('.link-live');
+  const note = (text) => page.waitForFunction((t) => [...document.querySelectorAll('svg.diagram .note-text')].some((n) => n.textContent.includes(t)), text, { timeout: 15_000 });
+  const label = (text) => page.waitForFunction((t) => [...document.querySelectorAll('svg.diagram g.arrow.mine .arrow-label')].some((n) => n.textContent === t), text, { timeout: 15_000 });
+  const once = (fault, path = '/api/health', times = 1) => instructorCall('POST', '/api/instructor/faults', { target: { path }, fault, times });
+  const health = async () => {
+    await page.waitForSelector('#send-health:not([disabled])');
+    await page.click('#send-health');
+    await page.waitForSelector('#send-health:not([disabled])', { timeout: 15_000 });
+    return page.textContent('#rest-result');
+  };
+
+  // Latency: the answer comes, late, and the diagram says by how much.
+  assert.equal(await once({ kind: 'latency', fixedMs: 800, jitterMs: 0 }), 200);
+  const t0 = Date.now();
+  assert.match(await health(), /server ok/);
+  assert.ok(Date.now() - t0 >= 800, 'the answer waited');
+  await note('latency +800 ms');
+
+  // The request is dropped: no answer; the arrow is drawn lost.
+  const lostBefore = await page.$$eval('svg.diagram g.arrow.mine.lost', (g) => g.length);
+  // Chromium quietly resends a request whose reused connection closed without an answer,
+  // so the fault is armed for more attempts than the browser makes, then cleared.
+  assert.equal(await once({ kind: 'dropRequest' }, '/api/health', 5), 200);
+  assert.doesNotMatch(await health(), /server ok/);
+  assert.equal(await instructorCall('DELETE', '/api/instructor/faults'), 204);
+  await note('request dropped');
+  await page.waitForFunction((n) => document.querySelectorAll('svg.diagram g.arrow.mine.lost').length > n, lostBefore);
+
+  // Delivered twice; answered 429 with Retry-After.
+  assert.equal(await once({ kind: 'duplicate' }), 200);
+  assert.match(await health(), /server ok/);
+  await note('request delivered twice');
+  assert.equal(await once({ kind: 'status', status: 429, retryAfterS: 1 }), 200);
+  assert.match(await health(), /429|too many/i);
+  await label('429 Too Many Requests');
+  await note('answered 429');
+
+  // The server is down for two seconds: the request is refused, then it answers again.
+  assert.equal(await instructorCall('POST', '/api/instructor/down', { seconds: 2 }), 200);
+  assert.doesNotMatch(await health(), /server ok/);
+  await note('server down: GET /api/health refused');
+  await page.waitForTimeout(2300);
+  assert.match(await health(), /server ok/);
+
+  // WebSockets: frames reordered, then the server closes with 1011.
+  const push = await openPage(browser, `${server.url}/push`, VIEWPORTS.laptop);
+  await push.page.waitForFunction(() => document.querySelector('#channel-status')?.textContent === 'connected');
+  assert.equal(await instructorCall('POST', '/api/instructor/faults', { target: { path: '/ws/events' }, fault: { kind: 'close', code: 1011 } }), 200);
+  await push.page.waitForFunction(() => [...document.querySelectorAll('svg.diagram .arrow-label')].some((t) => t.textContent.startsWith('Close 1011')), null, { timeout: 15_000 });
+  await push.page.waitForFunction(() => document.querySelector('#connects').textContent === '2', null, { timeout: 15_000 });
+  assert.equal(await once({ kind: 'reorderFrames' }, '/ws/echo'), 200);
+  await page.click('#run-echo');
+  await note('frames on this connection leave in swapped pairs');
+  await page.waitForTimeout(400);
+  await shot(page, '6-every-fault');
+  assert.equal(await instructorCall('DELETE', '/api/instructor/faults'), 204);
+  assert.deepEqual(problems.filter((p) => !/WebSocket|ERR_EMPTY_RESPONSE|Failed to fetch|ERR_CONNECTION/.test(p)), []);
+  await push.context.close();
+  await context.close();
+});
+
 test('exports: Mermaid parses, HAR validates, the trace round-trips byte for byte, no token anywhere', async () => {
   const { page, context } = await openPage(browser, server.instructor, VIEWPORTS.laptop);
   await page.waitForSelector('nav a[href="/instructor"]');
@@ -188,7 +259,11 @@ test('exports: Mermaid parses, HAR validates, the trace round-trips byte for byt
   await page.waitForFunction(() => document.querySelector('#ws-result').textContent.includes('closed cleanly'));
   await page.click('#load-transcripts');
   await page.waitForSelector('#transcripts-card tr[data-student]');
-  await page.waitForTimeout(500);
+  // A long session: its Mermaid is split into diagrams under Mermaid's 50,000-character limit.
+  for (let i = 0; i < 12; i++) {
+    await Promise.all(Array.from({ length: 80 }, () => fetch(`${server.url}/api/health`)));
+  }
+  await page.waitForTimeout(2000);
 
   const grab = async (button) => {
     await page.click('.exports summary');
@@ -218,6 +293,7 @@ test('exports: Mermaid parses, HAR validates, the trace round-trips byte for byt
   await m.setContent('<!doctype html><html><body></body></html>');
   await m.addScriptTag({ path: resolve('node_modules/mermaid/dist/mermaid.min.js') });
   const parts = mermaidFile.text.split('\n%% ---- the session continues in the next diagram ----\n\n');
+  assert.ok(parts.length >= 2, `a ${mermaidFile.text.length}-character session is split (${parts.length} parts)`);
   for (const part of parts) {
     const ok = await m.evaluate(async (text) => {
       try { return await window.mermaid.parse(text) ? 'ok' : 'no'; } catch (e) { return String(e); }

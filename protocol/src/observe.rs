@@ -39,6 +39,9 @@ pub enum ObserverMsg {
     /// Answer to [`ObserverCmd::Clock`]: both ends' clocks, for the offset estimate.
     #[serde(rename_all = "camelCase")]
     Clock { client_time_us: Micros, server_time_us: Micros },
+    /// A command was refused (unreadable, or a nickname change over the limit); the
+    /// connection stays open.
+    Error { message: String },
 }
 
 /// Observer → server.

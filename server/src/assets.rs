@@ -61,7 +61,9 @@ pub async fn serve(State(state): State<AppState>, req: Request) -> Response {
         return ApiError::BadRequest(format!("refused path {path}: {why}")).into_response();
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return ApiError::MethodNotAllowed.into_response();
+        let mut res = ApiError::MethodNotAllowed.into_response();
+        res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+        return res;
     }
     let dir = &state.config().assets;
     let index = dir.join("index.html");

@@ -133,20 +133,27 @@ pub fn poll_params(q: &std::collections::HashMap<String, String>) -> Result<(u64
 }
 
 /// Short or long polling of a feed.
+/// A long poll ends early (with what there is) when the server stops.
 pub async fn poll(
     feed: &ChangeFeed,
     q: &std::collections::HashMap<String, String>,
+    shutdown: &crate::Shutdown,
 ) -> Result<Json<Changes>, ApiError> {
     let (since, wait) = poll_params(q)?;
-    Ok(Json(feed.wait_since(since, wait).await))
+    tokio::select! {
+        changes = feed.wait_since(since, wait) => Ok(Json(changes)),
+        () = shutdown.wait() => Ok(Json(feed.since(since))),
+    }
 }
 
 /// The SSE stream of a feed: replays what came after `since` (or `Last-Event-ID`), then every
-/// new change; a comment every 15 s keeps proxies from closing it.
+/// new change; a comment every 15 s keeps proxies from closing it. It ends when the server
+/// stops (an EventSource then reconnects with `Last-Event-ID` to the next server).
 pub fn stream(
     feed: &ChangeFeed,
     since: u64,
     event_name: &'static str,
+    shutdown: crate::Shutdown,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>> {
     let rx = feed.subscribe();
     let backlog = feed.since(since).changes;
@@ -170,6 +177,7 @@ pub fn stream(
             }
         }
     });
+    let live = futures_util::StreamExt::take_until(live, async move { shutdown.wait().await });
     Sse::new(futures_util::StreamExt::chain(replay, live))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
@@ -199,7 +207,7 @@ pub async fn get_changes(
     State(state): State<AppState>,
     QueryText(q): QueryText,
 ) -> Result<Json<Changes>, ApiError> {
-    poll(state.changes(), &q).await
+    poll(state.changes(), &q, state.shutdown()).await
 }
 
 /// The transcripts' changes as Server-Sent Events (`event: transcriptChanged`, `id: seq`).
@@ -215,7 +223,7 @@ pub async fn stream_changes(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let since = stream_since(&q, &headers)?;
-    Ok(stream(state.changes(), since, "transcriptChanged"))
+    Ok(stream(state.changes(), since, "transcriptChanged", state.shutdown().clone()))
 }
 
 /// Shared by the handlers: publishes a transcript change with the current request as its cause.

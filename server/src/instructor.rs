@@ -313,7 +313,7 @@ async fn moderate(
         state.hub().set_muted(&client, muted);
     }
     if let Some(nick) = m.nickname {
-        state.clients().rename(state.log(), &client, &nick);
+        state.clients().rename_by_instructor(state.log(), &client, &nick);
         state.hub().rename(&client, &nick);
     }
     Ok(StatusCode::NO_CONTENT)

@@ -103,12 +103,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         local
     };
-    say(&format!("instructor: http://{host}/#token={}", state.token()));
+    // The instructor's link goes to standard error, so standard output keeps its one line.
+    eprintln!("instructor: http://{host}/#token={}", state.token());
     for url in server::instructor::join_urls(&state) {
         tracing::info!(%url, "students can join at");
     }
 
     let shutdown = state.shutdown().clone();
+    let log = state.log().clone();
     let signal = {
         let shutdown = shutdown.clone();
         async move {
@@ -119,7 +121,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     tokio::spawn(signal);
     let serve = server::serve::serve(listener, app(state), shutdown.clone());
-    // Connections get a few seconds to finish after the signal; then the process ends anyway.
+    // Connections (WebSockets closing with 1001 included) get a few seconds to finish after
+    // the signal; then the process ends anyway.
     let deadline = async {
         shutdown.wait().await;
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -128,6 +131,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         res = serve => res?,
         () = deadline => tracing::warn!("connections still open after 5 s; stopping anyway"),
     }
+    // Everything recorded reaches the disk, and the next start numbers on without a gap.
+    let _ = tokio::task::spawn_blocking(move || log.seal()).await;
     tracing::info!("stopped");
     Ok(())
 }

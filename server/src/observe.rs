@@ -38,8 +38,10 @@ pub async fn upgrade(
     ws.small_buffers().on_upgrade(move |socket| async move {
         let log = state.log().clone();
         log.observer_joined();
+        // The name the page remembered, given again on (re)connect: refused quietly when the
+        // instructor set another one or the client renamed itself too often.
         if let (Some(c), Some(n)) = (&client, &nick) {
-            state.clients().rename(&log, c, n);
+            let _ = state.clients().rename_by_client(&log, c, n);
         }
         follow(socket, &state, client, since).await;
         log.observer_left();
@@ -188,11 +190,22 @@ async fn follow(mut socket: WebSocket, state: &AppState, client: Option<String>,
                         }
                     }
                     Ok(ObserverCmd::Nickname { nickname }) => {
-                        if let Some(c) = &client {
-                            state.clients().rename(&log, c, &nickname);
+                        let refused = match &client {
+                            Some(c) => state.clients().rename_by_client(&log, c, &nickname).err().map(|r| r.to_string()),
+                            None => Some("connect with ?client=ID to have a nickname".to_owned()),
+                        };
+                        if let Some(message) = refused
+                            && socket.send(control(&ObserverMsg::Error { message })).await.is_err()
+                        {
+                            return;
                         }
                     }
-                    Err(_) => {}
+                    Err(e) => {
+                        let message = format!("unreadable command: {e}");
+                        if socket.send(control(&ObserverMsg::Error { message })).await.is_err() {
+                            return;
+                        }
+                    }
                 },
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {

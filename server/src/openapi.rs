@@ -2,7 +2,8 @@
 //! types, served at `/api/openapi.json`.
 //!
 //! Errors every operation can meet (404 for an unknown path below it, 405 for a wrong method;
-//! 413 and 415 for operations with a body) are added once, here, to every operation.
+//! 400 for an unreadable path or query where there are parameters; 413 and 415 for operations
+//! with a body) are added once, here, to every operation.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -89,6 +90,7 @@ pub fn document() -> &'static Value {
         doc["info"]["version"] = Value::from(env!("CARGO_PKG_VERSION"));
         doc["components"]["responses"] = json!({
             "NotFound": error_response("No such path (e.g. an empty or extra path segment)"),
+            "BadRequest": error_response("The path or query cannot be read (e.g. a percent-escape that is not UTF-8)"),
             "MethodNotAllowed": error_response("The path does not accept this method; `Allow` lists the ones it does"),
             "PayloadTooLarge": error_response("The body is larger than 1 MiB"),
             "UnsupportedMediaType": error_response("The body is not `application/json`"),
@@ -101,12 +103,16 @@ pub fn document() -> &'static Value {
                     continue;
                 }
                 let has_body = op.get("requestBody").is_some();
+                let has_params = op.get("parameters").and_then(Value::as_array).is_some_and(|p| !p.is_empty());
                 let responses = op["responses"].as_object_mut().expect("operations have responses");
                 let mut add = |code: &str, name: &str| {
                     responses.entry(code).or_insert_with(|| json!({"$ref": format!("#/components/responses/{name}")}));
                 };
                 add("404", "NotFound");
                 add("405", "MethodNotAllowed");
+                if has_params {
+                    add("400", "BadRequest");
+                }
                 if has_body {
                     add("413", "PayloadTooLarge");
                     add("415", "UnsupportedMediaType");

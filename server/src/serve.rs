@@ -4,6 +4,8 @@
 //! Our own accept loop instead of `axum::serve`, so an upgraded connection is a plain
 //! `TcpStream` again (see [`crate::ws`]): thousands of observers then cost no HTTP buffers.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -11,14 +13,71 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tower::ServiceExt;
 
 use crate::Shutdown;
 
+/// The upgraded connections (WebSockets) still open. They outlive the HTTP connection they
+/// came from, so [`serve`] counts them apart to wait for them at shutdown. Every request
+/// carries it as an extension; [`crate::ws::WebSocketUpgrade`] holds an [`UpgradeGuard`]
+/// while its socket runs.
+#[derive(Clone, Default)]
+pub struct Upgrades(Arc<UpgradesInner>);
+
+#[derive(Default)]
+struct UpgradesInner {
+    open: AtomicUsize,
+    idle: Notify,
+}
+
+impl std::fmt::Debug for Upgrades {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Upgrades").field(&self.open()).finish()
+    }
+}
+
+/// One open upgraded connection; dropping it counts it closed.
+pub struct UpgradeGuard(Arc<UpgradesInner>);
+
+impl Drop for UpgradeGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Upgrades {
+    pub fn guard(&self) -> UpgradeGuard {
+        self.0.open.fetch_add(1, Ordering::AcqRel);
+        UpgradeGuard(self.0.clone())
+    }
+
+    pub fn open(&self) -> usize {
+        self.0.open.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no upgraded connection is open.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.0.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` fires; then stops accepting, lets open requests
-/// finish (connections close once idle) and returns when they have.
+/// finish (connections close once idle), and returns once they and every WebSocket (each told
+/// to close with 1001 by the same signal) have ended.
 pub async fn serve(listener: TcpListener, app: Router, shutdown: Shutdown) -> std::io::Result<()> {
     let mut conns = tokio::task::JoinSet::new();
+    let upgrades = Upgrades::default();
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -35,9 +94,11 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: Shutdown) -> st
         let _ = tcp.set_nodelay(true);
         let app = app.clone();
         let shutdown = shutdown.clone();
+        let upgrades = upgrades.clone();
         conns.spawn(async move {
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(upgrades.clone());
                 let app = app.clone();
                 async move {
                     let Ok(res) = app.oneshot(req).await;
@@ -71,5 +132,9 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: Shutdown) -> st
         while conns.try_join_next().is_some() {}
     }
     while conns.join_next().await.is_some() {}
+    if upgrades.open() > 0 {
+        tracing::info!(open = upgrades.open(), "waiting for WebSockets to close");
+    }
+    upgrades.idle().await;
     Ok(())
 }

@@ -131,6 +131,8 @@ pub struct WebSocketUpgrade {
     tap: Option<Tap>,
     spec: Option<SocketSpec>,
     config: WebSocketConfig,
+    /// Counts the socket open while it runs (absent when not served by [`crate::serve`]).
+    guard: Option<crate::serve::UpgradeGuard>,
 }
 
 impl std::fmt::Debug for WebSocketUpgrade {
@@ -166,10 +168,11 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
             .ok_or_else(|| upgrade("this connection cannot be upgraded"))?;
         let tap = parts.extensions.remove::<Tap>();
         let spec = parts.extensions.remove::<SocketSpec>();
+        let guard = parts.extensions.get::<crate::serve::Upgrades>().map(crate::serve::Upgrades::guard);
         let mut config = WebSocketConfig::default();
         config.max_message_size = Some(crate::echo::MAX_MESSAGE_BYTES);
         config.max_frame_size = Some(crate::echo::MAX_MESSAGE_BYTES);
-        Ok(Self { key, on_upgrade, tap, spec, config })
+        Ok(Self { key, on_upgrade, tap, spec, config, guard })
     }
 }
 
@@ -197,8 +200,9 @@ impl WebSocketUpgrade {
         C: FnOnce(WebSocket) -> F + Send + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
-        let Self { key, on_upgrade, tap, spec, config } = self;
+        let Self { key, on_upgrade, tap, spec, config, guard } = self;
         tokio::spawn(async move {
+            let _guard = guard;
             let Ok(upgraded) = on_upgrade.await else { return };
             // Back to the bare socket when nothing was read past the handshake: the HTTP
             // connection's buffers go, which is most of what an idle WebSocket would cost.

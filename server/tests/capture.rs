@@ -174,6 +174,36 @@ async fn every_websocket_frame_is_recorded_both_ways() {
 }
 
 #[tokio::test]
+async fn secrets_in_frames_close_reasons_and_paths_are_scrubbed() {
+    let s = TestServer::with_config(|c| c.preview_bytes = 16);
+    s.state.secrets().add("S3CR3T-T0KEN-0123456789");
+    let (addr, _task) = s.spawn().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo")).await.unwrap();
+    // The secret straddles the 16-byte preview cut, in both directions (the echo sends it back).
+    ws.send(Message::text("0123456789S3CR3T-T0KEN-0123456789 and more")).await.unwrap();
+    next(&mut ws).await;
+    ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "S3CR3T-T0KEN-0123456789".into() }))
+        .await
+        .unwrap();
+    while ws.next().await.is_some() {}
+    s.get("/transcripts/S3CR3T-T0KEN-0123456789").await;
+    let evs = s.wait_events("the close and the request", |e| kinds(e).contains(&"response")).await;
+    let json = serde_json::to_string(&evs).unwrap();
+    for part in ["S3CR3T", "T0KEN-0123456789", "S3CR3T-T"] {
+        assert!(!json.contains(part), "{part} leaked: {json}");
+    }
+    let texts: Vec<_> = evs
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::WsFrame(f) => f.payload.text.clone(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["0123456789[redac", "0123456789[redac"]);
+    assert!(json.contains("/transcripts/[redacted]"), "{json}");
+}
+
+#[tokio::test]
 async fn a_connection_cut_without_a_close_frame_is_recorded_as_1006() {
     let s = TestServer::without_app();
     let (addr, _task) = s.spawn().await;

@@ -58,3 +58,61 @@ fn a_data_directory_with_other_files_is_fine_and_they_stay() {
     drop(server);
     assert_eq!(std::fs::read_to_string(dir.path().join("notes.md")).unwrap(), "mine");
 }
+
+fn sessions(addr: std::net::SocketAddr) -> Vec<Value> {
+    let (status, body) = http(addr, "GET", "/api/sessions", None);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().clone()
+}
+
+/// SIGTERM: an open WebSocket is told 1001 Going Away, the process exits 0, every event is on
+/// disk (the closes included), and the next start numbers its events on without a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_websockets_with_1001_and_keeps_every_event() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = RealServer::start(dir.path(), &[]);
+    let addr = server.addr;
+    assert_eq!(http(addr, "GET", "/transcripts/1", None).0, 200);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo")).await.unwrap();
+    ws.send(Message::text("before the stop")).await.unwrap();
+    let echo =
+        tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(echo, Message::text("before the stop"));
+
+    let pid = server.child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let close = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next()).await.unwrap();
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected close 1001, got {other:?}"),
+    }
+    while ws.next().await.is_some() {}
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.child.wait().unwrap();
+        (status, server)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert!(status.success(), "a clean exit: {status:?}");
+
+    let server = RealServer::start(dir.path(), &[]);
+    let before = sessions(server.addr);
+    let first = before.iter().min_by_key(|s| s["id"].as_u64()).unwrap();
+    let id = first["id"].as_u64().unwrap();
+    let (_, events) = http(server.addr, "GET", &format!("/api/sessions/{id}/events"), None);
+    let events: Vec<Value> = serde_json::from_str(&events).unwrap();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    for kind in ["httpRequest", "httpResponse", "wsUpgrade", "wsFrame", "wsClose"] {
+        assert!(kinds.contains(&kind), "{kind} stored: {kinds:?}");
+    }
+    let last = first["lastSeq"].as_u64().unwrap();
+    assert_eq!(http(server.addr, "GET", "/transcripts/2", None).0, 200);
+    let after = sessions(server.addr);
+    let now = after.iter().find(|s| s["id"].as_u64() != Some(id)).expect("a new session");
+    assert_eq!(now["firstSeq"].as_u64(), Some(last + 1), "numbering goes on without a gap: {after:?}");
+}

@@ -244,6 +244,54 @@ async fn a_rest_write_is_pushed_to_every_connection_and_linked_to_its_request() 
 }
 
 #[tokio::test]
+async fn a_reconnecting_client_gets_the_changes_it_missed_once_each() {
+    let s = TestServer::without_app();
+    let (addr, _t) = s.spawn().await;
+    let post = |name: &'static str| {
+        tokio::task::spawn_blocking(move || {
+            http(addr, "POST", "/transcripts", Some(&format!(r#"{{"studentName":"{name}"}}"#)))
+        })
+    };
+    let mut ws = connect(addr, "c-r").await;
+    post("seen").await.unwrap();
+    let ServerMsg::TranscriptChanged(seen) = next_msg(&mut ws).await else { panic!("a change") };
+    drop(ws);
+    // Away: two changes happen.
+    let (_, a) = post("missed-a").await.unwrap();
+    let (_, b) = post("missed-b").await.unwrap();
+    let url = format!("ws://{addr}/ws/events?client=c-r&since={}", seen.seq);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if let ServerMsg::TranscriptChanged(c) = next_msg(&mut ws).await {
+            got.push((c.seq, c.student_id.to_string()));
+        }
+    }
+    assert_eq!(got, [(seen.seq + 1, a), (seen.seq + 2, b)], "replayed in order, nothing before `since`");
+    // Then live, with no duplicate of the replay.
+    let (_, c) = post("live").await.unwrap();
+    loop {
+        match next_msg(&mut ws).await {
+            ServerMsg::TranscriptChanged(ch) => {
+                assert_eq!((ch.seq, ch.student_id.to_string()), (seen.seq + 3, c));
+                break;
+            }
+            ServerMsg::Joined { .. } | ServerMsg::Left { .. } | ServerMsg::Welcome { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    // A bad `since` is refused before the upgrade, with a JSON error.
+    match tokio_tungstenite::connect_async(format!("ws://{addr}/ws/events?since=x")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), 422);
+            let body = String::from_utf8_lossy(res.body().as_deref().unwrap_or_default()).into_owned();
+            assert!(body.contains("since"), "{body}");
+        }
+        other => panic!("expected a 422, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn the_change_feed_by_short_poll_long_poll_and_sse() {
     let s = TestServer::without_app();
     let (addr, _t) = s.spawn().await;

@@ -25,8 +25,17 @@ async fn wrong_method_is_a_json_405() {
     let s = TestServer::without_app();
     let res = s.send(Request::post("/api/health").body(Body::empty()).unwrap()).await;
     assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(res.headers()[header::ALLOW].to_str().unwrap().contains("GET"));
     let body = body_json(res).await;
     assert_eq!(body["message"], "Method Not Allowed");
+
+    // The app's pages and files are read-only too, and say which methods they take.
+    for path in ["/", "/lab", "/index.html"] {
+        let res = s.send(Request::delete(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(res.headers()[header::ALLOW], "GET,HEAD", "{path}");
+        assert_eq!(body_json(res).await["message"], "Method Not Allowed", "{path}");
+    }
 }
 
 #[tokio::test]

@@ -410,8 +410,12 @@ async fn chat_is_rate_limited_per_client() {
 async fn websocket_frames_are_held_too() {
     let s = server();
     let (addr, _t) = s.spawn().await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo?client=c-held")).await.unwrap();
-    assert_eq!(instructor(addr, "POST", "/api/instructor/hold", Some(r#"{"on":true,"timeoutMs":60000}"#)).await, 200);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo?client=c-held")).await.unwrap();
+    assert_eq!(
+        instructor(addr, "POST", "/api/instructor/hold", Some(r#"{"on":true,"timeoutMs":60000}"#)).await,
+        200
+    );
     ws.send(Message::text("wait for it")).await.unwrap();
     assert!(tokio::time::timeout(Duration::from_millis(700), ws.next()).await.is_err(), "no echo while held");
     let held = s.state.faults().hold_state().held;

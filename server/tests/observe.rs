@@ -221,3 +221,52 @@ async fn clock_pings_are_answered_with_the_server_time() {
         }
     }
 }
+
+/// Reads until a control message (not events) arrives.
+async fn control(ws: &mut Ws) -> ObserverMsg {
+    loop {
+        match msg(ws).await {
+            ObserverMsg::Events { .. } | ObserverMsg::Hello { .. } => {}
+            other => return other,
+        }
+    }
+}
+
+#[tokio::test]
+async fn nickname_changes_are_limited_and_bad_commands_get_an_error() {
+    let s = TestServer::without_app();
+    let (addr, _task) = s.spawn().await;
+    let mut ws = connect(addr, "?client=c-n").await;
+    let nick = |n: &str| Message::text(format!(r#"{{"type":"nickname","nickname":"{n}"}}"#));
+    for n in ["One", "Two", "Three"] {
+        ws.send(nick(n)).await.unwrap();
+    }
+    ws.send(nick("Four")).await.unwrap();
+    assert_eq!(
+        control(&mut ws).await,
+        ObserverMsg::Error { message: "too many name changes; wait a minute".into() }
+    );
+    ws.send(Message::text(r#"{"type":"launch"}"#)).await.unwrap();
+    let ObserverMsg::Error { message } = control(&mut ws).await else { panic!("an error") };
+    assert!(message.starts_with("unreadable command"), "{message}");
+    // The connection stays usable, and the last accepted name is the one recorded.
+    assert_eq!(s.state.clients().nickname("c-n").as_deref(), Some("Three"));
+    let t0 = server::now_us();
+    ws.send(Message::text(format!(r#"{{"type":"clock","clientTimeUs":{t0}}}"#))).await.unwrap();
+    assert!(matches!(control(&mut ws).await, ObserverMsg::Clock { .. }));
+}
+
+#[tokio::test]
+async fn a_name_the_instructor_set_cannot_be_changed_by_the_client() {
+    let s = TestServer::without_app();
+    let (addr, _task) = s.spawn().await;
+    let mut ws = connect(addr, "?client=c-p&nick=Rude").await;
+    s.state.clients().rename_by_instructor(s.state.log(), "c-p", "Student 7");
+    ws.send(Message::text(r#"{"type":"nickname","nickname":"Rude again"}"#)).await.unwrap();
+    assert_eq!(control(&mut ws).await, ObserverMsg::Error { message: "the instructor set this name".into() });
+    assert_eq!(s.state.clients().nickname("c-p").as_deref(), Some("Student 7"));
+    // Reconnecting with the old name does not undo it either.
+    let _again = connect(addr, "?client=c-p&nick=Rude").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(s.state.clients().nickname("c-p").as_deref(), Some("Student 7"));
+}

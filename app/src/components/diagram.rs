@@ -8,6 +8,10 @@ use crate::recorder::Recorder;
 
 /// Rows drawn beyond the visible ones, above and below.
 const OVERSCAN: usize = 8;
+/// While following, at least this many of the newest rows are drawn, even below a short
+/// viewport: at thousands of events a second a frame brings dozens of rows, and each must
+/// reach the page (and the screen-reader's view of it) at least once, not be skipped.
+const FOLLOW_ROWS: usize = 96;
 
 /// The page's timeline as a diagram: laid out for the width it gets, only the rows in view
 /// in the DOM, following the newest row while the reader is at the bottom.
@@ -35,7 +39,7 @@ pub fn LiveDiagram() -> impl IntoView {
             rows.truncate(shown.visible(rows.len()));
             let top = geo.header + if t.earlier() > 0 { geo.row * 0.7 } else { 0.0 };
             let window = if follow.get() {
-                let n = (height / geo.row).ceil() as usize + OVERSCAN;
+                let n = ((height / geo.row).ceil() as usize + OVERSCAN).max(FOLLOW_ROWS);
                 rows.len().saturating_sub(n)..rows.len()
             } else {
                 // The frame scrolls the drawing below the (fixed) lane heads.

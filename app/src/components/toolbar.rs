@@ -55,6 +55,7 @@ pub fn NicknameField() -> impl IntoView {
     let save = move || {
         let nick: String = rec.nickname.get_untracked().trim().chars().take(40).collect();
         crate::identity::set_nickname(&nick);
+        obs.refused.set(None);
         obs.send(&ObserverCmd::Nickname { nickname: nick.clone() });
         rec.saved_nickname.set(nick);
     };
@@ -70,6 +71,7 @@ pub fn NicknameField() -> impl IntoView {
                 on:change=move |_| save()
                 on:keydown=move |ev| if ev.key() == "Enter" { save() }
             />
+            {move || obs.refused.get().map(|why| view! { <span class="field-error" role="alert">{why}</span> })}
         </label>
     }
 }

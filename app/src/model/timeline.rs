@@ -192,7 +192,9 @@ impl Timeline {
     }
 
     fn push(&mut self, item: Item) {
-        if !self.order.contains(&item.event.client) {
+        // The server's own notes are drawn on the server's lane, never a client lane.
+        if item.event.client != crate::model::layout::SERVER_LANE && !self.order.contains(&item.event.client)
+        {
             self.order.push(item.event.client.clone());
         }
         self.items.push_back(item);
@@ -295,6 +297,8 @@ impl Timeline {
     pub fn clear(&mut self) {
         self.earlier = 0;
         self.items.clear();
+        // Lanes come back as their clients act again.
+        self.order.clear();
         self.local_waiting.clear();
         self.server_waiting.clear();
     }
@@ -403,6 +407,7 @@ mod tests {
         assert_eq!(t.highlight.as_deref(), Some("c-a"));
         t.add_server(server(3, "server", 0, None, note(NoteKind::Session, "lecture 2")));
         assert_eq!(keys(&t), [ItemKey::Seq(3)], "only the session note is left");
+        assert_eq!(t.client_order().collect::<Vec<_>>(), ["me"], "the server's notes open no client lane");
         t.add_server(server(4, "", 0, None, note(NoteKind::Highlight, "highlight")));
         assert_eq!(t.highlight, None);
         t.add_server(server(5, "c-a", 7, None, note(NoteKind::Fault, "latency +800 ms")));

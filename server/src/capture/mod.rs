@@ -10,13 +10,14 @@
 pub mod frames;
 pub mod tap;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -62,6 +63,31 @@ impl Secrets {
         }
     }
 
+    /// The longest secret, in bytes: a preview is scrubbed over this many bytes beyond its
+    /// cut, so a secret that straddles the cut is still caught whole.
+    pub fn margin(&self) -> usize {
+        longest(&self.0.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The preview of a message of `size` bytes whose first bytes are `head`: every secret
+    /// replaced (in text and binary alike) before the preview is cut to `limit` bytes.
+    pub fn preview(&self, head: &[u8], size: u64, limit: usize) -> protocol::Body {
+        let secrets = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let window = &head[..head.len().min(limit.saturating_add(longest(&secrets)))];
+        let mut body = if secrets.iter().any(|s| contains(window, s.as_bytes())) {
+            let mut scrubbed = window.to_vec();
+            for s in secrets.iter() {
+                scrubbed = replace_bytes(&scrubbed, s.as_bytes(), REDACTED.as_bytes());
+            }
+            protocol::Body::capture(&scrubbed, limit)
+        } else {
+            protocol::Body::capture(window, limit)
+        };
+        body.truncated = body.truncated || (head.len().min(limit) as u64) < size;
+        body.size = size;
+        body
+    }
+
     /// `text` with every secret replaced by `[redacted]`.
     pub fn scrub(&self, text: &str) -> String {
         let secrets = self.0.read().unwrap_or_else(PoisonError::into_inner);
@@ -73,14 +99,58 @@ impl Secrets {
     }
 }
 
+fn longest(secrets: &[String]) -> usize {
+    secrets.iter().map(String::len).max().unwrap_or(0)
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn replace_bytes(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if !needle.is_empty() && hay[i..].starts_with(needle) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// The clients seen so far and what they call themselves.
 #[derive(Debug, Default)]
 pub struct Clients {
     known: RwLock<HashMap<String, ClientInfo>>,
+    /// Name changes a client asked for itself: recent times, and whether the instructor set
+    /// its name (then the client cannot change it).
+    renames: Mutex<HashMap<String, (VecDeque<Instant>, bool)>>,
+}
+
+/// Why a client's own nickname change was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenameRefused {
+    TooMany,
+    SetByInstructor,
+}
+
+impl std::fmt::Display for RenameRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RenameRefused::TooMany => "too many name changes; wait a minute",
+            RenameRefused::SetByInstructor => "the instructor set this name",
+        })
+    }
 }
 
 /// Beyond this many clients, new ones are still captured but no longer described.
 const MAX_CLIENTS: usize = 50_000;
+/// The window of [`crate::events::NAME_LIMIT`].
+const NAME_WINDOW: Duration = Duration::from_secs(60);
 
 impl Clients {
     /// Notes a client; records a `client` event the first time it is seen.
@@ -98,8 +168,44 @@ impl Clients {
         log.record(key, 0, None, now(), EventKind::Client(info));
     }
 
+    /// A nickname the client asked for itself: at most [`crate::events::NAME_LIMIT`] changes a
+    /// minute, and never over a name the instructor set.
+    pub fn rename_by_client(&self, log: &EventLog, key: &str, nickname: &str) -> Result<(), RenameRefused> {
+        if self.nickname(key).as_deref() == Some(nickname.trim()) {
+            return Ok(());
+        }
+        {
+            let mut renames = self.renames.lock().unwrap_or_else(PoisonError::into_inner);
+            if renames.len() >= MAX_CLIENTS && !renames.contains_key(key) {
+                return Err(RenameRefused::TooMany);
+            }
+            let (times, pinned) = renames.entry(key.to_owned()).or_default();
+            if *pinned {
+                return Err(RenameRefused::SetByInstructor);
+            }
+            let now = Instant::now();
+            while times.front().is_some_and(|t| now.duration_since(*t) > NAME_WINDOW) {
+                times.pop_front();
+            }
+            if times.len() >= crate::events::NAME_LIMIT {
+                return Err(RenameRefused::TooMany);
+            }
+            times.push_back(now);
+        }
+        self.rename(log, key, nickname);
+        Ok(())
+    }
+
+    /// The instructor names a client: the name stays until the instructor changes it.
+    pub fn rename_by_instructor(&self, log: &EventLog, key: &str, nickname: &str) {
+        let pinned = !nickname.trim().is_empty();
+        self.renames.lock().unwrap_or_else(PoisonError::into_inner).entry(key.to_owned()).or_default().1 =
+            pinned;
+        self.rename(log, key, nickname);
+    }
+
     /// Sets a client's nickname; records a `client` event when it changed.
-    pub fn rename(&self, log: &EventLog, key: &str, nickname: &str) {
+    fn rename(&self, log: &EventLog, key: &str, nickname: &str) {
         let nickname = nickname.trim().chars().take(40).collect::<String>();
         let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
         let info = known.entry(key.to_owned()).or_default();
@@ -192,13 +298,7 @@ impl Capture {
     }
 
     fn body(&self, bytes: &[u8], size: u64) -> protocol::Body {
-        let mut body = protocol::Body::capture(bytes, self.preview);
-        if let Some(t) = &body.text {
-            body.text = Some(self.secrets.scrub(t));
-        }
-        body.size = size;
-        body.truncated = body.truncated || (bytes.len() as u64) < size;
-        body
+        self.secrets.preview(bytes, size, self.preview)
     }
 }
 
@@ -272,7 +372,7 @@ where
             let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
             cap.clients.seen(&log, &client, addr, user_agent);
             let at = Stamps { client_us: None, server_us: Some(received) };
-            let path = req.uri().path().to_owned();
+            let path = cap.secrets.scrub(req.uri().path());
             let query = query.map(|q| cap.secrets.scrub(&q));
             let upgrade =
                 headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
@@ -292,6 +392,7 @@ where
                     exchange,
                     client_ref,
                     preview: cap.preview,
+                    secrets: cap.secrets.clone(),
                 };
                 req.extensions_mut().insert(tap);
                 let res = crate::cause::scope(exchange, inner.call(req)).await?;
@@ -371,6 +472,26 @@ mod tests {
         s.add("tok123");
         assert_eq!(s.scrub("Bearer tok123 and tok123"), "Bearer [redacted] and [redacted]");
         assert_eq!(s.scrub("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn a_secret_straddling_the_preview_cut_leaves_no_part_behind() {
+        let s = Secrets::default();
+        s.add("ABCDEFGHIJKLMNOP");
+        // The secret starts 3 bytes before the 10-byte cut.
+        let msg = b"1234567ABCDEFGHIJKLMNOP tail";
+        let p = s.preview(msg, msg.len() as u64, 10);
+        assert_eq!((p.text.as_deref(), p.size, p.truncated), (Some("1234567[re"), msg.len() as u64, true));
+        // Binary payloads are scrubbed before they are shown as hex.
+        let bin = [&[0xff, 0x00][..], b"ABCDEFGHIJKLMNOP"].concat();
+        let p = s.preview(&bin, bin.len() as u64, 64);
+        let hex = p.hex.unwrap();
+        assert!(!hex.contains(&"ABCDEFGH".bytes().map(|b| format!("{b:02x}")).collect::<String>()), "{hex}");
+        // Without secrets, or without one in the message, the preview is the plain cut.
+        let p = s.preview(b"plain text", 10, 5);
+        assert_eq!((p.text.as_deref(), p.truncated), (Some("plain"), true));
+        let p = Secrets::default().preview(b"plain text", 10, 64);
+        assert_eq!((p.text.as_deref(), p.truncated), (Some("plain text"), false));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use protocol::{Body, CloseInfo, EventKind, Opcode, Side, Stamps, WsClose, WsFrame};
+use protocol::{CloseInfo, EventKind, Opcode, Side, Stamps, WsClose, WsFrame};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::frames::{FrameReader, RawFrame};
@@ -22,6 +22,7 @@ pub struct Tap {
     pub(super) exchange: u64,
     pub(super) client_ref: Option<u64>,
     pub(super) preview: usize,
+    pub(super) secrets: Arc<super::Secrets>,
 }
 
 impl std::fmt::Debug for Tap {
@@ -48,15 +49,15 @@ impl Tap {
             RawFrame::PING => Opcode::Ping,
             RawFrame::PONG => Opcode::Pong,
             RawFrame::CLOSE => {
-                let close = f.close_info().map(|(code, reason)| CloseInfo { code, reason });
+                let close = f
+                    .close_info()
+                    .map(|(code, reason)| CloseInfo { code, reason: self.secrets.scrub(&reason) });
                 self.record(EventKind::WsClose(WsClose { from, close, clean: true }));
                 return;
             }
             _ => Opcode::Binary,
         };
-        let mut payload = Body::capture(&f.head, self.preview);
-        payload.truncated = (f.head.len() as u64) < f.size;
-        payload.size = f.size;
+        let payload = self.secrets.preview(&f.head, f.size, self.preview);
         self.record_caused(cause, EventKind::WsFrame(WsFrame { from, opcode, fin: f.fin, payload }));
     }
 }
@@ -76,7 +77,8 @@ pub struct TapIo<T> {
 
 impl<T> TapIo<T> {
     pub fn new(inner: T, tap: Option<Tap>) -> Self {
-        let limit = tap.as_ref().map_or(0, |t| t.preview);
+        // Enough of each payload to scrub a secret that straddles the preview's cut.
+        let limit = tap.as_ref().map_or(0, |t| t.preview.saturating_add(t.secrets.margin()));
         Self {
             inner,
             tap,

@@ -11,16 +11,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use protocol::channel::{
     CHANNEL_VERSION, ChatLine, ClientMsg, MAX_MESSAGE_BYTES, Peer, ROOM_HISTORY, ServerEnvelope, ServerMsg,
 };
 use tokio::sync::mpsc;
 
-use crate::AppState;
 use crate::capture::valid_client_id;
 use crate::extract::QueryText;
 use crate::ws::{Message, WebSocket, WebSocketUpgrade};
+use crate::{ApiError, AppState};
 
 /// Messages a connection may have waiting before it counts as too slow.
 const QUEUE: usize = 256;
@@ -371,14 +371,31 @@ pub async fn upgrade(
     QueryText(q): QueryText,
 ) -> Response {
     let client_id = q.get("client").filter(|c| valid_client_id(c)).cloned();
+    // `since`: the last transcript change this client saw; the ones after it are replayed.
+    let since = match q.get("since").map(|s| s.parse::<u64>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            let problem = ("since".to_owned(), "must be a non-negative integer".to_owned());
+            return ApiError::Validation([problem].into()).into_response();
+        }
+    };
     state.hub().start(&state);
-    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| run(socket, state, client_id))
+    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| run(socket, state, client_id, since))
 }
 
-async fn run(mut socket: WebSocket, state: AppState, client_id: Option<String>) {
+async fn run(mut socket: WebSocket, state: AppState, client_id: Option<String>, since: Option<u64>) {
     let hub = state.hub().clone();
     let client_id = client_id.unwrap_or_else(|| format!("anon-{}", hub.next_id.load(Ordering::Relaxed)));
     let (id, mut rx, overflow) = hub.add(client_id);
+    // Subscribed first, then the backlog read: a change in between comes both ways and is sent
+    // once (the live copy is skipped when the replay already had it).
+    let backlog = since.map(|since| {
+        let after = state.changes().since(since);
+        // A `since` past the newest change is from before a restart: replay the whole feed.
+        if since > after.latest { state.changes().since(0).changes } else { after.changes }
+    });
+    let replayed = backlog.as_ref().and_then(|b| b.last()).map_or(0, |c| c.seq);
     let shutdown = state.shutdown().clone();
     let mut seq = 0u64;
     let mut pingpong = None;
@@ -388,6 +405,13 @@ async fn run(mut socket: WebSocket, state: AppState, client_id: Option<String>) 
         let text = serde_json::to_string(&env).unwrap_or_default();
         socket.send_caused(Message::text(text), cause).await.is_ok()
     };
+    for change in backlog.into_iter().flatten() {
+        let cause = change.cause;
+        if !send(&mut socket, ServerMsg::TranscriptChanged(change), cause).await {
+            hub.remove(id);
+            return;
+        }
+    }
     loop {
         tokio::select! {
             () = shutdown.wait() => {
@@ -396,6 +420,9 @@ async fn run(mut socket: WebSocket, state: AppState, client_id: Option<String>) 
             }
             out = rx.recv() => {
                 let Some((msg, cause)) = out else { break };
+                if matches!(&msg, ServerMsg::TranscriptChanged(c) if c.seq <= replayed) {
+                    continue;
+                }
                 if !send(&mut socket, msg, cause).await {
                     break;
                 }

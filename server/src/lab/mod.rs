@@ -248,7 +248,7 @@ pub async fn changes(
     State(state): State<AppState>,
     QueryText(q): QueryText,
 ) -> Result<impl IntoResponse, ApiError> {
-    crate::changes::poll(state.lab().feed(), &q).await
+    crate::changes::poll(state.lab().feed(), &q, state.shutdown()).await
 }
 
 /// The lab's scratch changes as Server-Sent Events (`event: labChanged`).
@@ -264,5 +264,5 @@ pub async fn stream(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let since = crate::changes::stream_since(&q, &headers)?;
-    Ok(crate::changes::stream(state.lab().feed(), since, "labChanged"))
+    Ok(crate::changes::stream(state.lab().feed(), since, "labChanged", state.shutdown().clone()))
 }

@@ -34,7 +34,26 @@ const SCHEMA: &str = "
     );
     CREATE INDEX IF NOT EXISTS chunks_by_session ON chunks(session, first_seq);
     CREATE INDEX IF NOT EXISTS chunks_by_last ON chunks(last_seq);
+    CREATE TABLE IF NOT EXISTS meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
 ";
+
+/// `seq`s are reserved on disk in blocks this large, ahead of use: events are numbered before
+/// the writer stores them, so after a crash (SIGKILL, power loss) the last events observers saw
+/// may never have reached the disk. The next start numbers from above the reservation, so a
+/// `seq` once shown is never given to another event.
+pub const SEQ_BLOCK: u64 = 100_000;
+
+fn reserve(conn: &Connection, upto: u64) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('reserved_seq', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
+        params![upto as i64],
+    )
+    .map(drop)
+}
 
 /// The `seq` of a stored event line (`{"seq":N,…`).
 fn line_seq(line: &str) -> Option<u64> {
@@ -109,7 +128,13 @@ impl LogDb {
         write.execute("INSERT INTO sessions (name, started_us) VALUES (?1, ?2)", params![name, now_us])?;
         let session = write.last_insert_rowid() as u64;
         let max_seq: Option<i64> = write.query_row("SELECT MAX(last_seq) FROM chunks", [], |r| r.get(0))?;
-        Ok((LogDb { path, read: Mutex::new(read) }, write, session, max_seq.unwrap_or(0) as u64))
+        let reserved: Option<i64> = write
+            .query_row("SELECT value FROM meta WHERE key = 'reserved_seq'", [], |r| r.get(0))
+            .optional()?;
+        // Numbering resumes above anything stored or reserved; the next block is reserved now.
+        let base = max_seq.unwrap_or(0).max(reserved.unwrap_or(0)).max(0) as u64;
+        reserve(&write, base + SEQ_BLOCK)?;
+        Ok((LogDb { path, read: Mutex::new(read) }, write, session, base))
     }
 
     /// Events after `seq` (exclusive) and before `before` (exclusive), oldest first; at most
@@ -207,11 +232,21 @@ pub enum Command {
     },
     /// Answers once everything sent before it is committed.
     Flush(std::sync::mpsc::Sender<()>),
+    /// A clean stop: every event up to `upto` was handed to the writer, so the reservation can
+    /// shrink back to it and the next start numbers on without a gap. Answers when committed.
+    Seal {
+        upto: u64,
+        reply: std::sync::mpsc::Sender<()>,
+    },
 }
 
 /// The writer: appends in batches (one transaction per batch), prunes past `cap_bytes`.
 pub fn writer(mut conn: Connection, mut session: u64, cap_bytes: u64, rx: Receiver<Command>) {
     let mut batch: Vec<Arc<Entry>> = Vec::with_capacity(1024);
+    let mut reserved: u64 = conn
+        .query_row("SELECT value FROM meta WHERE key = 'reserved_seq'", [], |r| r.get::<_, i64>(0))
+        .map_or(0, |v| v as u64);
+
     let mut last_prune = Instant::now();
     loop {
         let first = match rx.recv_timeout(Duration::from_secs(2)) {
@@ -235,7 +270,7 @@ pub fn writer(mut conn: Connection, mut session: u64, cap_bytes: u64, rx: Receiv
             match c {
                 Command::Append(e) => batch.push(e),
                 other => {
-                    commit(&mut conn, session, &mut batch);
+                    commit(&mut conn, session, &mut batch, &mut reserved);
                     match other {
                         Command::NewSession { name, now_us, reply } => {
                             let r = conn
@@ -275,12 +310,24 @@ pub fn writer(mut conn: Connection, mut session: u64, cap_bytes: u64, rx: Receiv
                         Command::Flush(reply) => {
                             let _ = reply.send(());
                         }
+                        Command::Seal { upto, reply } => {
+                            let r = conn.execute(
+                                "UPDATE meta SET value = MAX(?1, COALESCE((SELECT MAX(last_seq) FROM chunks), 0))
+                                 WHERE key = 'reserved_seq'",
+                                params![upto as i64],
+                            );
+                            match r {
+                                Ok(_) => reserved = upto,
+                                Err(e) => tracing::error!(error = %e, "could not seal the event log"),
+                            }
+                            let _ = reply.send(());
+                        }
                         Command::Append(_) => unreachable!(),
                     }
                 }
             }
         }
-        commit(&mut conn, session, &mut batch);
+        commit(&mut conn, session, &mut batch, &mut reserved);
         if last_prune.elapsed() >= Duration::from_secs(5) {
             last_prune = Instant::now();
             if let Err(e) = prune(&conn, session, cap_bytes) {
@@ -288,14 +335,26 @@ pub fn writer(mut conn: Connection, mut session: u64, cap_bytes: u64, rx: Receiv
             }
         }
     }
-    commit(&mut conn, session, &mut batch);
+    commit(&mut conn, session, &mut batch, &mut reserved);
     let _ = conn.execute(
         "UPDATE sessions SET ended_us = (SELECT MAX(at_us) FROM chunks WHERE session = ?1) WHERE id = ?1",
         params![session as i64],
     );
 }
 
-fn commit(conn: &mut Connection, session: u64, batch: &mut Vec<Arc<Entry>>) {
+/// Stores the batch; half a block before the reservation runs out, reserves the next block.
+fn commit(conn: &mut Connection, session: u64, batch: &mut Vec<Arc<Entry>>, reserved: &mut u64) {
+    let last = batch.last().map(|e| e.seq);
+    store(conn, session, batch);
+    if let Some(last) = last.filter(|&l| l + SEQ_BLOCK / 2 > *reserved) {
+        match reserve(conn, last + SEQ_BLOCK) {
+            Ok(()) => *reserved = last + SEQ_BLOCK,
+            Err(e) => tracing::error!(error = %e, "could not reserve event numbers"),
+        }
+    }
+}
+
+fn store(conn: &mut Connection, session: u64, batch: &mut Vec<Arc<Entry>>) {
     let (Some(first), Some(last)) = (batch.first(), batch.last()) else { return };
     let mut data = String::with_capacity(batch.iter().map(|e| e.json.len() + 1).sum());
     for e in batch.iter() {
