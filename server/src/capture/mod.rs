@@ -154,7 +154,7 @@ const NAME_WINDOW: Duration = Duration::from_secs(60);
 
 impl Clients {
     /// Notes a client; records a `client` event the first time it is seen.
-    pub fn seen(&self, log: &EventLog, key: &str, addr: Option<String>, user_agent: Option<String>) {
+    pub fn seen(&self, log: &EventLog, key: &str, addr: Option<&str>, user_agent: Option<&str>) {
         if self.known.read().unwrap_or_else(PoisonError::into_inner).contains_key(key) {
             return;
         }
@@ -162,7 +162,11 @@ impl Clients {
         if known.contains_key(key) || known.len() >= MAX_CLIENTS {
             return;
         }
-        let info = ClientInfo { nickname: None, addr, user_agent };
+        let info = ClientInfo {
+            nickname: None,
+            addr: addr.map(str::to_owned),
+            user_agent: user_agent.map(str::to_owned),
+        };
         known.insert(key.to_owned(), info.clone());
         drop(known);
         log.record(key, 0, None, now(), EventKind::Client(info));
@@ -219,6 +223,11 @@ impl Clients {
         log.record(key, 0, None, now(), EventKind::Client(info));
     }
 
+    /// Whether the client was seen before.
+    pub fn knows(&self, key: &str) -> bool {
+        self.known.read().unwrap_or_else(PoisonError::into_inner).contains_key(key)
+    }
+
     pub fn nickname(&self, key: &str) -> Option<String> {
         self.known.read().unwrap_or_else(PoisonError::into_inner).get(key).and_then(|i| i.nickname.clone())
     }
@@ -231,19 +240,27 @@ fn now() -> Stamps {
 /// The lane key of a request's client: its `X-Wirescope-Client` id (or `client=` on a
 /// WebSocket URL), else `addr:IP`.
 pub fn client_key<B>(req: &Request<B>) -> String {
-    let id = req
-        .headers()
+    match client_id(req) {
+        Some(id) => id.to_owned(),
+        None => addr_key(remote_ip(req).as_deref()),
+    }
+}
+
+/// The client id a request names, if it names a valid one.
+fn client_id<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
         .get(CLIENT_HEADER)
         .and_then(|v| v.to_str().ok())
         .or_else(|| query_param(req.uri().query(), "client"))
-        .filter(|id| valid_client_id(id));
-    match id {
-        Some(id) => id.to_owned(),
-        None => {
-            let addr = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-            format!("addr:{}", addr.as_deref().unwrap_or("unknown"))
-        }
-    }
+        .filter(|id| valid_client_id(id))
+}
+
+fn remote_ip<B>(req: &Request<B>) -> Option<String> {
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())
+}
+
+fn addr_key(ip: Option<&str>) -> String {
+    format!("addr:{}", ip.unwrap_or("unknown"))
 }
 
 /// What the capture layer needs.
@@ -362,15 +379,24 @@ where
             let exchange = log.next_exchange();
             let headers = req.headers();
             let query = req.uri().query().map(str::to_owned);
-            let addr = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
-            let client: Arc<str> = client_key(&req).into();
+            // The remote address is formatted once, and only when it is needed: for the lane
+            // of a client without an id, or to describe a client seen for the first time.
+            let id = client_id(&req);
+            let known = id.is_some_and(|id| cap.clients.knows(id));
+            let addr = if known { None } else { remote_ip(&req) };
+            let client: Arc<str> = match id {
+                Some(id) => id.into(),
+                None => addr_key(addr.as_deref()).into(),
+            };
             let client_ref = headers
                 .get(EXCHANGE_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .or_else(|| query_param(query.as_deref(), "ref"))
                 .and_then(|v| v.parse().ok());
-            let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            cap.clients.seen(&log, &client, addr, user_agent);
+            if !known {
+                let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+                cap.clients.seen(&log, &client, addr.as_deref(), user_agent);
+            }
             let at = Stamps { client_us: None, server_us: Some(received) };
             let path = cap.secrets.scrub(req.uri().path());
             let query = query.map(|q| cap.secrets.scrub(&q));

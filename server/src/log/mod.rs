@@ -10,6 +10,7 @@
 pub mod db;
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
@@ -52,6 +53,9 @@ struct Ring {
     next_seq: u64,
     entries: VecDeque<Arc<Entry>>,
 }
+
+/// How an event serialized with `seq` 0 begins: `record` replaces it with the real number.
+const UNNUMBERED: &str = r#"{"seq":0,"#;
 
 /// The event log. Shared as `Arc<EventLog>`.
 pub struct EventLog {
@@ -154,18 +158,23 @@ impl EventLog {
         at: Stamps,
         kind: EventKind,
     ) -> u64 {
+        // Serialized before the lock is taken, with `seq` 0 (always the first field); under the
+        // lock only the number is put in front, so the lock is held for a copy, not a serializer.
+        let event = Event { seq: 0, client: client.to_owned(), exchange, client_ref, cause, at, kind };
+        let rest = match serde_json::to_string(&event) {
+            Ok(json) => json.strip_prefix(UNNUMBERED).map(str::to_owned).unwrap_or(json),
+            Err(e) => format!(
+                r#""client":"server","exchange":0,"at":{{}},"kind":"failure","from":"server","message":"unrecordable event: {e}"}}"#
+            ),
+        };
+        let server_us = at.server_us.unwrap_or_else(crate::now_us);
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = ring.next_seq;
         ring.next_seq += 1;
-        let event = Event { seq, client: client.to_owned(), exchange, client_ref, cause, at, kind };
-        let json = serde_json::to_string(&event).unwrap_or_else(|e| {
-            format!(r#"{{"seq":{seq},"client":"server","exchange":0,"at":{{}},"kind":"failure","from":"server","message":"unrecordable event: {e}"}}"#)
-        });
-        let entry = Arc::new(Entry {
-            seq,
-            server_us: at.server_us.unwrap_or_else(crate::now_us),
-            json: json.into_boxed_str(),
-        });
+        let mut json = String::with_capacity(rest.len() + 32);
+        let _ = write!(json, r#"{{"seq":{seq},"#);
+        json.push_str(&rest);
+        let entry = Arc::new(Entry { seq, server_us, json: json.into_boxed_str() });
         if ring.entries.len() >= self.config.ring {
             ring.entries.pop_front();
         }
@@ -312,6 +321,19 @@ mod tests {
 
     fn record(log: &EventLog) -> u64 {
         log.record("c", 1, None, Stamps::default(), kind())
+    }
+
+    #[test]
+    fn the_stored_json_carries_the_assigned_seq() {
+        let log = EventLog::in_memory(LogConfig::default());
+        for _ in 0..3 {
+            record(&log);
+        }
+        for e in log.since(0).entries {
+            let event: Event = serde_json::from_str(&e.json).unwrap();
+            assert_eq!(event.seq, e.seq);
+            assert_eq!(event.client, "c");
+        }
     }
 
     #[test]
