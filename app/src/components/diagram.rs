@@ -153,16 +153,17 @@ pub fn DiagramHead(diagram: Memo<Diagram>) -> impl IntoView {
                     let class = if lane.highlight { format!("{base} lane-highlight") } else { base.to_owned() };
                     let w = lane.head_width;
                     let two = !lane.subtitle.is_empty();
-                    let head_h = if two { 44.0 } else { 34.0 };
+                    let k = diagram.with_untracked(|d| d.scale);
+                    let head_h = if two { 44.0 } else { 34.0 } * k;
                     view! {
                         <g class=class data-lane=lane.key.clone()>
-                            <line class="lifeline" x1=lane.x x2=lane.x y1=8.0 + head_h y2=header></line>
-                            <rect class="lane-head" x=lane.x - w / 2.0 y=8 width=w height=head_h rx=8></rect>
-                            <text class="lane-title" x=lane.x y=if two { 26.0 } else { 30.0 } text-anchor="middle">
+                            <line class="lifeline" x1=lane.x x2=lane.x y1=8.0 * k + head_h y2=header></line>
+                            <rect class="lane-head" x=lane.x - w / 2.0 y=8.0 * k width=w height=head_h rx=8.0 * k></rect>
+                            <text class="lane-title" x=lane.x y=if two { 26.0 } else { 30.0 } * k text-anchor="middle">
                                 {lane.title.clone()}
                             </text>
                             {two.then(|| view! {
-                                <text class="lane-subtitle" x=lane.x y=44 text-anchor="middle">{lane.subtitle.clone()}</text>
+                                <text class="lane-subtitle" x=lane.x y=44.0 * k text-anchor="middle">{lane.subtitle.clone()}</text>
                             })}
                         </g>
                     }
@@ -226,11 +227,12 @@ pub fn SequenceDiagram(diagram: Memo<Diagram>) -> impl IntoView {
                 each=bars
                 key=|b| (b.y1 as i64, b.y2 as i64, b.x as i64)
                 children=move |b| {
+                    let k = diagram.with_untracked(|d| d.scale);
                     view! {
                         <g class="bar">
-                            <rect x=b.x - 4.0 y=b.y1 width=8 height=(b.y2 - b.y1).max(2.0) rx=2></rect>
+                            <rect x=b.x - 4.0 * k y=b.y1 width=8.0 * k height=(b.y2 - b.y1).max(2.0) rx=2></rect>
                             <Show when=bar_labels>
-                                <text x=b.x - 10.0 y=(b.y1 + b.y2) / 2.0 + 4.0 text-anchor="end">{b.label.clone()}</text>
+                                <text x=b.x - 10.0 * k y=(b.y1 + b.y2) / 2.0 + 4.0 * k text-anchor="end">{b.label.clone()}</text>
                             </Show>
                         </g>
                     }
@@ -251,14 +253,18 @@ pub fn SequenceDiagram(diagram: Memo<Diagram>) -> impl IntoView {
             <For
                 each=arrows
                 key=|a| (a.key, a.x1 as i64, a.x2 as i64, a.y as i64, a.label.clone(), a.note.clone())
-                children=move |a: Arrow| view! { <ArrowRow arrow=a /> }
+                children=move |a: Arrow| view! { <ArrowRow arrow=a k=diagram.with_untracked(|d| d.scale) /> }
             />
         </svg>
     }
 }
 
 #[component]
-fn ArrowRow(arrow: Arrow) -> impl IntoView {
+fn ArrowRow(
+    arrow: Arrow,
+    /// Type scale: text offsets around the arrow grow with the type.
+    k: f64,
+) -> impl IntoView {
     let rec = Recorder::from_context();
     let Arrow {
         key,
@@ -298,13 +304,13 @@ fn ArrowRow(arrow: Arrow) -> impl IntoView {
         if mine { " mine" } else { "" }
     );
     let cross = lost.then(|| {
-        let s = 6.0;
+        let s = 6.0 * k;
         view! {
             <path class="cross" d=format!("M {} {} L {} {} M {} {} L {} {}", x2 - s, y2 - s, x2 + s, y2 + s, x2 - s, y2 + s, x2 + s, y2 - s)></path>
         }
     });
     let note = (!note.is_empty())
-        .then(|| view! { <text class="arrow-note" x=mid y=y + 17.0 text-anchor="middle">{note}</text> });
+        .then(|| view! { <text class="arrow-note" x=mid y=y + 17.0 * k text-anchor="middle">{note}</text> });
     let selected = move || rec.selected.get() == Some(key);
     let data_seq = if local { String::new() } else { seq.to_string() };
     if is_note {
@@ -312,9 +318,9 @@ fn ArrowRow(arrow: Arrow) -> impl IntoView {
         return view! {
             <g class="note-row" data-seq=data_seq data-client=client on:click=move |_| rec.selected.set(Some(key))>
                 <title>{title}</title>
-                <text class="row-time" x=6 y=y + 4.0>{time}</text>
-                <rect class="note-band" x=left y=y - 15.0 width=(right - left).max(40.0) height=26 rx=6></rect>
-                <text class="note-text" x=(left + right) / 2.0 y=y + 4.0 text-anchor="middle">{label}</text>
+                <text class="row-time" x=6 y=y + 4.0 * k>{time}</text>
+                <rect class="note-band" x=left y=y - 15.0 * k width=(right - left).max(40.0) height=26.0 * k rx=6.0 * k></rect>
+                <text class="note-text" x=(left + right) / 2.0 y=y + 4.0 * k text-anchor="middle">{label}</text>
             </g>
         }
         .into_any();
@@ -329,11 +335,11 @@ fn ArrowRow(arrow: Arrow) -> impl IntoView {
             on:click=move |_| rec.selected.set(Some(key))
         >
             <title>{title}</title>
-            <rect class="hit" x=x1.min(x2) y=y - 22.0 width=(x2 - x1).abs() height=40></rect>
-            <text class="row-time" x=6 y=y + 4.0>{time}</text>
+            <rect class="hit" x=x1.min(x2) y=y - 22.0 * k width=(x2 - x1).abs() height=40.0 * k></rect>
+            <text class="row-time" x=6 y=y + 4.0 * k>{time}</text>
             <line class="arrow-line" x1=x1 y1=y1 x2=x2 y2=y2 marker-end=(!lost).then(|| format!("url(#head-{})", tone.class()))></line>
             {cross}
-            <text class="arrow-label" x=mid y=y - 8.0 text-anchor="middle">{label}</text>
+            <text class="arrow-label" x=mid y=y - 8.0 * k text-anchor="middle">{label}</text>
             {note}
         </g>
     }

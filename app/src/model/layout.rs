@@ -37,6 +37,9 @@ pub struct Geometry {
     pub char_width: f64,
     /// Narrowest spacing between two lanes.
     pub min_lane_gap: f64,
+    /// Type size relative to the normal view (presentation mode is larger): text offsets
+    /// around arrows and lane heads grow with it.
+    pub scale: f64,
 }
 
 impl Geometry {
@@ -51,6 +54,7 @@ impl Geometry {
             margin: if narrow { 44.0 } else { 90.0 },
             char_width: 7.9,
             min_lane_gap: if narrow { 110.0 } else { 150.0 },
+            scale: 1.0,
         }
     }
 
@@ -62,6 +66,7 @@ impl Geometry {
         self.margin *= k;
         self.char_width *= k;
         self.min_lane_gap *= k;
+        self.scale *= k;
         self
     }
 }
@@ -166,6 +171,8 @@ pub struct Diagram {
     pub rows: usize,
     /// "N earlier events" when the timeline dropped some.
     pub earlier: Option<String>,
+    /// The geometry's type scale (see [`Geometry::scale`]).
+    pub scale: f64,
 }
 
 /// The time of an event on the server's clock (a browser-only event: its time, shifted).
@@ -466,6 +473,7 @@ impl Diagram {
             bar_labels,
             rows: rows.len(),
             earlier,
+            scale: geo.scale,
         }
     }
 
@@ -524,6 +532,15 @@ mod tests {
     fn lay(t: &Timeline, width: f64) -> Diagram {
         let rows: Vec<&Item> = t.items().iter().collect();
         Diagram::layout(t, &rows, &Geometry::for_width(width), 0..rows.len(), 0)
+    }
+
+    #[test]
+    fn presentation_scale_reaches_the_drawing() {
+        let t = Timeline::new("me", 10);
+        let geo = Geometry::for_width(1920.0 / 2.0).scaled(2.0);
+        let d = Diagram::layout(&t, &[], &Geometry { width: 1920.0, ..geo }, 0..0, 0);
+        assert_eq!((d.scale, d.row), (2.0, 100.0));
+        assert_eq!(lay(&t, 1920.0).scale, 1.0);
     }
 
     #[test]
