@@ -76,6 +76,13 @@ test('a REST request and a WebSocket echo are drawn step by step, with timestamp
       return svg.getBoundingClientRect().right - document.documentElement.clientWidth;
     });
     assert.ok(overflow <= 0, `${name}: diagram overflows by ${overflow}px`);
+    // The navigation is whole, and the page never scrolls sideways.
+    const clipped = await page.evaluate(() => {
+      const w = document.documentElement.clientWidth;
+      const links = [...document.querySelectorAll('.nav a')].filter((a) => a.getBoundingClientRect().right > w);
+      return { links: links.map((a) => a.textContent), wide: document.documentElement.scrollWidth - w };
+    });
+    assert.deepEqual(clipped, { links: [], wide: 0 }, `${name}: nothing cut off at the right edge`);
     await page.screenshot({ path: join(ARTIFACTS, `foundation-${name}.png`), fullPage: true });
   }
   assert.deepEqual(problems, []);

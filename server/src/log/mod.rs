@@ -1,7 +1,8 @@
 //! The one event log: every captured event gets the next `seq`, is kept in a bounded ring for
 //! observers, broadcast live, and queued for the database writer.
 //!
-//! `record` takes one short lock (assign `seq`, serialize once, push to the ring, broadcast),
+//! `record` serializes the event once, outside any lock, then takes one short lock (assign
+//! `seq` and put it in front of the JSON, push to the ring, broadcast),
 //! so ring order, broadcast order and `seq` order are the same. Nothing here ever waits for a
 //! slow reader: the broadcast channel and the writer queue are bounded, and what does not fit
 //! is counted (observers resync from the ring; events the writer could not take are counted
