@@ -175,11 +175,13 @@ impl Clients {
     /// A nickname the client asked for itself: at most [`crate::events::NAME_LIMIT`] changes a
     /// minute, and never over a name the instructor set.
     pub fn rename_by_client(&self, log: &EventLog, key: &str, nickname: &str) -> Result<(), RenameRefused> {
-        if self.nickname(key).as_deref() == Some(nickname.trim()) {
+        let nickname = normalize(nickname);
+        if self.nickname(key).unwrap_or_default() == nickname {
             return Ok(());
         }
+        // Held until the name is set, so an instructor's name cannot slip in between.
+        let mut renames = self.renames.lock().unwrap_or_else(PoisonError::into_inner);
         {
-            let mut renames = self.renames.lock().unwrap_or_else(PoisonError::into_inner);
             if renames.len() >= MAX_CLIENTS && !renames.contains_key(key) {
                 return Err(RenameRefused::TooMany);
             }
@@ -197,20 +199,21 @@ impl Clients {
             times.push_back(now);
         }
         self.rename(log, key, nickname);
+        drop(renames);
         Ok(())
     }
 
     /// The instructor names a client: the name stays until the instructor changes it.
     pub fn rename_by_instructor(&self, log: &EventLog, key: &str, nickname: &str) {
-        let pinned = !nickname.trim().is_empty();
-        self.renames.lock().unwrap_or_else(PoisonError::into_inner).entry(key.to_owned()).or_default().1 =
-            pinned;
+        let nickname = normalize(nickname);
+        let mut renames = self.renames.lock().unwrap_or_else(PoisonError::into_inner);
+        renames.entry(key.to_owned()).or_default().1 = !nickname.is_empty();
         self.rename(log, key, nickname);
     }
 
-    /// Sets a client's nickname; records a `client` event when it changed.
-    fn rename(&self, log: &EventLog, key: &str, nickname: &str) {
-        let nickname = nickname.trim().chars().take(40).collect::<String>();
+    /// Sets a client's nickname (already normalized); records a `client` event when it changed.
+    /// Callers hold the `renames` lock.
+    fn rename(&self, log: &EventLog, key: &str, nickname: String) {
         let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
         let info = known.entry(key.to_owned()).or_default();
         let new = (!nickname.is_empty()).then_some(nickname);
@@ -235,6 +238,11 @@ impl Clients {
 
 fn now() -> Stamps {
     Stamps { client_us: None, server_us: Some(crate::now_us()) }
+}
+
+/// A nickname as stored: trimmed, at most 40 characters.
+fn normalize(nickname: &str) -> String {
+    nickname.trim().chars().take(40).collect()
 }
 
 /// The lane key of a request's client: its `X-Wirescope-Client` id (or `client=` on a
@@ -518,6 +526,21 @@ mod tests {
         assert_eq!((p.text.as_deref(), p.truncated), (Some("plain"), true));
         let p = Secrets::default().preview(b"plain text", 10, 64);
         assert_eq!((p.text.as_deref(), p.truncated), (Some("plain text"), false));
+    }
+
+    #[test]
+    fn repeating_a_long_name_is_no_change_and_costs_nothing() {
+        let log = EventLog::in_memory(crate::log::LogConfig::default());
+        let clients = Clients::default();
+        let long = "A name far longer than the forty characters that are kept";
+        for _ in 0..10 {
+            assert_eq!(clients.rename_by_client(&log, "c-1", &format!("  {long} ")), Ok(()));
+        }
+        assert_eq!(clients.nickname("c-1").map(|n| n.chars().count()), Some(40));
+        assert_eq!(clients.rename_by_client(&log, "c-1", "Ana"), Ok(()), "one real change of three");
+        clients.rename_by_instructor(&log, "c-1", "Student 7");
+        assert_eq!(clients.rename_by_client(&log, "c-1", "Bob"), Err(RenameRefused::SetByInstructor));
+        assert_eq!(clients.rename_by_client(&log, "c-1", "Student 7 "), Ok(()), "the same name is no change");
     }
 
     #[test]

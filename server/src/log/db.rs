@@ -4,6 +4,7 @@
 //! pruned past a disk cap.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -53,6 +54,92 @@ fn reserve(conn: &Connection, upto: u64) -> rusqlite::Result<()> {
         params![upto as i64],
     )
     .map(drop)
+}
+
+/// The ceiling of the `seq`s that may be handed out: every number up to it is reserved on
+/// disk (through its own connection, `synchronous=FULL`, so a reservation survives power loss
+/// too). The log checks it before numbering an event, under its lock; the reservation is
+/// normally moved ahead half a block early, off the request path.
+pub struct Reservation {
+    conn: Mutex<Connection>,
+    upto: AtomicU64,
+    extending: AtomicBool,
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reservation").field("upto", &self.upto.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl Reservation {
+    /// The reservation of the log at `path`, currently reaching `upto`.
+    pub fn open(path: &Path, upto: u64) -> rusqlite::Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        Ok(Self { conn: Mutex::new(conn), upto: AtomicU64::new(upto), extending: AtomicBool::new(false) })
+    }
+
+    /// Before `seq` is handed out: makes sure it is reserved on disk (blocking, only when the
+    /// early extension did not come in time).
+    pub fn cover(&self, seq: u64) {
+        if seq <= self.upto.load(Ordering::Acquire) {
+            return;
+        }
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if seq <= self.upto.load(Ordering::Acquire) {
+            return;
+        }
+        match reserve(&conn, seq + SEQ_BLOCK) {
+            Ok(()) => {
+                self.upto.fetch_max(seq + SEQ_BLOCK, Ordering::AcqRel);
+            }
+            Err(e) => tracing::error!(error = %e, seq, "could not reserve event numbers"),
+        }
+    }
+
+    /// Whether, with `seq` handed out, the reservation should move ahead now; true for one
+    /// caller at a time, who then calls [`Reservation::extend`].
+    pub fn claim_extension(&self, seq: u64) -> bool {
+        seq + SEQ_BLOCK / 2 > self.upto.load(Ordering::Acquire)
+            && !self.extending.swap(true, Ordering::AcqRel)
+    }
+
+    /// Reserves a block beyond `seq` (blocking: run it off the request path).
+    pub fn extend(&self, seq: u64) {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        match reserve(&conn, seq + SEQ_BLOCK) {
+            Ok(()) => {
+                self.upto.fetch_max(seq + SEQ_BLOCK, Ordering::AcqRel);
+            }
+            Err(e) => tracing::error!(error = %e, "could not reserve event numbers"),
+        }
+        self.extending.store(false, Ordering::Release);
+    }
+
+    /// A clean stop begins, `upto` being the last number handed out: any later number must be
+    /// reserved on disk before it is used (see [`Reservation::seal`]).
+    pub fn lower(&self, upto: u64) {
+        let _conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        self.upto.store(upto, Ordering::Release);
+    }
+
+    /// The clean stop ends (everything handed out before [`Reservation::lower`] is stored):
+    /// the reservation on disk shrinks to what was handed out, so the next start numbers on
+    /// without a gap — unless numbers were handed out since, which stay reserved.
+    pub fn seal(&self) {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let upto = self.upto.load(Ordering::Acquire);
+        let r = conn.execute(
+            "UPDATE meta SET value = MAX(?1, COALESCE((SELECT MAX(last_seq) FROM chunks), 0))
+             WHERE key = 'reserved_seq'",
+            params![upto as i64],
+        );
+        if let Err(e) = r {
+            tracing::error!(error = %e, "could not seal the event log");
+        }
+    }
 }
 
 /// The `seq` of a stored event line (`{"seq":N,…`).
@@ -232,20 +319,20 @@ pub enum Command {
     },
     /// Answers once everything sent before it is committed.
     Flush(std::sync::mpsc::Sender<()>),
-    /// A clean stop: every event up to `upto` was handed to the writer, so the reservation can
-    /// shrink back to it and the next start numbers on without a gap. Answers when committed.
-    Seal {
-        upto: u64,
-        reply: std::sync::mpsc::Sender<()>,
-    },
+    /// A clean stop: every event numbered before it was handed to the writer; once they are
+    /// stored, the reservation shrinks back (see [`Reservation::seal`]). Answers when done.
+    Seal(std::sync::mpsc::Sender<()>),
 }
 
 /// The writer: appends in batches (one transaction per batch), prunes past `cap_bytes`.
-pub fn writer(mut conn: Connection, mut session: u64, cap_bytes: u64, rx: Receiver<Command>) {
+pub fn writer(
+    mut conn: Connection,
+    mut session: u64,
+    cap_bytes: u64,
+    reservation: Arc<Reservation>,
+    rx: Receiver<Command>,
+) {
     let mut batch: Vec<Arc<Entry>> = Vec::with_capacity(1024);
-    let mut reserved: u64 = conn
-        .query_row("SELECT value FROM meta WHERE key = 'reserved_seq'", [], |r| r.get::<_, i64>(0))
-        .map_or(0, |v| v as u64);
 
     let mut last_prune = Instant::now();
     loop {
@@ -270,7 +357,7 @@ pub fn writer(mut conn: Connection, mut session: u64, cap_bytes: u64, rx: Receiv
             match c {
                 Command::Append(e) => batch.push(e),
                 other => {
-                    commit(&mut conn, session, &mut batch, &mut reserved);
+                    store(&mut conn, session, &mut batch);
                     match other {
                         Command::NewSession { name, now_us, reply } => {
                             let r = conn
@@ -310,16 +397,8 @@ pub fn writer(mut conn: Connection, mut session: u64, cap_bytes: u64, rx: Receiv
                         Command::Flush(reply) => {
                             let _ = reply.send(());
                         }
-                        Command::Seal { upto, reply } => {
-                            let r = conn.execute(
-                                "UPDATE meta SET value = MAX(?1, COALESCE((SELECT MAX(last_seq) FROM chunks), 0))
-                                 WHERE key = 'reserved_seq'",
-                                params![upto as i64],
-                            );
-                            match r {
-                                Ok(_) => reserved = upto,
-                                Err(e) => tracing::error!(error = %e, "could not seal the event log"),
-                            }
+                        Command::Seal(reply) => {
+                            reservation.seal();
                             let _ = reply.send(());
                         }
                         Command::Append(_) => unreachable!(),
@@ -327,7 +406,7 @@ pub fn writer(mut conn: Connection, mut session: u64, cap_bytes: u64, rx: Receiv
                 }
             }
         }
-        commit(&mut conn, session, &mut batch, &mut reserved);
+        store(&mut conn, session, &mut batch);
         if last_prune.elapsed() >= Duration::from_secs(5) {
             last_prune = Instant::now();
             if let Err(e) = prune(&conn, session, cap_bytes) {
@@ -335,25 +414,14 @@ pub fn writer(mut conn: Connection, mut session: u64, cap_bytes: u64, rx: Receiv
             }
         }
     }
-    commit(&mut conn, session, &mut batch, &mut reserved);
+    store(&mut conn, session, &mut batch);
     let _ = conn.execute(
         "UPDATE sessions SET ended_us = (SELECT MAX(at_us) FROM chunks WHERE session = ?1) WHERE id = ?1",
         params![session as i64],
     );
 }
 
-/// Stores the batch; half a block before the reservation runs out, reserves the next block.
-fn commit(conn: &mut Connection, session: u64, batch: &mut Vec<Arc<Entry>>, reserved: &mut u64) {
-    let last = batch.last().map(|e| e.seq);
-    store(conn, session, batch);
-    if let Some(last) = last.filter(|&l| l + SEQ_BLOCK / 2 > *reserved) {
-        match reserve(conn, last + SEQ_BLOCK) {
-            Ok(()) => *reserved = last + SEQ_BLOCK,
-            Err(e) => tracing::error!(error = %e, "could not reserve event numbers"),
-        }
-    }
-}
-
+/// Stores the batch as one chunk.
 fn store(conn: &mut Connection, session: u64, batch: &mut Vec<Arc<Entry>>) {
     let (Some(first), Some(last)) = (batch.first(), batch.last()) else { return };
     let mut data = String::with_capacity(batch.iter().map(|e| e.json.len() + 1).sum());

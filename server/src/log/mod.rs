@@ -65,6 +65,8 @@ pub struct EventLog {
     live: broadcast::Sender<Arc<Entry>>,
     writer: Option<SyncSender<db::Command>>,
     db: Option<LogDb>,
+    /// Numbers reserved on disk (persisted logs only).
+    reservation: Option<Arc<db::Reservation>>,
     session: AtomicU64,
     unpersisted: AtomicU64,
     next_exchange: AtomicU64,
@@ -93,15 +95,19 @@ pub struct Since {
 impl EventLog {
     /// A log persisted to `dir/events.sqlite3`, continuing its `seq` numbering, in a new session.
     pub fn open(dir: &Path, config: LogConfig, session_name: &str) -> rusqlite::Result<Arc<EventLog>> {
-        let (db, conn, session, max_seq) =
-            LogDb::open(&dir.join(db::FILE_NAME), session_name, crate::now_us())?;
+        let path = dir.join(db::FILE_NAME);
+        let (db, conn, session, max_seq) = LogDb::open(&path, session_name, crate::now_us())?;
+        let reservation = Arc::new(db::Reservation::open(&path, max_seq + db::SEQ_BLOCK)?);
         let (tx, rx) = std::sync::mpsc::sync_channel(config.writer_queue);
         let cap = config.disk_cap;
+        let r = reservation.clone();
         std::thread::Builder::new()
             .name("event-log-writer".into())
-            .spawn(move || db::writer(conn, session, cap, rx))
+            .spawn(move || db::writer(conn, session, cap, r, rx))
             .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-        Ok(Arc::new(Self::new(config, Some(tx), Some(db), session, max_seq + 1)))
+        let mut log = Self::new(config, Some(tx), Some(db), session, max_seq + 1);
+        log.reservation = Some(reservation);
+        Ok(Arc::new(log))
     }
 
     /// A log kept in memory only (tests; `--capture off` still answers observers).
@@ -123,6 +129,7 @@ impl EventLog {
             live,
             writer,
             db,
+            reservation: None,
             session: AtomicU64::new(session),
             unpersisted: AtomicU64::new(0),
             next_exchange: AtomicU64::new(1),
@@ -163,7 +170,10 @@ impl EventLog {
         // lock only the number is put in front, so the lock is held for a copy, not a serializer.
         let event = Event { seq: 0, client: client.to_owned(), exchange, client_ref, cause, at, kind };
         let rest = match serde_json::to_string(&event) {
-            Ok(json) => json.strip_prefix(UNNUMBERED).map(str::to_owned).unwrap_or(json),
+            Ok(json) => {
+                debug_assert!(json.starts_with(UNNUMBERED), "seq is an event's first field");
+                json.strip_prefix(UNNUMBERED).map(str::to_owned).unwrap_or_else(|| json[1..].to_owned())
+            }
             Err(e) => format!(
                 r#""client":"server","exchange":0,"at":{{}},"kind":"failure","from":"server","message":"unrecordable event: {e}"}}"#
             ),
@@ -171,6 +181,9 @@ impl EventLog {
         let server_us = at.server_us.unwrap_or_else(crate::now_us);
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = ring.next_seq;
+        if let Some(r) = &self.reservation {
+            r.cover(seq);
+        }
         ring.next_seq += 1;
         let mut json = String::with_capacity(rest.len() + 32);
         let _ = write!(json, r#"{{"seq":{seq},"#);
@@ -183,6 +196,16 @@ impl EventLog {
         // No receivers is fine: nobody is watching.
         let _ = self.live.send(entry.clone());
         drop(ring);
+        if let Some(r) = self.reservation.as_ref().filter(|r| r.claim_extension(seq)) {
+            // Once per half block: the next block is reserved on a thread of its own, so no
+            // request waits for the disk.
+            let r = r.clone();
+            let spawned =
+                std::thread::Builder::new().name("event-log-reserve".into()).spawn(move || r.extend(seq));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "could not start reserving event numbers");
+            }
+        }
         if let Some(w) = &self.writer {
             match w.try_send(db::Command::Append(entry)) {
                 Ok(()) => {}
@@ -252,10 +275,14 @@ impl EventLog {
     /// number on from the last event, with no gap. Without it (a crash), the next start skips
     /// to past the reserved block, so no `seq` an observer saw is ever reused.
     pub fn seal(&self) {
-        if let Some(w) = &self.writer {
-            let upto = self.ring.lock().unwrap_or_else(PoisonError::into_inner).next_seq - 1;
+        if let (Some(w), Some(r)) = (&self.writer, &self.reservation) {
+            {
+                // Under the lock: events numbered from here on are reserved on disk first.
+                let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+                r.lower(ring.next_seq - 1);
+            }
             let (tx, rx) = std::sync::mpsc::channel();
-            if w.send(db::Command::Seal { upto, reply: tx }).is_ok() {
+            if w.send(db::Command::Seal(tx)).is_ok() {
                 let _ = rx.recv();
             }
         }
@@ -418,16 +445,37 @@ mod tests {
             }
             std::mem::forget(log);
         }
-        // Many events in one run: the reservation moves ahead of them as they are stored.
-        let log = EventLog::open(dir.path(), LogConfig::default(), "busy").unwrap();
+        // Many events in one run, most of them never stored (the writer's queue holds one):
+        // the reservation moves ahead of the numbers handed out, not of the ones stored.
+        let tiny = LogConfig { writer_queue: 1, ..LogConfig::default() };
+        let log = EventLog::open(dir.path(), tiny, "busy").unwrap();
         let mut last = 0;
-        for _ in 0..(db::SEQ_BLOCK as usize) {
+        for _ in 0..(db::SEQ_BLOCK as usize * 3 / 2) {
             last = record(&log);
         }
-        log.flush();
+        assert!(log.unpersisted() > 0, "the writer could not keep up");
         std::mem::forget(log);
         let log = EventLog::open(dir.path(), LogConfig::default(), "after").unwrap();
         assert!(record(&log) > last);
+    }
+
+    #[test]
+    fn an_event_numbered_after_the_seal_is_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::open(dir.path(), LogConfig::default(), "stopping").unwrap();
+        let sealed = record(&log);
+        log.seal();
+        // A socket still open during the stop records one more event; then the process dies.
+        let late = record(&log);
+        std::mem::forget(log);
+        let log = EventLog::open(dir.path(), LogConfig::default(), "next").unwrap();
+        let next = record(&log);
+        assert!(late > sealed && next > late, "{sealed} {late} {next}");
+        // Without a late event, the next start numbers on with no gap.
+        log.seal();
+        drop(log);
+        let log = EventLog::open(dir.path(), LogConfig::default(), "after").unwrap();
+        assert_eq!(record(&log), next + 1);
     }
 
     #[test]
