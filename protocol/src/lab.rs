@@ -15,13 +15,11 @@ pub struct LabConfig {
     pub poll_ms: u64,
 }
 
-/// One pattern's figures so far.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What one pattern cost so far: counted by the server, reported as they are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct PatternReport {
-    /// `shortPoll`, `longPoll`, `sse` or `webSocket`.
-    pub pattern: String,
+pub struct Counts {
     /// HTTP requests the subscribers made (handshakes included).
     pub requests: u64,
     /// Bytes of headers and framing, both ways.
@@ -34,6 +32,17 @@ pub struct PatternReport {
     pub deliveries: u64,
     /// Connections held open right now.
     pub open: u32,
+}
+
+/// One pattern's figures so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PatternReport {
+    /// `shortPoll`, `longPoll`, `sse` or `webSocket`.
+    pub pattern: String,
+    #[serde(flatten)]
+    pub counts: Counts,
     pub staleness_p50_ms: Option<f64>,
     pub staleness_p95_ms: Option<f64>,
     /// What the numbers show, in one sentence.

@@ -37,13 +37,13 @@ pub fn rows(r: &LabReport) -> Vec<Row> {
         .map(|p: &PatternReport| Row {
             key: p.pattern.clone(),
             name: pattern_name(&p.pattern),
-            requests_per_s: p.requests as f64 / s,
-            overhead_per_s: p.overhead_bytes as f64 / s,
-            payload_per_s: p.payload_bytes as f64 / s,
-            messages_per_s: p.server_messages as f64 / s,
+            requests_per_s: p.counts.requests as f64 / s,
+            overhead_per_s: p.counts.overhead_bytes as f64 / s,
+            payload_per_s: p.counts.payload_bytes as f64 / s,
+            messages_per_s: p.counts.server_messages as f64 / s,
             stale_p50: p.staleness_p50_ms,
             stale_p95: p.staleness_p95_ms,
-            open: p.open,
+            open: p.counts.open,
             summary: p.summary.clone(),
         })
         .collect()
@@ -124,6 +124,7 @@ impl Measured {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use protocol::lab::Counts;
 
     #[test]
     fn rows_are_per_second() {
@@ -134,12 +135,14 @@ mod tests {
             changes: 4,
             patterns: vec![PatternReport {
                 pattern: "shortPoll".into(),
-                requests: 40,
-                overhead_bytes: 2000,
-                payload_bytes: 600,
-                server_messages: 40,
-                deliveries: 8,
-                open: 0,
+                counts: Counts {
+                    requests: 40,
+                    overhead_bytes: 2000,
+                    payload_bytes: 600,
+                    server_messages: 40,
+                    deliveries: 8,
+                    open: 0,
+                },
                 staleness_p50_ms: Some(500.0),
                 staleness_p95_ms: Some(950.0),
                 summary: "s.".into(),

@@ -111,12 +111,7 @@ impl LabState {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default(),
-                requests: c.requests,
-                overhead_bytes: c.overhead_bytes,
-                payload_bytes: c.payload_bytes,
-                server_messages: c.server_messages,
-                deliveries: c.deliveries,
-                open: c.open,
+                counts: c.counts.clone(),
                 staleness_p50_ms: c.staleness_ms(0.5),
                 staleness_p95_ms: c.staleness_ms(0.95),
                 summary: verdict(pattern, c, *changes, seconds),

@@ -8,6 +8,7 @@
 
 use protocol::Micros;
 use protocol::channel::Change;
+use protocol::lab::Counts;
 use serde::Serialize;
 
 /// Request headers a browser sends with a `fetch` (measured from Chromium).
@@ -34,27 +35,13 @@ impl Pattern {
 const SAMPLES: usize = 4096;
 
 /// What one pattern cost so far.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counters {
-    /// HTTP requests the subscribers made (handshakes included).
-    pub requests: u64,
-    /// Bytes of headers and framing, both ways.
-    pub overhead_bytes: u64,
-    /// Bytes of change data delivered.
-    pub payload_bytes: u64,
-    /// Messages the server sent (responses, events, frames).
-    pub server_messages: u64,
-    /// Changes delivered (one per subscriber per change).
-    pub deliveries: u64,
-    /// Connections held open right now.
-    pub open: u32,
+    /// What is reported.
+    pub counts: Counts,
     /// Of `overhead_bytes`, what delivering changes cost (handshakes and idle polls excluded).
-    #[serde(skip)]
     pub change_overhead: u64,
-    #[serde(skip)]
     staleness: Vec<Micros>,
-    #[serde(skip)]
     next_sample: usize,
 }
 
@@ -130,17 +117,17 @@ impl Lab {
         let mut counters: [Counters; 4] = Default::default();
         let each = u64::from(n);
         // Long polling: one request outstanding per subscriber.
-        counters[1].requests = each;
-        counters[1].overhead_bytes = each * REQUEST_HEADERS;
-        counters[1].open = n;
+        counters[1].counts.requests = each;
+        counters[1].counts.overhead_bytes = each * REQUEST_HEADERS;
+        counters[1].counts.open = n;
         // SSE: one request, one response head, then a stream.
-        counters[2].requests = each;
-        counters[2].overhead_bytes = each * (REQUEST_HEADERS + RESPONSE_HEADERS);
-        counters[2].open = n;
+        counters[2].counts.requests = each;
+        counters[2].counts.overhead_bytes = each * (REQUEST_HEADERS + RESPONSE_HEADERS);
+        counters[2].counts.open = n;
         // WebSocket: one handshake each.
-        counters[3].requests = each;
-        counters[3].overhead_bytes = each * WS_HANDSHAKE;
-        counters[3].open = n;
+        counters[3].counts.requests = each;
+        counters[3].counts.overhead_bytes = each * WS_HANDSHAKE;
+        counters[3].counts.open = n;
         Self {
             subscribers: n,
             poll_us,
@@ -159,28 +146,28 @@ impl Lab {
         let stale = (now - change.at_us).max(0);
         // Long polling: every outstanding request is answered, and made again.
         let lp = &mut self.counters[1];
-        lp.server_messages += n;
-        lp.deliveries += n;
-        lp.payload_bytes += n * size;
-        lp.overhead_bytes += n * (RESPONSE_HEADERS + POLL_WRAPPER + REQUEST_HEADERS);
+        lp.counts.server_messages += n;
+        lp.counts.deliveries += n;
+        lp.counts.payload_bytes += n * size;
+        lp.counts.overhead_bytes += n * (RESPONSE_HEADERS + POLL_WRAPPER + REQUEST_HEADERS);
         lp.change_overhead += n * (RESPONSE_HEADERS + POLL_WRAPPER + REQUEST_HEADERS);
-        lp.requests += n;
+        lp.counts.requests += n;
         lp.stale(stale);
         self.long_idle_since = now;
         // SSE: one event on each open stream.
         let sse = &mut self.counters[2];
-        sse.server_messages += n;
-        sse.deliveries += n;
-        sse.payload_bytes += n * size;
-        sse.overhead_bytes += n * sse_framing(&change);
+        sse.counts.server_messages += n;
+        sse.counts.deliveries += n;
+        sse.counts.payload_bytes += n * size;
+        sse.counts.overhead_bytes += n * sse_framing(&change);
         sse.change_overhead += n * sse_framing(&change);
         sse.stale(stale);
         // WebSocket: one frame on each open connection.
         let ws = &mut self.counters[3];
-        ws.server_messages += n;
-        ws.deliveries += n;
-        ws.payload_bytes += n * size;
-        ws.overhead_bytes += n * (ws_frame_header(size + WS_ENVELOPE) + WS_ENVELOPE);
+        ws.counts.server_messages += n;
+        ws.counts.deliveries += n;
+        ws.counts.payload_bytes += n * size;
+        ws.counts.overhead_bytes += n * (ws_frame_header(size + WS_ENVELOPE) + WS_ENVELOPE);
         ws.change_overhead += n * (ws_frame_header(size + WS_ENVELOPE) + WS_ENVELOPE);
         ws.stale(stale);
         self.changes.push(change);
@@ -199,12 +186,12 @@ impl Lab {
                 let fresh: Vec<&Change> =
                     self.changes.iter().filter(|c| c.seq > cursor && c.at_us <= at).collect();
                 let sp = &mut self.counters[0];
-                sp.requests += 1;
-                sp.server_messages += 1;
-                sp.overhead_bytes += REQUEST_HEADERS + RESPONSE_HEADERS + POLL_WRAPPER;
+                sp.counts.requests += 1;
+                sp.counts.server_messages += 1;
+                sp.counts.overhead_bytes += REQUEST_HEADERS + RESPONSE_HEADERS + POLL_WRAPPER;
                 for c in &fresh {
-                    sp.payload_bytes += change_bytes(c);
-                    sp.deliveries += 1;
+                    sp.counts.payload_bytes += change_bytes(c);
+                    sp.counts.deliveries += 1;
                     sp.stale((at - c.at_us).max(0));
                 }
                 let newest = fresh.last().map_or(cursor, |c| c.seq);
@@ -219,9 +206,9 @@ impl Lab {
             self.long_idle_since += self.long_wait_us;
             let n = u64::from(self.subscribers);
             let lp = &mut self.counters[1];
-            lp.requests += n;
-            lp.server_messages += n;
-            lp.overhead_bytes += n * (RESPONSE_HEADERS + POLL_WRAPPER + REQUEST_HEADERS);
+            lp.counts.requests += n;
+            lp.counts.server_messages += n;
+            lp.counts.overhead_bytes += n * (RESPONSE_HEADERS + POLL_WRAPPER + REQUEST_HEADERS);
         }
     }
 }
@@ -229,9 +216,10 @@ impl Lab {
 /// One sentence about what a pattern's numbers show, short enough to project.
 pub fn verdict(pattern: Pattern, c: &Counters, _changes: u64, seconds: f64) -> String {
     // Overhead of one delivery (one change to one subscriber), setup excluded.
-    let each = if c.deliveries == 0 { 0.0 } else { c.change_overhead as f64 / c.deliveries as f64 };
+    let each =
+        if c.counts.deliveries == 0 { 0.0 } else { c.change_overhead as f64 / c.counts.deliveries as f64 };
     let stale = c.staleness_ms(0.5).map_or("–".to_owned(), |ms| format!("{ms:.0} ms"));
-    let rps = if seconds > 0.0 { c.requests as f64 / seconds } else { 0.0 };
+    let rps = if seconds > 0.0 { c.counts.requests as f64 / seconds } else { 0.0 };
     match pattern {
         Pattern::ShortPoll => format!(
             "{rps:.0} requests/s whether anything changed or not; news waits {stale} (half a period) on average."
@@ -273,11 +261,11 @@ mod tests {
         let mut lab = Lab::new(10, 1_000_000, 0);
         lab.advance(9_999_999);
         let sp = &lab.counters[0];
-        assert_eq!(sp.requests, 100, "10 subscribers × 10 polls");
-        assert_eq!(sp.deliveries, 0);
-        assert_eq!(sp.payload_bytes, 0);
-        assert_eq!(sp.overhead_bytes, 100 * (REQUEST_HEADERS + RESPONSE_HEADERS + POLL_WRAPPER));
-        assert_eq!(lab.counters[3].requests, 10, "WebSocket: only the handshakes");
+        assert_eq!(sp.counts.requests, 100, "10 subscribers × 10 polls");
+        assert_eq!(sp.counts.deliveries, 0);
+        assert_eq!(sp.counts.payload_bytes, 0);
+        assert_eq!(sp.counts.overhead_bytes, 100 * (REQUEST_HEADERS + RESPONSE_HEADERS + POLL_WRAPPER));
+        assert_eq!(lab.counters[3].counts.requests, 10, "WebSocket: only the handshakes");
     }
 
     #[test]
@@ -286,13 +274,13 @@ mod tests {
         lab.advance(0); // first poll at 0
         lab.change(change(1, 100_000), 100_200);
         lab.advance(999_999);
-        assert_eq!(lab.counters[0].deliveries, 0, "not polled yet");
+        assert_eq!(lab.counters[0].counts.deliveries, 0, "not polled yet");
         lab.advance(1_000_000);
-        assert_eq!(lab.counters[0].deliveries, 1);
+        assert_eq!(lab.counters[0].counts.deliveries, 1);
         assert_eq!(lab.counters[0].staleness_ms(0.5), Some(900.0));
         for p in 1..4 {
             assert_eq!(lab.counters[p].staleness_ms(0.5), Some(0.2), "{p}");
-            assert_eq!(lab.counters[p].deliveries, 1);
+            assert_eq!(lab.counters[p].counts.deliveries, 1);
         }
     }
 
@@ -311,7 +299,7 @@ mod tests {
                 seq += 1;
             }
             lab.advance(60_000_000);
-            lab.counters.map(|c| c.overhead_bytes + c.payload_bytes)
+            lab.counters.map(|c| c.counts.overhead_bytes + c.counts.payload_bytes)
         };
         let rare = run(0.05);
         assert!(rare[0] > rare[3], "even rare changes: WebSocket sends less than short polling");
@@ -325,7 +313,7 @@ mod tests {
     fn idle_long_polls_time_out_and_are_made_again() {
         let mut lab = Lab::new(4, 1_000_000, 0);
         lab.advance(60_000_000);
-        assert_eq!(lab.counters[1].requests, 4 + 2 * 4, "opened, then renewed twice in 60 s");
+        assert_eq!(lab.counters[1].counts.requests, 4 + 2 * 4, "opened, then renewed twice in 60 s");
     }
 
     #[test]
