@@ -346,6 +346,23 @@ fn ArrowRow(
     .into_any()
 }
 
+/// The live diagram with everything around it: status, filters, exports, playback, legend.
+#[component]
+pub fn DiagramCard() -> impl IntoView {
+    view! {
+        <section class="card diagram-card">
+            <div class="diagram-toolbar">
+                <crate::components::StatusLine />
+                <crate::components::FilterBar />
+                <crate::components::ExportMenu />
+            </div>
+            <crate::components::PlaybackBar />
+            <LiveDiagram />
+            <Legend />
+        </section>
+    }
+}
+
 /// What the arrow colours mean.
 #[component]
 pub fn Legend() -> impl IntoView {

@@ -8,7 +8,7 @@ pub mod presenter;
 pub mod toolbar;
 pub mod transcripts;
 
-pub use diagram::{Legend, LiveDiagram, SequenceDiagram};
+pub use diagram::{DiagramCard, Legend, LiveDiagram, SequenceDiagram};
 pub use exports::ExportMenu;
 pub use inspector::Inspector;
 pub use operation::OperationForm;

@@ -2,9 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::components::{
-    ExportMenu, FilterBar, Legend, LiveDiagram, NicknameField, PlaybackBar, StatusLine, TranscriptsCard,
-};
+use crate::components::{DiagramCard, NicknameField, TranscriptsCard};
 use crate::recorder::Recorder;
 use crate::{api, ws};
 
@@ -73,16 +71,7 @@ pub fn Home() -> impl IntoView {
                     <span class="count">{move || format!("{} events", count())}</span>
                 </section>
             </aside>
-            <section class="card diagram-card">
-                <div class="diagram-toolbar">
-                    <StatusLine />
-                    <FilterBar />
-                    <ExportMenu />
-                </div>
-                <PlaybackBar />
-                <LiveDiagram />
-                <Legend />
-            </section>
+            <DiagramCard />
         </div>
     }
 }

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use protocol::channel::ChangeKind;
 
 use crate::channel::{Channel, Status};
-use crate::components::{ExportMenu, FilterBar, Legend, LiveDiagram, NicknameField, PlaybackBar, StatusLine};
+use crate::components::{DiagramCard, NicknameField};
 use crate::recorder::Recorder;
 
 #[component]
@@ -148,16 +148,7 @@ pub fn Push() -> impl IntoView {
                     </ol>
                 </section>
             </aside>
-            <section class="card diagram-card">
-                <div class="diagram-toolbar">
-                    <StatusLine />
-                    <FilterBar />
-                    <ExportMenu />
-                </div>
-                <PlaybackBar />
-                <LiveDiagram />
-                <Legend />
-            </section>
+            <DiagramCard />
         </div>
     }
 }
