@@ -2,6 +2,11 @@
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 WIRESCOPE_TOOLS=${WIRESCOPE_TOOLS:-$HOME/.cache/wirescope-tools}
 export WIRESCOPE_TOOLS
+# Rustup's cargo (with fmt and clippy) before any system cargo; Node from npm, where setup put
+# one (the system's was older than 20.10), before the system's.
+PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+[ -x "$WIRESCOPE_TOOLS/node-bin/node" ] && PATH="$WIRESCOPE_TOOLS/node-bin:$PATH"
+export PATH
 
 die() { echo "error: $*" >&2; exit 1; }
 
