@@ -4,13 +4,16 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, createWriteStream, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-export const ARTIFACTS = resolve(process.env.ARTIFACTS ?? '../target/artifacts');
+// The repository's root, wherever the tests are started from.
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const ARTIFACTS = resolve(process.env.ARTIFACTS ?? join(ROOT, 'target/artifacts'));
 mkdirSync(ARTIFACTS, { recursive: true });
 
 export async function startServer({ name = 'server', args = [], addr = '127.0.0.1:0', dataDir } = {}) {
-  const bin = process.env.WIRESCOPE_BIN ?? resolve('../target/release/wirescope');
-  const assets = process.env.WIRESCOPE_ASSETS ?? resolve('../dist');
+  const bin = process.env.WIRESCOPE_BIN ?? join(ROOT, 'target/release/wirescope');
+  const assets = process.env.WIRESCOPE_ASSETS ?? join(ROOT, 'dist');
   dataDir ??= mkdtempSync(join(tmpdir(), 'wirescope-e2e-'));
   const child = spawn(bin, ['--addr', addr, '--assets', assets, '--data-dir', dataDir, '--exit-on-stdin-eof', ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],

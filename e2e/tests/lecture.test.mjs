@@ -4,7 +4,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
 import { startServer, ARTIFACTS } from '../lib/server.mjs';
 import { launch, openPage, waitForLabels, VIEWPORTS } from '../lib/browser.mjs';
 
@@ -54,11 +55,14 @@ test('a keyboard-only lecture at 1920×1080', async () => {
 
   // Space pauses: new traffic waits. → and PageDown step, ← and PageUp go back.
   const before = await count(p);
+  const total = async () => Number((await p.textContent('#playback-count')).split('/ ')[1]);
+  const totalBefore = await total();
   await p.keyboard.press(' ');
   await p.waitForFunction(() => document.querySelector('#playback-state').textContent.includes('paused'));
   await student.page.click('#send-health');
   await student.page.waitForFunction(() => document.querySelector('#rest-result').textContent.includes('server ok'));
-  await p.waitForTimeout(800);
+  // The two new events reached the projector (its total counts them), yet none is drawn.
+  await p.waitForFunction((n) => Number(document.querySelector('#playback-count').textContent.split('/ ')[1]) >= n + 2, totalBefore);
   assert.equal(await count(p), before, 'paused: nothing new drawn');
   await p.keyboard.press('ArrowRight');
   await p.waitForFunction((n) => document.querySelectorAll('svg.diagram g.arrow').length === n + 1, before);
@@ -172,9 +176,10 @@ test('held messages wait for the instructor, and are drawn', async () => {
   await page.waitForSelector('.link-live');
   assert.equal(await instructorCall('POST', '/api/instructor/hold', { on: true, timeoutMs: 60000 }), 200);
   await page.click('#send-health');
-  await page.waitForTimeout(1000);
+  // The server has it (its record replaced the browser's own arrow), and holds it: no answer.
+  await page.waitForFunction(() => [...document.querySelectorAll('svg.diagram g.arrow.mine:not(.local) .arrow-label')].some((t) => t.textContent === 'GET /api/health'));
+  await page.waitForTimeout(300);
   assert.equal(await page.textContent('#rest-result'), '', 'no answer yet');
-  await page.waitForFunction(() => [...document.querySelectorAll('svg.diagram g.arrow.mine .arrow-label')].some((t) => t.textContent === 'GET /api/health'));
   assert.equal(await instructorCall('POST', '/api/instructor/release', { count: 1 }), 200);
   await page.waitForFunction(() => document.querySelector('#rest-result').textContent.includes('server ok'));
   await page.waitForFunction(() => [...document.querySelectorAll('svg.diagram .note-text')].some((t) => t.textContent.includes('released: GET /api/health')));
@@ -263,7 +268,8 @@ test('exports: Mermaid parses, HAR validates, the trace round-trips byte for byt
   for (let i = 0; i < 12; i++) {
     await Promise.all(Array.from({ length: 80 }, () => fetch(`${server.url}/api/health`)));
   }
-  await page.waitForTimeout(2000);
+  // All 960 exchanges (1,920 events) have reached this page.
+  await page.waitForFunction(() => Number(document.querySelector('#playback-count').textContent.split('/ ')[1]) >= 1920, null, { timeout: 30_000 });
 
   const grab = async (button) => {
     await page.click('.exports summary');
@@ -291,7 +297,7 @@ test('exports: Mermaid parses, HAR validates, the trace round-trips byte for byt
   // Mermaid's own parser, in a Chromium page (it needs a DOM).
   const m = await browser.newPage();
   await m.setContent('<!doctype html><html><body></body></html>');
-  await m.addScriptTag({ path: resolve('node_modules/mermaid/dist/mermaid.min.js') });
+  await m.addScriptTag({ path: createRequire(import.meta.url).resolve('mermaid/dist/mermaid.min.js') });
   const parts = mermaidFile.text.split('\n%% ---- the session continues in the next diagram ----\n\n');
   assert.ok(parts.length >= 2, `a ${mermaidFile.text.length}-character session is split (${parts.length} parts)`);
   for (const part of parts) {

@@ -87,7 +87,13 @@ test('the lab page shows non-zero, plausible numbers for all four patterns', asy
   await page.locator('#poll').fill('35');
   await page.click('#lab-start');
   await page.waitForFunction(() => document.querySelector('#lab-status').textContent.startsWith('running'));
-  await page.waitForTimeout(4500);
+  // Until every pattern has delivered to this browser and measured staleness (at most 20 s).
+  await page.waitForFunction(() => {
+    const trs = [...document.querySelectorAll('#lab-table tbody tr')];
+    return trs.length === 4 && trs.every((tr) => /^[1-9]\d* changes/.test(tr.querySelector('.mine').textContent)
+      && /^\d+ ms \//.test(tr.querySelector('.stale').textContent));
+  }, null, { timeout: 20_000 });
+  await page.waitForTimeout(1000);
   const rows = await page.$$eval('#lab-table tbody tr', (trs) => trs.map((tr) => ({
     pattern: tr.dataset.pattern,
     requests: Number(tr.querySelector('.requests').textContent),

@@ -136,7 +136,10 @@ async fn every_websocket_frame_is_recorded_both_ways() {
     ws.send(Message::Ping(b"p".to_vec().into())).await.unwrap();
     next(&mut ws).await;
     ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })).await.unwrap();
-    while ws.next().await.is_some() {}
+    // Read to the end of the connection (a hang fails instead of waiting forever).
+    tokio::time::timeout(Duration::from_secs(10), async { while ws.next().await.is_some() {} })
+        .await
+        .expect("the connection ends");
     let evs = s
         .wait_events("the close handshake", |e| {
             kinds(e).iter().filter(|k| k.starts_with("close")).count() == 2
@@ -185,7 +188,10 @@ async fn secrets_in_frames_close_reasons_and_paths_are_scrubbed() {
     ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "S3CR3T-T0KEN-0123456789".into() }))
         .await
         .unwrap();
-    while ws.next().await.is_some() {}
+    // Read to the end of the connection (a hang fails instead of waiting forever).
+    tokio::time::timeout(Duration::from_secs(10), async { while ws.next().await.is_some() {} })
+        .await
+        .expect("the connection ends");
     s.get("/transcripts/S3CR3T-T0KEN-0123456789").await;
     let evs = s.wait_events("the close and the request", |e| kinds(e).contains(&"response")).await;
     let json = serde_json::to_string(&evs).unwrap();

@@ -90,7 +90,10 @@ async fn sigterm_closes_websockets_with_1001_and_keeps_every_event() {
         Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
         other => panic!("expected close 1001, got {other:?}"),
     }
-    while ws.next().await.is_some() {}
+    // Read to the end of the connection (a hang fails instead of waiting forever).
+    tokio::time::timeout(std::time::Duration::from_secs(10), async { while ws.next().await.is_some() {} })
+        .await
+        .expect("the connection ends");
     let status = tokio::task::spawn_blocking(move || {
         let status = server.child.wait().unwrap();
         (status, server)

@@ -303,7 +303,14 @@ async fn the_change_feed_by_short_poll_long_poll_and_sse() {
     // Long poll: answered at the first change, not at the end of the wait.
     let started = std::time::Instant::now();
     let waiting = get("/api/changes?since=0&wait=20");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The poll is at the server before the change is made.
+    s.wait_events("the long poll", |evs| {
+        evs.iter().any(|e| {
+            matches!(&e.kind, EventKind::HttpRequest(r)
+                if r.path == "/api/changes" && r.query.as_deref() == Some("since=0&wait=20"))
+        })
+    })
+    .await;
     tokio::task::spawn_blocking(move || http(addr, "DELETE", "/transcripts/4", None)).await.unwrap();
     let (status, body) = waiting.await.unwrap();
     assert_eq!(status, 200);
@@ -363,9 +370,21 @@ async fn the_lab_follows_a_scratch_store_four_ways_and_never_touches_the_course_
         matches!(next_msg(&mut ws).await, ServerMsg::LabChanged(_)),
         "room lab hears the scratch changes"
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (_, report) = tokio::task::spawn_blocking(move || http(addr, "GET", "/api/lab", None)).await.unwrap();
-    let r: serde_json::Value = serde_json::from_str(&report).unwrap();
+    // The report as soon as every pattern has delivered at least ten changes (at most 10 s).
+    let mut r = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (_, report) =
+            tokio::task::spawn_blocking(move || http(addr, "GET", "/api/lab", None)).await.unwrap();
+        r = serde_json::from_str(&report).unwrap();
+        let ready = r["changes"].as_u64() >= Some(10)
+            && r["patterns"].as_array().is_some_and(|ps| {
+                ps.iter().all(|p| p["requests"].as_u64() >= Some(20) && p["deliveries"].as_u64() > Some(0))
+            });
+        if ready {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(r["running"], true);
     assert!(r["changes"].as_u64().unwrap() >= 10, "{r}");
     for p in r["patterns"].as_array().unwrap() {
