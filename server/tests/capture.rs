@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, header};
-use common::{TestServer, body_bytes};
+use common::{TestServer, body_bytes, next_frame as next};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{CloseInfo, Event, EventKind, Opcode, Side};
 use tokio_tungstenite::tungstenite::Message;
@@ -111,16 +111,6 @@ async fn capture_can_be_switched_off() {
     let s = TestServer::with_config(|c| c.capture = false);
     s.get("/transcripts").await;
     assert!(s.events().is_empty());
-}
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next(ws: &mut Ws) -> Message {
-    tokio::time::timeout(Duration::from_secs(5), ws.next())
-        .await
-        .expect("a message within 5 s")
-        .expect("open")
-        .expect("ok")
 }
 
 #[tokio::test]

@@ -4,14 +4,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, http};
+use common::{TestServer, Ws, http};
 use futures_util::{SinkExt, StreamExt};
 use protocol::channel::{ChangeKind, ClientMsg, ServerEnvelope, ServerMsg};
 use protocol::{EventKind, Side};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(addr: std::net::SocketAddr, client: &str) -> Ws {
     tokio_tungstenite::connect_async(format!("ws://{addr}/ws/events?client={client}")).await.unwrap().0
@@ -22,16 +20,7 @@ async fn send(ws: &mut Ws, msg: ClientMsg) {
 }
 
 async fn next(ws: &mut Ws) -> ServerEnvelope {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
-            .await
-            .expect("a message")
-            .expect("open")
-            .expect("ok");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}"));
-        }
-    }
+    common::next_json(ws).await
 }
 
 /// The next message that is not a tick.

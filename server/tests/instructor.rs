@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestServer, http, http_with};
+use common::{TestServer, Ws, http, http_with};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{EventKind, NoteKind};
 use tokio_tungstenite::tungstenite::Message;
@@ -251,8 +251,6 @@ async fn http_faults_latency_status_drops_and_duplicates_are_applied_and_drawn()
         assert!(fault_notes.iter().any(|n| n.contains(want)), "{want}: {fault_notes:?}");
     }
 }
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn next(ws: &mut Ws) -> Option<Message> {
     match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("something within 5 s") {

@@ -6,28 +6,17 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::TestServer;
-use futures_util::{SinkExt, StreamExt};
+use common::{TestServer, Ws};
+use futures_util::SinkExt;
 use protocol::{Event, EventKind, ObserverMsg, Stamps};
 use tokio_tungstenite::tungstenite::Message;
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(addr: std::net::SocketAddr, query: &str) -> Ws {
     tokio_tungstenite::connect_async(format!("ws://{addr}/ws/observe{query}")).await.unwrap().0
 }
 
 async fn msg(ws: &mut Ws) -> ObserverMsg {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a message")
-            .expect("open")
-            .expect("ok");
-        if let Message::Text(t) = m {
-            return serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}"));
-        }
-    }
+    common::next_json(ws).await
 }
 
 /// Reads until `n` events arrived (control messages collected too).

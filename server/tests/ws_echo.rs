@@ -2,21 +2,11 @@
 
 mod common;
 
-use common::TestServer;
-use futures_util::{SinkExt, StreamExt};
+use common::{TestServer, next_frame as next};
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next(ws: &mut Ws) -> Message {
-    tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
-        .await
-        .expect("no message within 5 s")
-        .expect("stream ended")
-        .expect("socket error")
-}
 
 #[tokio::test]
 async fn echoes_text_and_binary_and_answers_the_close_handshake() {

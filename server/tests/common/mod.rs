@@ -183,3 +183,25 @@ pub fn http_with(
     let (h, b) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     Some((raw[9..12].parse().unwrap(), h.to_owned(), b.to_owned()))
 }
+
+/// A client WebSocket over plain TCP.
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next frame; fails if none comes within 5 s, the stream ended or the socket failed.
+pub async fn next_frame(ws: &mut Ws) -> tokio_tungstenite::tungstenite::Message {
+    use futures_util::StreamExt;
+    tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .expect("a message within 5 s")
+        .expect("open")
+        .expect("ok")
+}
+
+/// The next text frame, parsed as JSON (other frames are skipped).
+pub async fn next_json<T: serde::de::DeserializeOwned>(ws: &mut Ws) -> T {
+    loop {
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = next_frame(ws).await {
+            return serde_json::from_str(&t).unwrap_or_else(|e| panic!("{e}: {t}"));
+        }
+    }
+}
