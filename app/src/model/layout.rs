@@ -498,24 +498,11 @@ impl Diagram {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fixtures::{req, res};
     use protocol::{
-        Body, ClientInfo, CloseInfo, Event, Failure, HttpRequest, HttpResponse, Opcode, Stamps, WsAccept,
-        WsClose, WsFrame, WsUpgrade,
+        Body, ClientInfo, CloseInfo, Event, Failure, HttpRequest, Opcode, Stamps, WsAccept, WsClose, WsFrame,
+        WsUpgrade,
     };
-
-    fn req(path: &str) -> EventKind {
-        EventKind::HttpRequest(HttpRequest {
-            method: "GET".into(),
-            path: path.into(),
-            query: None,
-            headers: vec![],
-            body: None,
-        })
-    }
-
-    fn res(status: u16) -> EventKind {
-        EventKind::HttpResponse(HttpResponse { status, streaming: false, headers: vec![], body: None })
-    }
 
     fn server(t: &mut Timeline, seq: u64, client: &str, exchange: u64, server_us: i64, kind: EventKind) {
         t.add_server(Event {

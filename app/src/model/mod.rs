@@ -4,6 +4,8 @@
 pub mod describe;
 pub mod export;
 pub mod filter;
+#[cfg(test)]
+mod fixtures;
 pub mod inspect;
 pub mod lab;
 pub mod layout;

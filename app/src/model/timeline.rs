@@ -312,21 +312,8 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::{Body, HttpRequest, HttpResponse, WsFrame};
-
-    fn req(path: &str) -> EventKind {
-        EventKind::HttpRequest(HttpRequest {
-            method: "GET".into(),
-            path: path.into(),
-            query: None,
-            headers: vec![],
-            body: None,
-        })
-    }
-
-    fn res(status: u16) -> EventKind {
-        EventKind::HttpResponse(HttpResponse { status, streaming: false, headers: vec![], body: None })
-    }
+    use crate::model::fixtures::{req, res};
+    use protocol::{Body, WsFrame};
 
     fn server(seq: u64, client: &str, exchange: u64, client_ref: Option<u64>, kind: EventKind) -> Event {
         Event {
