@@ -125,14 +125,7 @@ impl Faults {
                 log.record(client, 0, None, at, EventKind::Note(Note { what: kind, text }));
             }
         };
-        if self.hold_state().on {
-            note(format!("held: {what}"), NoteKind::Held);
-        }
-        match self.hold(client, "FRAME", what).await {
-            Some(true) => note(format!("released: {what}"), NoteKind::Released),
-            Some(false) => note(format!("released after the hold timeout: {what}"), NoteKind::Released),
-            None => {}
-        }
+        self.hold_noted(client, "FRAME", what, what, note).await;
     }
 
     /// Adds a fault. Closing and cutting apply at once to the matching open WebSockets
@@ -228,6 +221,35 @@ impl Faults {
         }
     }
 
+    /// Nothing to apply: no fault armed, not down, not holding (the common case, checked
+    /// before anything is worked out about a request).
+    pub fn idle(&self) -> bool {
+        self.down_for_s() == 0
+            && !self.hold.lock().unwrap_or_else(PoisonError::into_inner).on
+            && self.rules.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+
+    /// Holds a message (`what`, e.g. `GET /x` or `frame on /ws/echo`) while holding is on,
+    /// noting it held and then how it was released — the same for requests and frames.
+    async fn hold_noted(
+        &self,
+        client: &str,
+        method: &str,
+        path: &str,
+        what: &str,
+        note: impl Fn(String, NoteKind),
+    ) {
+        if !self.hold.lock().unwrap_or_else(PoisonError::into_inner).on {
+            return;
+        }
+        note(format!("held: {what}"), NoteKind::Held);
+        match self.hold(client, method, path).await {
+            Some(true) => note(format!("released: {what}"), NoteKind::Released),
+            Some(false) => note(format!("released after the hold timeout: {what}"), NoteKind::Released),
+            None => {}
+        }
+    }
+
     /// If holding is on, waits until released (or the timeout); answers whether it held.
     async fn hold(&self, client: &str, method: &str, path: &str) -> Option<bool> {
         let (rx, timeout, id) = {
@@ -270,28 +292,22 @@ fn note(state: &AppState, client: &str, what: NoteKind, text: String) {
 
 /// The middleware: applies "down", the hold and the matching faults to a request.
 pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    if exempt(&path) {
+    let faults = state.faults();
+    // Every WebSocket is registered (a fault armed later still reaches it); a plain request
+    // with nothing armed goes straight on.
+    let upgrade = req.headers().contains_key(axum::http::header::UPGRADE);
+    if exempt(req.uri().path()) || (!upgrade && faults.idle()) {
         return next.run(req).await;
     }
-    let faults = state.faults();
+    let path = req.uri().path().to_owned();
     let client = crate::capture::client_key(&req);
     let method = req.method().to_string();
     if faults.down_for_s() > 0 {
         note(&state, &client, NoteKind::Down, format!("server down: {method} {path} refused"));
         return drop_connection("the server is down (fault)");
     }
-    match faults.hold(&client, &method, &path).await {
-        Some(true) => note(&state, &client, NoteKind::Released, format!("released: {method} {path}")),
-        Some(false) => note(
-            &state,
-            &client,
-            NoteKind::Released,
-            format!("released after the hold timeout: {method} {path}"),
-        ),
-        None => {}
-    }
-    let upgrade = req.headers().get(axum::http::header::UPGRADE).is_some();
+    let what = format!("{method} {path}");
+    faults.hold_noted(&client, &method, &path, &what, |text, kind| note(&state, &client, kind, text)).await;
     let kinds = faults.take(&path, &client);
     let mut duplicate = false;
     let mut drop_response = false;

@@ -152,6 +152,8 @@ async fn held_requests_wait_until_released_and_the_timeout_releases_them() {
     let held = held_soon(&s).await;
     assert!(!waiting.is_finished(), "the server has not answered");
     assert_eq!(held.len(), 1);
+    // Noted like a held frame: every screen shows it is waiting.
+    assert!(notes(&s, NoteKind::Held).iter().any(|n| n == "held: GET /transcripts/1"));
     assert_eq!(held[0].path, "/transcripts/1");
     // Observers and the instructor are never held.
     assert_eq!(instructor(addr, "GET", "/api/instructor/room", None).await, 200);
