@@ -375,6 +375,9 @@ async fn the_lab_follows_a_scratch_store_four_ways_and_never_touches_the_course_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(r["running"], true);
+    let names: Vec<&str> =
+        r["patterns"].as_array().unwrap().iter().map(|p| p["pattern"].as_str().unwrap()).collect();
+    assert_eq!(names, ["shortPoll", "longPoll", "sse", "webSocket"]);
     assert!(r["changes"].as_u64().unwrap() >= 10, "{r}");
     for p in r["patterns"].as_array().unwrap() {
         assert!(p["requests"].as_u64().unwrap() >= 20, "{p}");

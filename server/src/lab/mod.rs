@@ -107,10 +107,7 @@ impl LabState {
             .into_iter()
             .zip(&lab.counters)
             .map(|(pattern, c)| PatternReport {
-                pattern: serde_json::to_value(pattern)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                pattern: pattern.name().to_owned(),
                 counts: c.counts.clone(),
                 staleness_p50_ms: c.staleness_ms(0.5),
                 staleness_p95_ms: c.staleness_ms(0.95),

@@ -9,7 +9,6 @@
 use protocol::Micros;
 use protocol::channel::Change;
 use protocol::lab::Counts;
-use serde::Serialize;
 
 /// Request headers a browser sends with a `fetch` (measured from Chromium).
 pub const REQUEST_HEADERS: u64 = 520;
@@ -18,8 +17,7 @@ pub const RESPONSE_HEADERS: u64 = 160;
 /// The WebSocket handshake, both ways.
 pub const WS_HANDSHAKE: u64 = 620;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pattern {
     ShortPoll,
     LongPoll,
@@ -29,6 +27,16 @@ pub enum Pattern {
 
 impl Pattern {
     pub const ALL: [Pattern; 4] = [Pattern::ShortPoll, Pattern::LongPoll, Pattern::Sse, Pattern::WebSocket];
+
+    /// Its name in the lab report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pattern::ShortPoll => "shortPoll",
+            Pattern::LongPoll => "longPoll",
+            Pattern::Sse => "sse",
+            Pattern::WebSocket => "webSocket",
+        }
+    }
 }
 
 /// Most staleness samples kept per pattern (the newest).
