@@ -71,20 +71,12 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::{Body, Event, HttpRequest, Opcode, Side, Stamps, WsFrame, WsUpgrade};
+    use protocol::{Body, HttpRequest, Opcode, Side, WsFrame, WsUpgrade};
 
     fn add(t: &mut Timeline, seq: u64, client: &str, kind: EventKind) {
         // Frames (seq 4, 5) belong to the WebSocket opened at seq 3.
         let exchange = if seq >= 4 { 3 } else { seq };
-        t.add_server(Event {
-            seq,
-            client: client.into(),
-            exchange,
-            client_ref: None,
-            cause: None,
-            at: Stamps::default(),
-            kind,
-        });
+        t.add_server(crate::model::fixtures::event(seq, client, exchange, None, kind));
     }
 
     fn timeline() -> Timeline {

@@ -505,15 +505,7 @@ mod tests {
     };
 
     fn server(t: &mut Timeline, seq: u64, client: &str, exchange: u64, server_us: i64, kind: EventKind) {
-        t.add_server(Event {
-            seq,
-            client: client.into(),
-            exchange,
-            client_ref: None,
-            cause: None,
-            at: Stamps { client_us: None, server_us: Some(server_us) },
-            kind,
-        });
+        t.add_server(crate::model::fixtures::event(seq, client, exchange, Some(server_us), kind));
     }
 
     fn lay(t: &Timeline, width: f64) -> Diagram {

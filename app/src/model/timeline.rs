@@ -317,13 +317,8 @@ mod tests {
 
     fn server(seq: u64, client: &str, exchange: u64, client_ref: Option<u64>, kind: EventKind) -> Event {
         Event {
-            seq,
-            client: client.into(),
-            exchange,
             client_ref,
-            cause: None,
-            at: Stamps { client_us: None, server_us: Some(seq as i64 * 1000) },
-            kind,
+            ..crate::model::fixtures::event(seq, client, exchange, Some(seq as i64 * 1000), kind)
         }
     }
 
