@@ -165,7 +165,7 @@ impl Channel {
                     push_bounded(v, c);
                 }
             }),
-            ServerMsg::LabChanged(_) => {}
+            ServerMsg::LabChanged(_) | ServerMsg::LabReport(_) => {}
             ServerMsg::Error { message } => self.last_error.set(message),
         }
     }

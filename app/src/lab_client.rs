@@ -105,9 +105,15 @@ async fn poll(
     mut since: u64,
     wait: Option<u64>,
     period_ms: Signal<u64>,
+    running: Signal<bool>,
     alive: Rc<Cell<bool>>,
 ) {
     while alive.get() {
+        // While the lab is stopped, nothing is sent: a stopped Lab tab is quiet.
+        if !running.get_untracked() {
+            sleep(300).await;
+            continue;
+        }
         let path = match wait {
             Some(w) => format!("/api/lab/changes?since={since}&wait={w}"),
             None => format!("/api/lab/changes?since={since}"),
@@ -134,7 +140,14 @@ async fn poll(
 
 impl Subscriber {
     /// Subscribes four ways until the page goes; `poll_ms` is the short-polling period.
-    pub fn start(rec: Recorder, poll_ms: Signal<u64>) -> Subscriber {
+    /// Pollers poll only while the lab `running`; the lab's figures pushed to room `lab`
+    /// land in `report`.
+    pub fn start(
+        rec: Recorder,
+        poll_ms: Signal<u64>,
+        running: Signal<bool>,
+        report: RwSignal<Option<protocol::lab::LabReport>>,
+    ) -> Subscriber {
         let sub = Subscriber {
             measured: std::array::from_fn(|_| RwSignal::new(Measured::default())),
             alive: StoredValue::new_local(Rc::new(Cell::new(true))),
@@ -149,8 +162,16 @@ impl Subscriber {
                 let m = sub.measured;
                 follow_sse(rec, m[2], c.latest, alive.clone());
                 // Short polling (every period) and long polling (a request always waiting).
-                leptos::task::spawn_local(poll(rec, m[0], c.latest, None, poll_ms, alive.clone()));
-                leptos::task::spawn_local(poll(rec, m[1], c.latest, Some(25), poll_ms, alive.clone()));
+                leptos::task::spawn_local(poll(rec, m[0], c.latest, None, poll_ms, running, alive.clone()));
+                leptos::task::spawn_local(poll(
+                    rec,
+                    m[1],
+                    c.latest,
+                    Some(25),
+                    poll_ms,
+                    running,
+                    alive.clone(),
+                ));
             });
         }
         // WebSocket: room `lab` on /ws/events.
@@ -162,12 +183,13 @@ impl Subscriber {
                     let _ = s.send_text(&t);
                 }
             }
-            SocketEvent::Text(text) => {
-                if let Ok(ServerEnvelope { msg: ServerMsg::LabChanged(c), .. }) = serde_json::from_str(&text)
-                {
+            SocketEvent::Text(text) => match serde_json::from_str::<ServerEnvelope>(&text) {
+                Ok(ServerEnvelope { msg: ServerMsg::LabChanged(c), .. }) => {
                     m[3].update(|x| x.received(&[c.at_us], server_now(rec), text.len()));
                 }
-            }
+                Ok(ServerEnvelope { msg: ServerMsg::LabReport(r), .. }) => report.set(Some(r)),
+                _ => {}
+            },
             _ => {}
         });
         let socket = StoredValue::new_local(socket.ok());

@@ -47,7 +47,6 @@ pub fn App() -> impl IntoView {
             </header>
             <components::Inspector />
             <components::Blank />
-            <components::FaultConsole />
             <main>
                 <Routes fallback=pages::NotFound>
                     <Route path=path!("/") view=pages::Home />

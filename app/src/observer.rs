@@ -60,15 +60,18 @@ pub fn marks_enabled() -> bool {
     ON.with(|on| *on)
 }
 
-/// True the first time an arrow for `seq` is drawn (server events are drawn in `seq` order):
-/// a row drawn again (scrolled back into view, re-laid out) leaves no second mark.
-pub fn first_drawing(seq: u64) -> bool {
-    thread_local!(static LAST: Cell<u64> = const { Cell::new(0) });
+/// True the first time the row `key` is drawn (server events are drawn in `seq` order,
+/// this browser's own in the order it saw them): a row drawn again (scrolled back into view,
+/// re-laid out) is not new — it leaves no second mark and does not travel in again.
+pub fn first_drawing(key: crate::model::ItemKey) -> bool {
+    thread_local!(static LAST: Cell<(u64, u64)> = const { Cell::new((0, 0)) });
     LAST.with(|l| {
-        let first = seq > l.get();
-        if first {
-            l.set(seq);
-        }
+        let (seq, local) = l.get();
+        let (first, next) = match key {
+            crate::model::ItemKey::Seq(s) => (s > seq, (s.max(seq), local)),
+            crate::model::ItemKey::Local(n) => (n > local, (seq, n.max(local))),
+        };
+        l.set(next);
         first
     })
 }
@@ -165,6 +168,7 @@ fn connect(rec: Recorder, obs: Observer, pending: Rc<Pending>, attempt: u32) {
                         rec.timeline().update(Timeline::restart_stream);
                     }
                 }
+                Ok(ObserverMsg::Clients { clients }) => rec.timeline().update(|t| t.know_clients(clients)),
                 Ok(ObserverMsg::Clock { client_time_us, server_time_us }) => {
                     let t2 = now_us();
                     rec.timeline().update(|t| {

@@ -52,6 +52,16 @@ struct Inner {
     closing: std::cell::Cell<bool>,
 }
 
+impl Drop for Inner {
+    /// The browser's socket outlives this one (its close handshake is still under way when a
+    /// page goes): it must not call closures that are dropped with us.
+    fn drop(&mut self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+    }
+}
+
 impl Socket {
     /// Opens `path` (same origin) and calls `on_event` for everything that happens on it.
     pub fn connect(

@@ -110,6 +110,12 @@ test('a keyboard-only lecture at 1920×1080', async () => {
   await p.keyboard.press('f');
   await p.waitForSelector('#fault-console');
   await shot(p, '4-fault-console');
+  // A click does its work and closes the console, so the diagram shows what it did.
+  await p.click('#fault-console button:has-text("clear all faults")');
+  await p.waitForFunction(() => !document.querySelector('#fault-console'));
+  await p.waitForFunction(() => document.querySelector('#console-result')?.textContent === 'done: clear');
+  await p.keyboard.press('f');
+  await p.waitForSelector('#fault-console');
   await p.keyboard.press('f');
   await p.keyboard.press('t');
   await p.keyboard.press('p');

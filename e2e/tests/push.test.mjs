@@ -76,7 +76,10 @@ test('two browsers chat, see presence change, and a REST write is pushed to the 
 });
 
 test('the lab page shows non-zero, plausible numbers for all four patterns', async () => {
-  const { page, context, problems } = await openPage(browser, `${server.url}/lab`, VIEWPORTS.laptop);
+  // The instructor runs the lab (the link leaves the token in this tab), then opens Lab.
+  const { page, context, problems } = await openPage(browser, server.instructor, VIEWPORTS.laptop);
+  await page.waitForSelector('nav a[href="/instructor"]');
+  await page.click('nav a[href="/lab"]');
   await page.waitForSelector('#lab-start');
   // 5 changes/s, 20 subscribers, 500 ms polling.
   await page.evaluate(() => {

@@ -91,8 +91,11 @@ pub struct Change {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "camelCase")]
 pub enum ServerMsg {
+    /// `clientId` (protocol 1 sent `client_id`; still read, for one version).
+    #[serde(rename_all = "camelCase")]
     Welcome {
         version: u32,
+        #[serde(alias = "client_id")]
         client_id: String,
         connected: u32,
     },
@@ -127,6 +130,9 @@ pub enum ServerMsg {
     TranscriptChanged(Change),
     /// A change in the pattern lab's scratch store (to members of room `lab`).
     LabChanged(Change),
+    /// The pattern lab's figures (to members of room `lab`): every second while it runs,
+    /// and once when it starts or stops.
+    LabReport(crate::lab::LabReport),
     /// Something the client sent was not understood; the connection stays open.
     Error {
         message: String,
@@ -192,8 +198,24 @@ mod tests {
             ServerMsg::Tick { watchers: 7 },
             ServerMsg::TranscriptChanged(change.clone()),
             ServerMsg::LabChanged(change),
+            ServerMsg::LabReport(crate::lab::LabReport {
+                running: false,
+                config: None,
+                seconds: 1.5,
+                changes: 3,
+                failed: 1,
+                problem: Some("refused".into()),
+                patterns: vec![],
+            }),
             ServerMsg::Error { message: "unknown type".into() },
         ];
+        let welcome = serde_json::to_value(&all[0]).unwrap();
+        assert_eq!(welcome["data"]["clientId"], "c-1", "camelCase like every other message: {welcome}");
+        let old: ServerMsg = serde_json::from_str(
+            r#"{"type":"welcome","data":{"version":1,"client_id":"c-1","connected":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(old, all[0], "the old spelling is still read");
         for (i, msg) in all.into_iter().enumerate() {
             let env = ServerEnvelope { msg, seq: i as u64 + 1, at_us: 42 };
             let json = serde_json::to_value(&env).unwrap();

@@ -60,5 +60,11 @@ pub struct LabReport {
     pub seconds: f64,
     /// Grades posted so far.
     pub changes: u64,
+    /// Grades the scratch store refused or could not take (each one also in `problem`).
+    #[serde(default)]
+    pub failed: u64,
+    /// The newest failure, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     pub patterns: Vec<PatternReport>,
 }

@@ -17,7 +17,7 @@ pub use event::{
     NoteKind, Opcode, Presence, Side, Stamps, WsAccept, WsClose, WsFrame, WsUpgrade, close_code_meaning,
     status_reason,
 };
-pub use observe::{ClockOffset, ObserverCmd, ObserverMsg};
+pub use observe::{ClientEntry, ClockOffset, ObserverCmd, ObserverMsg};
 pub use transcripts::{CourseGrade, NewTranscript, Student, StudentId, Transcript};
 
 /// Version of the wire vocabulary in this crate. Bumped on any incompatible change; sent by the

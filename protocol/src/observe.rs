@@ -1,14 +1,14 @@
 //! `/ws/observe`: the stream of the event log that every screen follows.
 //!
-//! The server sends [`ObserverMsg`]s as JSON text frames: `hello`, then `events` (a snapshot
+//! The server sends [`ObserverMsg`]s as JSON text frames: `hello`, `clients` (who is who), then `events` (a snapshot
 //! of recent events, then every new one as it is recorded). Every event carries its `seq`;
-//! control messages (`hello`, `lagged`, `gap`, `clock`) carry a `type` and no `seq`. The
+//! control messages (`hello`, `clients`, `lagged`, `gap`, `clock`) carry a `type` and no `seq`. The
 //! observer may send [`ObserverCmd`]s. Query parameters: `client=ID` (whose screen this is),
 //! `since=SEQ` (resume after SEQ, exclusive: no gap, no duplicate), `nick=NAME`.
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Event, Micros};
+use crate::{ClientInfo, Event, Micros};
 
 /// Server → observer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +31,10 @@ pub enum ObserverMsg {
     },
     /// Events in `seq` order, each with its `seq`.
     Events { events: Vec<Event> },
+    /// Sent right after `hello`: every client the server knows, with what it is called now,
+    /// so a screen that joins late names every lane by its nickname. Later changes arrive as
+    /// `client` events.
+    Clients { clients: Vec<ClientEntry> },
     /// This observer fell behind: events after `resync_from` follow, caught up from the log.
     #[serde(rename_all = "camelCase")]
     Lagged { resync_from: u64 },
@@ -53,6 +57,15 @@ pub enum ObserverCmd {
     Clock { client_time_us: Micros },
     /// This client's new nickname (recorded as a `client` event).
     Nickname { nickname: String },
+}
+
+/// One known client in [`ObserverMsg::Clients`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientEntry {
+    pub client: String,
+    #[serde(flatten)]
+    pub info: ClientInfo,
 }
 
 /// Estimate of how far the server's clock is ahead of the client's, from ping round trips

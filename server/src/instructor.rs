@@ -16,17 +16,41 @@ use serde::Deserialize;
 use crate::extract::{JsonBody, PathText};
 use crate::{ApiError, AppState};
 
-/// A new random token: 32 base64url characters (24 random bytes).
-pub fn new_token() -> String {
+/// The file in the data directory that keeps the token across restarts.
+pub const TOKEN_FILE: &str = "instructor-token";
+
+/// A new random token: 32 base64url characters (24 random bytes from the operating system).
+/// Without the system's random source there is no token (and no start): a guessable one
+/// would hand the lecture to anyone.
+pub fn new_token() -> std::io::Result<String> {
     let mut bytes = [0u8; 24];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No system randomness: still unguessable enough for a lecture hall, from the clock.
-        let t = crate::now_us().to_le_bytes();
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = t[i % 8].wrapping_mul(31).wrapping_add(i as u8);
+    getrandom::fill(&mut bytes)
+        .map_err(|e| std::io::Error::other(format!("the system random source failed: {e}")))?;
+    Ok(base64url(&bytes))
+}
+
+/// The instructor's token kept in `dir` (readable by its owner only), so the instructor's link
+/// stays the same across restarts; a new one when there is none or `rotate` is asked.
+pub fn stored_token(dir: &std::path::Path, rotate: bool) -> std::io::Result<String> {
+    let path = dir.join(TOKEN_FILE);
+    if !rotate && let Ok(text) = std::fs::read_to_string(&path) {
+        let t = text.trim();
+        if t.len() >= 22 && t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+            return Ok(t.to_owned());
         }
     }
-    base64url(&bytes)
+    let token = new_token()?;
+    let tmp = dir.join(format!("{TOKEN_FILE}.new"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp)?;
+    std::io::Write::write_all(&mut file, format!("{token}\n").as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(token)
 }
 
 fn base64url(bytes: &[u8]) -> String {
@@ -379,9 +403,18 @@ async fn delete_session(
     }
 }
 
-async fn whoami(_: Instructor) -> StatusCode {
+/// Answers whether the token is right; the instructor's own lane, while it has no name,
+/// is named "Instructor" on every screen.
+async fn whoami(_: Instructor, State(state): State<AppState>, req: axum::extract::Request) -> StatusCode {
+    let key = crate::capture::client_key(&req);
+    if !key.starts_with("addr:") && state.clients().nickname(&key).is_none() {
+        state.clients().rename_by_instructor(state.log(), &key, INSTRUCTOR_NAME);
+    }
     StatusCode::NO_CONTENT
 }
+
+/// The instructor's lane title until the instructor picks another.
+pub const INSTRUCTOR_NAME: &str = "Instructor";
 
 /// Every instructor route (all need the token).
 pub fn routes() -> Router<AppState> {
@@ -407,11 +440,30 @@ mod tests {
 
     #[test]
     fn tokens_are_long_random_base64url() {
-        let (a, b) = (new_token(), new_token());
+        let (a, b) = (new_token().unwrap(), new_token().unwrap());
         assert!(a.len() >= 22 && a != b);
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'), "{a}");
         assert_eq!(base64url(b"\xff\xfe\xfd"), "__79");
         assert_eq!(base64url(b"Man"), "TWFu");
+    }
+
+    #[test]
+    fn the_token_is_kept_owner_only_across_restarts_until_rotated() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = stored_token(dir.path(), false).unwrap();
+        assert_eq!(stored_token(dir.path(), false).unwrap(), first, "the same link after a restart");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(TOKEN_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let rotated = stored_token(dir.path(), true).unwrap();
+        assert_ne!(rotated, first);
+        assert_eq!(stored_token(dir.path(), false).unwrap(), rotated);
+        // A damaged file is replaced, not trusted.
+        std::fs::write(dir.path().join(TOKEN_FILE), "x").unwrap();
+        assert_ne!(stored_token(dir.path(), false).unwrap(), "x");
     }
 
     #[test]

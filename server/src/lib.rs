@@ -19,6 +19,7 @@ pub mod lab;
 pub mod log;
 pub mod observe;
 pub mod openapi;
+pub mod rehearsal;
 pub mod serve;
 pub mod sessions;
 pub mod shutdown;
@@ -54,8 +55,10 @@ pub struct Config {
     pub log: log::LogConfig,
     /// How often `/ws/events` connections get a `tick`.
     pub tick: std::time::Duration,
-    /// The instructor's token (a new random one when `None`).
+    /// The instructor's token (when `None`: the one kept in the data directory, or a new one).
     pub token: Option<String>,
+    /// Replace the kept instructor token with a new one (the old link stops working).
+    pub rotate_token: bool,
     /// Chat lines a client may send in 10 seconds on `/ws/events`.
     pub chat_limit: usize,
 }
@@ -72,6 +75,7 @@ impl Config {
             log: log::LogConfig::default(),
             tick: events::TICK,
             token: None,
+            rotate_token: false,
             chat_limit: events::CHAT_LIMIT,
         }
     }
@@ -83,6 +87,7 @@ pub enum StartError {
     DataDir(PathBuf, std::io::Error),
     Transcripts(PathBuf, transcripts::StoreError),
     EventLog(PathBuf, rusqlite::Error),
+    Token(PathBuf, std::io::Error),
 }
 
 impl std::fmt::Display for StartError {
@@ -93,6 +98,7 @@ impl std::fmt::Display for StartError {
                 write!(f, "cannot open the transcripts database {}: {e}", p.display())
             }
             StartError::EventLog(p, e) => write!(f, "cannot open the event log {}: {e}", p.display()),
+            StartError::Token(p, e) => write!(f, "cannot keep the instructor token in {}: {e}", p.display()),
         }
     }
 }
@@ -117,6 +123,7 @@ struct Inner {
     changes: Arc<changes::ChangeFeed>,
     hub: Arc<events::Hub>,
     lab: Arc<lab::LabState>,
+    rehearsal: rehearsal::Rehearsal,
     token: String,
     faults: Arc<faults::Faults>,
     idempotency: idempotency::Idempotency,
@@ -136,7 +143,11 @@ impl AppState {
         let name = format!("started {}", time_of_day(now_us()));
         let log = log::EventLog::open(&config.data_dir, config.log, &name)
             .map_err(|e| StartError::EventLog(config.data_dir.join(log::db::FILE_NAME), e))?;
-        let token = config.token.clone().unwrap_or_else(instructor::new_token);
+        let token = match &config.token {
+            Some(t) => t.clone(),
+            None => instructor::stored_token(&config.data_dir, config.rotate_token)
+                .map_err(|e| StartError::Token(config.data_dir.join(instructor::TOKEN_FILE), e))?,
+        };
         let chat_limit = config.chat_limit;
         let faults = Arc::new(faults::Faults::with_log(log.clone()));
         let secrets: Arc<capture::Secrets> = Arc::default();
@@ -154,6 +165,7 @@ impl AppState {
                 changes: Arc::default(),
                 hub: Arc::new(events::Hub::new(chat_limit)),
                 lab: Arc::default(),
+                rehearsal: rehearsal::Rehearsal::default(),
                 token,
                 faults,
                 idempotency: idempotency::Idempotency::default(),
@@ -208,6 +220,11 @@ impl AppState {
     /// The pattern lab.
     pub fn lab(&self) -> &Arc<lab::LabState> {
         &self.inner.lab
+    }
+
+    /// The simulated students of a rehearsal.
+    pub fn rehearsal(&self) -> &rehearsal::Rehearsal {
+        &self.inner.rehearsal
     }
 
     /// The event log every captured event goes to.
@@ -288,8 +305,10 @@ pub fn app(state: AppState) -> Router {
         .route(capture::OBSERVE_PATH, get(observe::upgrade))
         .route("/api/sessions", get(sessions::list))
         .route("/api/sessions/{id}/events", get(sessions::events))
+        .route("/api/sessions/{id}/export", get(sessions::export).post(sessions::export_with))
         .merge(transcripts::routes())
         .merge(instructor::routes())
+        .merge(rehearsal::routes())
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(assets::serve)
         .layer(axum::middleware::from_fn_with_state(state.clone(), idempotency::middleware))

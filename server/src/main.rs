@@ -45,6 +45,11 @@ struct Cli {
     #[arg(long, value_name = "MB", default_value_t = 256)]
     log_disk_cap_mb: u64,
 
+    /// Replace the instructor token kept in the data directory with a new one (the old
+    /// instructor link stops working). Without it, the link stays the same across restarts.
+    #[arg(long)]
+    rotate_token: bool,
+
     /// The trunk-built app to serve.
     #[arg(long, value_name = "DIR", default_value = "dist")]
     assets: PathBuf,
@@ -84,6 +89,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut config = Config::new(&cli.assets, &cli.data_dir);
     config.reset = cli.reset;
+    config.rotate_token = cli.rotate_token;
     config.capture = !cli.no_capture;
     config.preview_bytes = cli.preview_bytes;
     config.log.ring = cli.ring.max(1);

@@ -130,7 +130,11 @@ async fn follow(mut socket: WebSocket, state: &AppState, client: Option<String>,
         unpersisted: log.unpersisted(),
         session: log.session(),
     };
-    if socket.send(control(&hello)).await.is_err() || catch_up(&mut socket, &log, &mut last).await.is_err() {
+    let roster = ObserverMsg::Clients { clients: state.clients().roster() };
+    if socket.send(control(&hello)).await.is_err()
+        || socket.send(control(&roster)).await.is_err()
+        || catch_up(&mut socket, &log, &mut last).await.is_err()
+    {
         return;
     }
     let mut batch: Vec<Arc<Entry>> = Vec::with_capacity(64);

@@ -64,6 +64,8 @@ pub struct ErrorBody {
         crate::lab::stream,
         crate::sessions::list,
         crate::sessions::events,
+        crate::sessions::export,
+        crate::sessions::export_with,
     ),
     components(schemas(InvalidParameters, ValidationFailed, ErrorBody)),
     tags(

@@ -1,12 +1,19 @@
-//! Recorded sessions of the event log: listed, and read back for replay and export.
+//! Recorded sessions of the event log: listed, read back for replay, and exported whole
+//! (streamed from the database, never loaded at once).
 //! (Renaming and deleting them is for the instructor: see [`crate::instructor`].)
+
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
+use export::Format;
+use export::merge::{Merger, Observations};
+use serde::Deserialize;
 
-use crate::extract::PathText;
+use crate::capture::valid_client_id;
+use crate::extract::{JsonBody, PathText, QueryText};
 use crate::log::SessionInfo;
 use crate::{ApiError, AppState};
 
@@ -57,4 +64,202 @@ pub async fn events(
     .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
     let body = format!("[{}]", lines.join(","));
     Ok(([(header::CONTENT_TYPE, "application/json")], body))
+}
+
+/// Chunks read from the database per page of an export.
+const EXPORT_PAGE: usize = 16;
+/// Pieces of an export waiting for the network (each about one page).
+const EXPORT_QUEUE: usize = 4;
+
+/// What a browser adds to the server's record when it exports (`POST`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExportBody {
+    /// The exporting browser's client id (its lane is named by its nickname, else "You").
+    #[serde(default)]
+    me: Option<String>,
+    #[serde(default)]
+    observations: Observations,
+}
+
+/// Which session and format an export request names.
+fn export_target(state: &AppState, id: &str, q: &HashMap<String, String>) -> Result<(u64, Format), ApiError> {
+    let mut problems = std::collections::BTreeMap::new();
+    let session = if id == "current" {
+        Some(state.log().session())
+    } else {
+        let n = id.parse::<u64>().ok();
+        if n.is_none() {
+            problems.insert("id".to_owned(), "must be an integer or `current`".to_owned());
+        }
+        n
+    };
+    let format = match q.get("format") {
+        None => Some(Format::Trace),
+        Some(f) => Format::parse(f),
+    };
+    if format.is_none() {
+        problems.insert("format".to_owned(), "must be trace, har or mermaid".to_owned());
+    }
+    if q.get("me").is_some_and(|m| !valid_client_id(m)) {
+        problems.insert("me".to_owned(), "must be a client id (1-64 of A-Z a-z 0-9 - _)".to_owned());
+    }
+    match (session, format) {
+        (Some(s), Some(f)) if problems.is_empty() => Ok((s, f)),
+        _ => Err(ApiError::Validation(problems)),
+    }
+}
+
+/// A whole session as a file, from the log (flushed first), streamed page by page: a JSON
+/// trace (replayable), HAR 1.2 or Mermaid text, whichever screen asks.
+#[utoipa::path(get, path = "/api/sessions/{id}/export", tag = "server", operation_id = "exportSession",
+    params(
+        ("id" = String, Path, description = "The session's id, or `current`"),
+        ("format" = Option<String>, Query, description = "`trace` (default), `har` or `mermaid`"),
+        ("me" = Option<String>, Query, description = "The exporting browser's client id"),
+    ),
+    responses(
+        (status = 200, description = "The session as a file (an attachment)", content_type = "application/json", body = Object),
+        (status = 404, description = "No such session", body = crate::openapi::ErrorBody),
+        (status = 422, description = "The id, format or client id is not valid", body = crate::openapi::ValidationFailed),
+    ))]
+pub async fn export(
+    State(state): State<AppState>,
+    PathText(p): PathText,
+    QueryText(q): QueryText,
+) -> Result<Response, ApiError> {
+    let (session, format) = export_target(&state, &p[0], &q)?;
+    stream_export(state, session, format, q.get("me").cloned().unwrap_or_default(), Observations::default())
+        .await
+}
+
+/// The same, with what only this browser saw merged in: its own send and receive times and
+/// its failures (`{"me": ID, "observations": {"clientTimes": [[SEQ, US]…], "local": […]}}`).
+#[utoipa::path(post, path = "/api/sessions/{id}/export", tag = "server", operation_id = "exportSessionWithObservations",
+    params(
+        ("id" = String, Path, description = "The session's id, or `current`"),
+        ("format" = Option<String>, Query, description = "`trace` (default), `har` or `mermaid`"),
+    ),
+    request_body(content = Object, example = json!({"me": "c-ana", "observations": {"clientTimes": [[12, 1795473064000000_i64]], "local": []}})),
+    responses(
+        (status = 200, description = "The session as a file (an attachment)", content_type = "application/json", body = Object),
+        (status = 400, description = "Malformed JSON", body = crate::openapi::InvalidParameters),
+        (status = 404, description = "No such session", body = crate::openapi::ErrorBody),
+        (status = 422, description = "The id, format, client id or observations are not valid", body = crate::openapi::ValidationFailed),
+    ))]
+pub async fn export_with(
+    State(state): State<AppState>,
+    PathText(p): PathText,
+    QueryText(q): QueryText,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let (session, format) = export_target(&state, &p[0], &q)?;
+    let body: ExportBody = serde_json::from_value(body)
+        .map_err(|e| ApiError::Validation([("body".to_owned(), e.to_string())].into()))?;
+    let me = body.me.unwrap_or_default();
+    if !me.is_empty() && !valid_client_id(&me) {
+        return Err(ApiError::Validation([("me".to_owned(), "must be a client id".to_owned())].into()));
+    }
+    stream_export(state, session, format, me, body.observations).await
+}
+
+async fn stream_export(
+    state: AppState,
+    session: u64,
+    format: Format,
+    me: String,
+    observations: Observations,
+) -> Result<Response, ApiError> {
+    let log = state.log().clone();
+    let found = {
+        let log = log.clone();
+        tokio::task::spawn_blocking(move || {
+            log.flush();
+            log.db().map(|db| db.session(session)).transpose().map(Option::flatten)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+    };
+    if found.is_none() {
+        return Err(ApiError::NotFound(format!("no session {session}")));
+    }
+    let upto = log.latest_seq();
+    // The export's own request is in the log too; it is not part of what is exported.
+    let own = crate::cause::current();
+    let mut names = export::Names::default();
+    for c in state.clients().roster() {
+        names.set(&c.client, c.info);
+    }
+    let origin = state.local_addr().map(|a| format!("http://{a}")).unwrap_or_default();
+    let ctx = export::Context { me, names, origin };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(EXPORT_QUEUE);
+    tokio::task::spawn_blocking(move || {
+        let Some(db) = log.db() else { return };
+        // Every event of the session up to `upto`, page by page, in `seq` order.
+        let pages = |each: &mut dyn FnMut(protocol::Event) -> bool| -> Result<(), String> {
+            let mut after = 0;
+            loop {
+                let page = db.session_page(session, after, EXPORT_PAGE).map_err(|e| e.to_string())?;
+                let Some(last) = page.last().map(|(s, _)| *s) else { return Ok(()) };
+                for (seq, line) in page {
+                    if seq > upto {
+                        return Ok(());
+                    }
+                    if let Ok(e) = serde_json::from_str::<protocol::Event>(&line)
+                        && Some(e.exchange) != own
+                        && !each(e)
+                    {
+                        return Ok(());
+                    }
+                }
+                after = last;
+            }
+        };
+        let cast = format.two_passes().then(|| {
+            let mut cast = export::mermaid::Cast::new(ctx.names.clone());
+            let _ = pages(&mut |e| {
+                cast.see(&e);
+                true
+            });
+            cast
+        });
+        let (mut merger, _dropped) = Merger::new(observations);
+        let mut writer = export::writer(format, &ctx, cast.as_ref());
+        let mut out = String::new();
+        let mut batch = Vec::new();
+        writer.begin(&mut out);
+        let result = pages(&mut |e| {
+            merger.next(e, &mut batch);
+            for e in batch.drain(..) {
+                writer.event(&e, &mut out);
+            }
+            if out.len() >= 64 << 10 {
+                return tx.blocking_send(Ok(std::mem::take(&mut out))).is_ok();
+            }
+            true
+        });
+        if let Err(e) = result {
+            // The file is cut short: the download fails instead of looking complete.
+            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
+            return;
+        }
+        merger.rest(&mut batch);
+        for e in batch.drain(..) {
+            writer.event(&e, &mut out);
+        }
+        writer.end(&mut out);
+        let _ = tx.blocking_send(Ok(out));
+    });
+    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let file = format!("wirescope-session-{session}.{}", format.extension());
+    Ok((
+        [
+            (header::CONTENT_TYPE, format.mime().to_owned()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{file}\"")),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }

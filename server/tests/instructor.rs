@@ -449,3 +449,41 @@ async fn websocket_frames_are_held_too() {
     assert!(notes(&s, NoteKind::Held).iter().any(|n| n == "held: frame on /ws/echo"));
     assert_eq!(instructor(addr, "POST", "/api/instructor/hold", Some(r#"{"on":false}"#)).await, 200);
 }
+
+#[tokio::test]
+async fn a_rehearsal_plays_the_students_over_real_sockets_until_stopped() {
+    let s = server();
+    let (addr, _task) = s.spawn().await;
+    s.state.set_local_addr(addr);
+    let anonymous = tokio::task::spawn_blocking(move || {
+        http(addr, "POST", "/api/instructor/rehearsal", Some(r#"{"students":2}"#)).0
+    })
+    .await
+    .unwrap();
+    assert_eq!(anonymous, 403);
+    assert_eq!(instructor(addr, "POST", "/api/instructor/rehearsal", Some(r#"{"students":99}"#)).await, 422);
+    assert_eq!(instructor(addr, "POST", "/api/instructor/rehearsal", Some(r#"{"students":2}"#)).await, 200);
+    // Both simulated students, by name, with the script's first steps: a GET and the
+    // WebSocket chat of step 4 comes after (its upgrade is captured like any browser's).
+    let evs = s
+        .wait_events("two named students acting", |evs| {
+            ["sim-1", "sim-2"].iter().all(|c| {
+                evs.iter().any(|e| {
+                    e.client == *c
+                        && matches!(&e.kind, EventKind::Client(i) if i.nickname.as_deref().is_some_and(|n| n.starts_with("Rehearsal")))
+                }) && evs.iter().any(|e| e.client == *c && matches!(&e.kind, EventKind::HttpRequest(r) if r.path == "/api/health"))
+            })
+        })
+        .await;
+    assert!(evs.iter().all(|e| !matches!(&e.kind, EventKind::Failure(_)) || e.client != "sim-1"));
+    let (_, _, state) = tokio::task::spawn_blocking(move || {
+        let (k, v) = bearer();
+        http_with(addr, "GET", "/api/instructor/rehearsal", &[(k, &v)], None).unwrap()
+    })
+    .await
+    .unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["students"], 2, "{state}");
+    assert_eq!(instructor(addr, "DELETE", "/api/instructor/rehearsal", None).await, 204);
+    assert_eq!(s.state.rehearsal().state().students, 0, "stopped at once");
+}

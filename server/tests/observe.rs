@@ -221,7 +221,7 @@ async fn clock_pings_are_answered_with_the_server_time() {
 async fn control(ws: &mut Ws) -> ObserverMsg {
     loop {
         match msg(ws).await {
-            ObserverMsg::Events { .. } | ObserverMsg::Hello { .. } => {}
+            ObserverMsg::Events { .. } | ObserverMsg::Hello { .. } | ObserverMsg::Clients { .. } => {}
             other => return other,
         }
     }
@@ -265,4 +265,26 @@ async fn a_name_the_instructor_set_cannot_be_changed_by_the_client() {
     // The name in the URL is handled before the hello is sent.
     let ObserverMsg::Hello { .. } = msg(&mut again).await else { panic!("hello") };
     assert_eq!(s.state.clients().nickname("c-p").as_deref(), Some("Student 7"));
+}
+
+#[tokio::test]
+async fn a_screen_that_joins_late_learns_every_nickname_right_after_hello() {
+    let s = TestServer::without_app();
+    let (addr, _task) = s.spawn().await;
+    // Ana names herself; her own screen sees the `client` event once it is recorded.
+    let mut ana = connect(addr, "?client=c-ana-0001&nick=Ana").await;
+    loop {
+        let (evs, _) = read_events(&mut ana, 1).await;
+        if evs.iter().any(|e| matches!(&e.kind, EventKind::Client(i) if i.nickname.as_deref() == Some("Ana")))
+        {
+            break;
+        }
+    }
+    // A screen opened later, resuming after everything (so no `client` event reaches it).
+    let latest = s.state.log().latest_seq();
+    let mut late = connect(addr, &format!("?since={latest}")).await;
+    let ObserverMsg::Hello { .. } = msg(&mut late).await else { panic!("hello first") };
+    let ObserverMsg::Clients { clients } = msg(&mut late).await else { panic!("then who is who") };
+    let ana = clients.iter().find(|c| c.client == "c-ana-0001").expect("Ana is known");
+    assert_eq!(ana.info.nickname.as_deref(), Some("Ana"));
 }

@@ -55,8 +55,22 @@ pub fn LiveDiagram() -> impl IntoView {
         })
     });
 
+    // The frame's height, so that it ends inside the screen (see `frame_height`).
+    let fitted = RwSignal::new(None::<f64>);
     let measure = move || {
         if let Some(el) = frame.get_untracked() {
+            if let Some(win) = web_sys::window() {
+                let viewport = win.inner_height().ok().and_then(|v| v.as_f64()).unwrap_or(0.0);
+                let scrolled = win.scroll_y().unwrap_or(0.0);
+                let top = el.get_bounding_client_rect().top() + scrolled;
+                let below = if lecture.present.get_untracked() { 6.0 } else { 12.0 };
+                let head =
+                    el.previous_element_sibling().map_or(0.0, |h| h.get_bounding_client_rect().height());
+                let h = crate::model::layout::frame_height(viewport, top, head, below);
+                if fitted.get_untracked() != Some(h) {
+                    fitted.set(Some(h));
+                }
+            }
             let w = f64::from(el.client_width());
             if w > 0.0 && (w - width.get_untracked()).abs() >= 1.0 {
                 width.set(w);
@@ -93,14 +107,19 @@ pub fn LiveDiagram() -> impl IntoView {
         }
         measure();
     };
-    // Keep the newest row in view while following.
+    // Keep the newest row in view while following. After the drawing has its new height
+    // (next frame): scrolling to the old height would show an empty stretch (R, then L).
     Effect::new(move |_| {
-        diagram.with(|d| d.rows);
-        if follow.get()
-            && let Some(el) = frame.get_untracked()
-        {
-            el.set_scroll_top(el.scroll_height());
-            auto_top.set_value(el.scroll_top());
+        diagram.with(|d| (d.rows, d.height));
+        if follow.get() {
+            request_animation_frame(move || {
+                if follow.get_untracked()
+                    && let Some(el) = frame.get_untracked()
+                {
+                    el.set_scroll_top(el.scroll_height());
+                    auto_top.set_value(el.scroll_top());
+                }
+            });
         }
     });
     let jump = move |_| {
@@ -117,7 +136,13 @@ pub fn LiveDiagram() -> impl IntoView {
             style=move || format!("--travel: {:.0}ms", lecture.playback.with(|p| p.travel_ms()))
         >
             <DiagramHead diagram=diagram />
-            <div class="diagram-frame" node_ref=frame on:scroll=on_scroll>
+            <div
+                class="diagram-frame"
+                class:fitted=move || fitted.get().is_some()
+                style=move || fitted.get().map(|h| format!("--frame-h: {h:.0}px")).unwrap_or_default()
+                node_ref=frame
+                on:scroll=on_scroll
+            >
                 <SequenceDiagram diagram=diagram />
             </div>
             <Show when=move || !follow.get()>
@@ -232,7 +257,7 @@ pub fn SequenceDiagram(diagram: Memo<Diagram>) -> impl IntoView {
                         <g class="bar">
                             <rect x=b.x - 4.0 * k y=b.y1 width=8.0 * k height=(b.y2 - b.y1).max(2.0) rx=2></rect>
                             <Show when=bar_labels>
-                                <text x=b.x - 10.0 * k y=(b.y1 + b.y2) / 2.0 + 4.0 * k text-anchor="end">{b.label.clone()}</text>
+                                <text x=b.x + 10.0 * k y=(b.y1 + b.y2) / 2.0 + 4.0 * k text-anchor="start">{b.label.clone()}</text>
                             </Show>
                         </g>
                     }
@@ -275,6 +300,7 @@ fn ArrowRow(
         x2,
         y2,
         label,
+        label_x,
         title,
         time,
         note,
@@ -288,20 +314,22 @@ fn ArrowRow(
         is_note,
         ..
     } = arrow;
-    if crate::observer::marks_enabled()
+    let fresh = crate::observer::first_drawing(key);
+    if fresh
+        && crate::observer::marks_enabled()
         && let (ItemKey::Seq(_), Some(us)) = (key, server_us)
-        && crate::observer::first_drawing(seq)
         && let Some(p) = web_sys::window().and_then(|w| w.performance())
     {
         let _ = p.mark(&format!("arrow:{seq}:{us}"));
     }
-    let mid = (x1 + x2) / 2.0;
     let class = format!(
-        "arrow {}{}{}{}",
+        "arrow {}{}{}{}{}{}",
         tone.class(),
         if lost { " lost" } else { "" },
         if local { " local" } else { "" },
-        if mine { " mine" } else { "" }
+        if mine { " mine" } else { "" },
+        if fresh { " fresh" } else { "" },
+        if x2 < x1 { " leftward" } else { "" },
     );
     let cross = lost.then(|| {
         let s = 6.0 * k;
@@ -309,8 +337,9 @@ fn ArrowRow(
             <path class="cross" d=format!("M {} {} L {} {} M {} {} L {} {}", x2 - s, y2 - s, x2 + s, y2 + s, x2 - s, y2 + s, x2 + s, y2 - s)></path>
         }
     });
-    let note = (!note.is_empty())
-        .then(|| view! { <text class="arrow-note" x=mid y=y + 17.0 * k text-anchor="middle">{note}</text> });
+    let note = (!note.is_empty()).then(
+        || view! { <text class="arrow-note" x=label_x y=y + 17.0 * k text-anchor="middle">{note}</text> },
+    );
     let selected = move || rec.selected.get() == Some(key);
     let data_seq = if local { String::new() } else { seq.to_string() };
     if is_note {
@@ -337,10 +366,12 @@ fn ArrowRow(
             <title>{title}</title>
             <rect class="hit" x=x1.min(x2) y=y - 22.0 * k width=(x2 - x1).abs() height=40.0 * k></rect>
             <text class="row-time" x=6 y=y + 4.0 * k>{time}</text>
-            <line class="arrow-line" x1=x1 y1=y1 x2=x2 y2=y2 marker-end=(!lost).then(|| format!("url(#head-{})", tone.class()))></line>
-            {cross}
-            <text class="arrow-label" x=mid y=y - 8.0 * k text-anchor="middle">{label}</text>
-            {note}
+            <g class="travel">
+                <line class="arrow-line" x1=x1 y1=y1 x2=x2 y2=y2 marker-end=(!lost).then(|| format!("url(#head-{})", tone.class()))></line>
+                {cross}
+                <text class="arrow-label" x=label_x y=y - 8.0 * k text-anchor="middle">{label}</text>
+                {note}
+            </g>
         </g>
     }
     .into_any()
@@ -357,6 +388,7 @@ pub fn DiagramCard() -> impl IntoView {
                 <crate::components::ExportMenu />
             </div>
             <crate::components::PlaybackBar />
+            <crate::components::FaultConsole />
             <LiveDiagram />
             <Legend />
         </section>

@@ -82,7 +82,7 @@ pub fn OperationForm(op: Operation) -> impl IntoView {
             <button class="op-head" on:click=move |_| open.update(|o| *o = !*o) aria-expanded=move || open.get().to_string()>
                 <span class=method_class>{method.clone()}</span>
                 <code class="op-path">{path}</code>
-                <span class="op-summary">{summary}</span>
+                <span class="op-summary">{prose(&summary)}</span>
             </button>
             <Show when=move || open.get()>
                 <form class="op-form" on:submit=send>
@@ -113,7 +113,7 @@ pub fn OperationForm(op: Operation) -> impl IntoView {
                                             });
                                         }
                                     />
-                                    <small>{p.description.clone()}</small>
+                                    <small>{prose(&p.description)}</small>
                                 </label>
                             }
                         })
@@ -125,7 +125,7 @@ pub fn OperationForm(op: Operation) -> impl IntoView {
                                 <label class="field">
                                     <span>"body · application/json"</span>
                                     <textarea data-body="" rows="5" spellcheck="false" bind:value=body></textarea>
-                                    <small>{description}</small>
+                                    <small>{prose(&description)}</small>
                                 </label>
                             }
                         })}
@@ -140,7 +140,7 @@ pub fn OperationForm(op: Operation) -> impl IntoView {
                         <ul>
                             {op.with_value(|o| o.responses.clone())
                                 .into_iter()
-                                .map(|(code, d)| view! { <li><code>{code}</code>" "{d}</li> })
+                                .map(|(code, d)| view! { <li><code>{code}</code>" "{prose(&d)}</li> })
                                 .collect_view()}
                         </ul>
                     </details>
@@ -173,4 +173,12 @@ pub fn OperationForm(op: Operation) -> impl IntoView {
             </Show>
         </article>
     }
+}
+
+/// Words from the API description, `code` in backticks shown as code.
+fn prose(text: &str) -> impl IntoView + use<> {
+    crate::model::openapi::code_spans(text)
+        .into_iter()
+        .map(|(code, t)| if code { view! { <code>{t}</code> }.into_any() } else { t.into_any() })
+        .collect_view()
 }

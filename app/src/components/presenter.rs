@@ -23,7 +23,7 @@ pub fn PlaybackBar() -> impl IntoView {
         let p = lecture.playback.get();
         let total = total();
         let mode = if p.paused {
-            "⏸ paused"
+            "❚❚ paused"
         } else if p.following() {
             "● live"
         } else {
@@ -90,6 +90,8 @@ pub fn FaultConsole() -> impl IntoView {
             let body = (!body.is_empty()).then(|| body.to_owned());
             let method = method.clone();
             leptos::task::spawn_local(async move {
+                // Done with the console: it closes, so the diagram shows what the fault does.
+                lecture.console.set(false);
                 let out = match call(&rec, &token, method, path, body).await {
                     Ok(a) if a.status < 300 => format!("done: {label}"),
                     Ok(a) => format!("{label}: {}", a.status),
@@ -101,6 +103,9 @@ pub fn FaultConsole() -> impl IntoView {
     };
     let f = "/api/instructor/faults";
     view! {
+        <Show when=move || !lecture.console.get() && lecture.is_instructor() && !last.get().is_empty()>
+            <p class="console-done" id="console-result">{last}</p>
+        </Show>
         <Show when=move || lecture.console.get() && lecture.is_instructor()>
             <aside class="console" id="fault-console" aria-label="Fault console">
                 <header class="inspector-head">
@@ -123,7 +128,6 @@ pub fn FaultConsole() -> impl IntoView {
                     <button class="btn" on:click=act("hold off", Method::POST, "/api/instructor/hold", r#"{"on":false}"#)>"stop holding"</button>
                     <button class="btn" on:click=act("clear", Method::DELETE, f, "")>"clear all faults"</button>
                 </div>
-                <p class="result" id="console-result">{last}</p>
             </aside>
         </Show>
     }

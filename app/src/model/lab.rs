@@ -133,6 +133,8 @@ mod tests {
             config: None,
             seconds: 2.0,
             changes: 4,
+            failed: 0,
+            problem: None,
             patterns: vec![PatternReport {
                 pattern: "shortPoll".into(),
                 counts: Counts {

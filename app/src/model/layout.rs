@@ -17,6 +17,7 @@ pub use super::describe::Tone;
 use super::describe::label;
 use super::time;
 use super::timeline::{Item, ItemKey, Timeline};
+use export::names::{agent_name, cut};
 
 /// Lane key of the server.
 pub const SERVER_LANE: &str = "server";
@@ -48,12 +49,12 @@ impl Geometry {
         let narrow = width < 560.0;
         Self {
             width: width.max(280.0),
-            gutter: if narrow { 58.0 } else { 86.0 },
+            gutter: if narrow { 46.0 } else { 86.0 },
             header: 64.0,
             row: if narrow { 46.0 } else { 50.0 },
-            margin: if narrow { 44.0 } else { 90.0 },
+            margin: if narrow { 34.0 } else { 90.0 },
             char_width: 7.9,
-            min_lane_gap: if narrow { 110.0 } else { 150.0 },
+            min_lane_gap: if narrow { 84.0 } else { 150.0 },
             scale: 1.0,
         }
     }
@@ -103,8 +104,11 @@ pub struct Arrow {
     /// Receiver's lane (or where a lost message stops), and where the arrow arrives.
     pub x2: f64,
     pub y2: f64,
-    /// Label, cut to fit the arrow.
+    /// Label, cut to fit the stretch of the arrow next to its client's lane (between that
+    /// lane and the next one towards the server), and centred there: a label never sits on
+    /// another lane's lifeline.
     pub label: String,
+    pub label_x: f64,
     /// Everything about the event in one line, for the tooltip.
     pub title: String,
     /// Time relative to the first event of the timeline (`+3.1 ms`).
@@ -175,6 +179,53 @@ pub struct Diagram {
     pub scale: f64,
 }
 
+/// The height of the diagram's scrolling frame so that it ends inside the screen: from its
+/// top on the page (`top`, in page pixels) to the bottom of a `viewport`-high screen, less
+/// `below`. When the frame starts low on the page (a phone, where cards stack), the page
+/// scrolls to it, and it gets the whole screen under its lane heads (`head`). Never under
+/// 160 px.
+pub fn frame_height(viewport: f64, top: f64, head: f64, below: f64) -> f64 {
+    let from = if top + 160.0 <= viewport { top } else { head };
+    (viewport - from - below).floor().max(160.0)
+}
+
+/// The title of this browser's lane, and its short form where that does not fit.
+pub const SELF_TITLE: &str = "This browser";
+pub const SELF_SHORT: &str = "You";
+
+/// Where a lost message's ✕ goes: half-way between its client's lane and the next lane
+/// towards the server, so it is never on a lifeline and always next to whom it concerns.
+pub fn lost_x(client_x: f64, next_lane_x: f64) -> f64 {
+    (client_x + next_lane_x) / 2.0
+}
+
+/// Which client lanes get their own column when only `room` fit: this browser, the
+/// highlighted lane, then the most recently active in `rows`; shown in their usual order.
+/// The rest fold into one lane. Answers (shown, folded).
+fn fold<'a>(
+    clients: Vec<&'a str>,
+    rows: &[&Item],
+    me: &str,
+    highlight: Option<&str>,
+    room: usize,
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    if clients.len() <= room {
+        return (clients, Vec::new());
+    }
+    let keep = room.saturating_sub(1).max(1);
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        last.insert(r.event.client.as_str(), i + 1);
+    }
+    let mut rank: Vec<&str> = clients.clone();
+    rank.sort_by_key(|c| {
+        let pinned = *c == me || Some(*c) == highlight;
+        (std::cmp::Reverse(pinned), std::cmp::Reverse(last.get(c).copied().unwrap_or(0)))
+    });
+    rank.truncate(keep);
+    clients.into_iter().partition(|c| rank.contains(c))
+}
+
 /// The time of an event on the server's clock (a browser-only event: its time, shifted).
 pub fn server_time(item: &Item, offset: &ClockOffset) -> Option<i64> {
     item.event.at.server_us.or_else(|| item.event.at.client_us.map(|c| offset.to_server(c)))
@@ -214,46 +265,18 @@ pub fn slant(transit_us: Option<i64>, row: f64) -> f64 {
     }
 }
 
-fn cut(s: &str, max_chars: usize) -> String {
-    if s.chars().count() <= max_chars {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(max_chars.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
-/// A short name for a client lane.
+/// A short name for a client lane: its nickname, else what it is (`curl · 10.0.0.7`), else
+/// its id, cut.
 pub fn client_title(t: &Timeline, key: &str) -> String {
     let info = t.client(key);
     if let Some(n) = info.and_then(|i| i.nickname.as_deref()) {
         return n.to_owned();
     }
     if let Some(addr) = key.strip_prefix("addr:") {
-        let agent = info.and_then(|i| i.user_agent.as_deref()).map(agent_name).unwrap_or("client");
+        let agent = info.and_then(|i| i.user_agent.as_deref()).map_or("client", agent_name);
         return format!("{agent} · {addr}");
     }
     cut(key, 12)
-}
-
-/// `curl/8.5.0` → `curl`; browsers by family.
-pub fn agent_name(ua: &str) -> &'static str {
-    let l = ua.to_ascii_lowercase();
-    if l.starts_with("curl") {
-        "curl"
-    } else if l.contains("python") {
-        "python"
-    } else if l.contains("postman") {
-        "Postman"
-    } else if l.contains("wrk") {
-        "wrk"
-    } else if l.contains("node") || l.contains("undici") {
-        "node"
-    } else if l.contains("mozilla") {
-        "browser"
-    } else {
-        "client"
-    }
 }
 
 impl Diagram {
@@ -283,12 +306,7 @@ impl Diagram {
             clients.insert(1, c);
         }
         let room = ((geo.width - geo.gutter - 2.0 * geo.margin) / geo.min_lane_gap).floor().max(1.0) as usize;
-        let (shown, folded): (Vec<&str>, Vec<&str>) = if clients.len() <= room {
-            (clients, Vec::new())
-        } else {
-            let keep = room.saturating_sub(1).max(1);
-            (clients[..keep].to_vec(), clients[keep..].to_vec())
-        };
+        let (shown, folded) = fold(clients, rows, t.me(), t.highlight.as_deref(), room);
         let n = shown.len() + usize::from(!folded.is_empty()) + 1;
         let left = geo.gutter + geo.margin;
         let right = (geo.width - geo.margin).max(left + 1.0);
@@ -301,7 +319,7 @@ impl Diagram {
                 let nickname = t.client(k).and_then(|c| c.nickname.clone()).unwrap_or_default();
                 Lane {
                     key: (*k).to_owned(),
-                    title: if is_self { "This browser".to_owned() } else { client_title(t, k) },
+                    title: if is_self { SELF_TITLE.to_owned() } else { client_title(t, k) },
                     subtitle: if is_self { nickname } else { String::new() },
                     x: left + step * i as f64,
                     is_self,
@@ -345,6 +363,13 @@ impl Diagram {
             let want = (chars * head_char + 28.0).max(84.0_f64.min(max_w));
             lane.head_width = want.min(max_w);
             let fit = ((lane.head_width - 16.0) / head_char).floor().max(3.0) as usize;
+            // Short forms rather than cut words: "You", "+3".
+            if lane.is_self && lane.title.chars().count() > fit {
+                lane.title = SELF_SHORT.to_owned();
+            }
+            if lane.is_aggregate && lane.title.chars().count() > fit {
+                lane.title = format!("+{}", folded.len());
+            }
             lane.title = cut(&lane.title, fit);
             lane.subtitle = cut(&lane.subtitle, fit);
         }
@@ -354,6 +379,11 @@ impl Diagram {
             x_of.insert(k, others_x.unwrap_or(right));
         }
         let server_x = right;
+        // The lane to the right of each lane x (towards the server): labels and ✕ stay in the
+        // stretch between a client's lane and that one.
+        let mut xs: Vec<f64> = lanes.iter().map(|l| l.x).collect();
+        xs.sort_by(f64::total_cmp);
+        let next_lane = |x: f64| xs.iter().copied().find(|n| *n > x + 0.5).unwrap_or(server_x);
 
         let earlier_h = if t.earlier() > 0 { geo.row * 0.7 } else { 0.0 };
         let top = geo.header + earlier_h;
@@ -380,8 +410,9 @@ impl Diagram {
             let (text, tone) = label(&ev.kind);
             let lost = matches!(ev.kind, EventKind::Failure(_))
                 || matches!(&ev.kind, EventKind::WsClose(c) if !c.clean);
+            let beside = next_lane(client_x);
             if lost {
-                x2 = x1 + (x2 - x1) * 2.0 / 3.0;
+                x2 = lost_x(client_x, beside);
             }
             let y = top + geo.row * (i as f64 + 0.5);
             let drop = slant(transit_us(item, offset), geo.row);
@@ -427,7 +458,12 @@ impl Diagram {
                     format!("transit {}", time::duration(us))
                 };
             }
-            let room = ((x2 - x1).abs() / geo.char_width).floor() as usize;
+            let (label_x, span) = if is_note {
+                ((x1 + x2) / 2.0, (x2 - x1).abs())
+            } else {
+                ((client_x + beside) / 2.0, (beside - client_x).abs())
+            };
+            let room = ((span - 8.0).max(0.0) / geo.char_width).floor() as usize;
             let when = match (server_time(item, offset), start) {
                 (Some(a), Some(s)) => time::offset(a, s),
                 _ => String::new(),
@@ -445,6 +481,7 @@ impl Diagram {
                 x2,
                 y2,
                 label: cut(&text, room.max(4)),
+                label_x,
                 title: format!("{seq}{text}{clock}{who}"),
                 time: when,
                 note,
@@ -460,7 +497,8 @@ impl Diagram {
         }
         let height = top + geo.row * rows.len().max(1) as f64 + 16.0;
         let earlier = (t.earlier() > 0).then(|| format!("{} earlier events not shown", t.earlier()));
-        let bar_labels = step >= 220.0;
+        // Bar labels sit right of the server's lane, in the margin, away from every arrow.
+        let bar_labels = geo.margin >= 80.0 * geo.scale;
         Diagram {
             width: geo.width,
             height,
@@ -693,10 +731,12 @@ mod tests {
         }
         let d = lay(&t, 900.0);
         let agg = d.lanes.iter().find(|l| l.is_aggregate).expect("an aggregate lane");
-        assert!(agg.title.starts_with('+') && agg.title.ends_with("others"), "{}", agg.title);
+        assert!(agg.title.starts_with('+'), "{}", agg.title);
         assert!(d.lanes.len() <= 6, "{}", d.lanes.len());
-        let last = d.arrows.last().unwrap();
-        assert_eq!(last.x1, agg.x, "folded clients draw from the aggregate lane");
+        let quiet = d.arrows.iter().find(|a| a.client == "c-b").unwrap();
+        assert_eq!(quiet.x1, agg.x, "the least recently active fold: they draw from the aggregate lane");
+        let newest = d.arrows.last().unwrap();
+        assert_ne!(newest.x1, agg.x, "the most recently active keep their lane");
         assert!(d.lanes.iter().all(|l| l.x > 0.0 && l.x <= 900.0));
     }
 
@@ -758,6 +798,105 @@ mod tests {
         assert!(a.label.ends_with('…'));
         assert!(a.label.chars().count() as f64 * geo.char_width <= (a.x2 - a.x1).abs() + geo.char_width);
         assert!(a.title.contains("indeed"), "the tooltip keeps the whole label");
+    }
+
+    /// Three students and a curl client, each sending one request; the last one lost.
+    fn classroom() -> Timeline {
+        let mut t = Timeline::new("me", 100);
+        for (i, (c, nick)) in [("c-ana", "Ana"), ("c-ben", "Ben"), ("c-cy", "Cy")].iter().enumerate() {
+            let info = ClientInfo { nickname: Some((*nick).into()), ..ClientInfo::default() };
+            server(&mut t, 1 + i as u64, c, 0, 0, EventKind::Client(info));
+        }
+        server(&mut t, 10, "c-ana", 1, 10, req("/transcripts/1"));
+        server(&mut t, 11, "c-ben", 2, 20, req("/transcripts/2"));
+        server(&mut t, 12, "c-cy", 3, 30, req("/transcripts/3"));
+        server(
+            &mut t,
+            13,
+            "c-ana",
+            1,
+            40,
+            EventKind::Failure(Failure { from: Side::Server, message: "no answer".into() }),
+        );
+        t
+    }
+
+    #[test]
+    fn a_lost_message_ends_between_its_own_lane_and_the_next_never_on_a_lifeline() {
+        let t = classroom();
+        for width in [390.0, 1366.0, 1920.0] {
+            let d = lay(&t, width);
+            let lost = d.arrows.iter().find(|a| a.lost).unwrap();
+            let ana = d.lanes.iter().find(|l| l.key == "c-ana" || (l.is_aggregate && lost.x2 > l.x));
+            let ana_x = ana.map_or(lost.x2, |l| l.x);
+            let next = d.lanes.iter().map(|l| l.x).filter(|x| *x > ana_x + 0.5).fold(f64::MAX, f64::min);
+            assert!(
+                lost.x2 > ana_x && lost.x2 < next,
+                "{width}: ✕ at {} not between {ana_x} and {next}",
+                lost.x2
+            );
+            for l in &d.lanes {
+                assert!((l.x - lost.x2).abs() > 20.0, "{width}: ✕ on {}'s lifeline", l.title);
+            }
+        }
+        assert_eq!(lost_x(100.0, 300.0), 200.0);
+    }
+
+    #[test]
+    fn a_label_stays_beside_its_own_lane_and_off_every_other_lifeline() {
+        let t = classroom();
+        for width in [390.0, 800.0, 1920.0] {
+            let geo = Geometry::for_width(width);
+            let d = lay(&t, width);
+            for a in d.arrows.iter().filter(|a| !a.is_note) {
+                let half = a.label.chars().count() as f64 * geo.char_width / 2.0;
+                for l in &d.lanes {
+                    let crosses = (a.label_x - half..=a.label_x + half).contains(&l.x);
+                    assert!(
+                        !crosses,
+                        "{width}: label {:?} of {} lies across {}'s lane",
+                        a.label, a.client, l.title
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn on_a_phone_classmates_are_named_and_the_most_recently_active_keep_a_lane() {
+        let t = classroom();
+        let d = lay(&t, 390.0);
+        let titles: Vec<&str> = d.lanes.iter().map(|l| l.title.as_str()).collect();
+        assert_eq!(titles.first(), Some(&"You"), "{titles:?}");
+        assert!(titles.contains(&"Ana"), "Ana acted last: {titles:?}");
+        assert_eq!(titles.last(), Some(&"Server"));
+        assert!(titles.iter().all(|t| !t.ends_with('…')), "no cut names: {titles:?}");
+        let agg = d.lanes.iter().find(|l| l.is_aggregate).expect("the rest fold");
+        assert!(agg.title.starts_with('+'));
+    }
+
+    #[test]
+    fn the_frame_ends_inside_the_screen_so_the_followed_row_is_in_view() {
+        // Presentation at 1920×1080: the frame starts under the playback bar.
+        let h = frame_height(1080.0, 190.0, 120.0, 6.0);
+        assert_eq!(h, 884.0);
+        assert!(190.0 + h <= 1080.0, "the newest row's box ends above the screen's edge");
+        // A laptop at 1366×768.
+        assert!(250.0 + frame_height(768.0, 250.0, 64.0, 12.0) <= 768.0);
+        // A phone, the frame far down the page: the screen under the lane heads.
+        assert_eq!(frame_height(844.0, 2400.0, 64.0, 12.0), 768.0);
+        // Never a sliver.
+        assert_eq!(frame_height(300.0, 250.0, 64.0, 12.0), 224.0);
+        assert_eq!(frame_height(200.0, 190.0, 64.0, 12.0), 160.0);
+    }
+
+    #[test]
+    fn bar_labels_never_sit_over_arrows() {
+        let mut t = Timeline::new("me", 10);
+        server(&mut t, 1, "me", 1, 0, req("/x"));
+        server(&mut t, 2, "me", 1, 959_000, res(200));
+        assert!(lay(&t, 1920.0).bar_labels, "room in the margin right of the server");
+        assert!(!lay(&t, 390.0).bar_labels, "no room on a phone: no label");
     }
 
     #[test]

@@ -161,6 +161,24 @@ impl Operation {
     }
 }
 
+/// Text with `code` in backticks, as pieces: `(is_code, text)`. An unmatched backtick stays.
+pub fn code_spans(text: &str) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(a) = rest.find('`') {
+        let Some(len) = rest[a + 1..].find('`') else { break };
+        if a > 0 {
+            out.push((false, rest[..a].to_owned()));
+        }
+        out.push((true, rest[a + 1..a + 1 + len].to_owned()));
+        rest = &rest[a + 2 + len..];
+    }
+    if !rest.is_empty() {
+        out.push((false, rest.to_owned()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +214,21 @@ mod tests {
                 "responses": {"NotFound": {"description": "No such path"}}
             }
         })
+    }
+
+    #[test]
+    fn backticks_become_code() {
+        assert_eq!(
+            code_spans("Only changes after `since`, or `wait`"),
+            [
+                (false, "Only changes after ".to_owned()),
+                (true, "since".to_owned()),
+                (false, ", or ".to_owned()),
+                (true, "wait".to_owned())
+            ]
+        );
+        assert_eq!(code_spans("a `b"), [(false, "a `b".to_owned())]);
+        assert!(code_spans("").is_empty());
     }
 
     #[test]

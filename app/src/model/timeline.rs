@@ -172,6 +172,19 @@ impl Timeline {
         self.latest_seq
     }
 
+    /// What every known client is called now (sent to a screen when it joins): lanes are
+    /// named by nickname even when their `client` events came before this screen did.
+    pub fn know_clients(&mut self, clients: Vec<protocol::ClientEntry>) {
+        for c in clients {
+            self.clients.insert(c.client, c.info);
+        }
+    }
+
+    /// Every client this timeline knows a name or address of (with rows or not).
+    pub fn known_clients(&self) -> impl Iterator<Item = (&str, &ClientInfo)> {
+        self.clients.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     pub fn client(&self, id: &str) -> Option<&ClientInfo> {
         self.clients.get(id)
     }
@@ -278,11 +291,24 @@ impl Timeline {
             (true, Some(r)) => self.server_ordinals.next(r, &event.kind),
             _ => None,
         };
+        // The server's record goes at the end (rows stay in `seq` order). What this browser
+        // already drew after its own copy in the same exchange (a failure, say) moves below
+        // it, so a request is never drawn under its own failure.
+        let mut followers = Vec::new();
         if let Some(s) = slot {
             match self.local_waiting.remove(&s).and_then(|id| self.position(ItemKey::Local(id))) {
                 Some(pos) => {
                     let local = self.items.remove(pos).expect("position is in range");
                     event.at.client_us = local.event.at.client_us;
+                    let exchange = local.event.exchange;
+                    let mut i = pos;
+                    while i < self.items.len() {
+                        if self.items[i].is_local() && self.items[i].event.exchange == exchange {
+                            followers.extend(self.items.remove(i));
+                        } else {
+                            i += 1;
+                        }
+                    }
                 }
                 None => {
                     self.server_waiting.insert(s, event.seq);
@@ -291,6 +317,7 @@ impl Timeline {
         }
         let path = self.server_paths.get(&event.exchange).cloned().unwrap_or_default();
         self.push(Item { key: ItemKey::Seq(event.seq), event, path });
+        self.items.extend(followers);
     }
 
     /// Forgets every item (ids and `seq` positions stay, so nothing comes back twice).
@@ -324,6 +351,32 @@ mod tests {
 
     fn keys(t: &Timeline) -> Vec<ItemKey> {
         t.items().iter().map(|i| i.key).collect()
+    }
+
+    #[test]
+    fn a_failed_fetch_is_drawn_below_its_request_even_when_the_server_record_comes_later() {
+        let mut t = Timeline::new("me", 10);
+        t.add_local(7, req("/transcripts"), 1_000);
+        let lost = EventKind::Failure(protocol::Failure { from: Side::Server, message: "no answer".into() });
+        t.add_local(7, lost, 2_000);
+        // The server's record of the request arrives after the browser gave up.
+        t.add_server(server(3, "me", 40, Some(7), req("/transcripts")));
+        let kinds: Vec<bool> =
+            t.items().iter().map(|i| matches!(i.event.kind, EventKind::Failure(_))).collect();
+        assert_eq!(kinds, [false, true], "request, then its failure");
+        assert_eq!(t.items()[0].key, ItemKey::Seq(3));
+        assert_eq!(t.items()[0].event.at.client_us, Some(1_000), "with this browser's time");
+    }
+
+    #[test]
+    fn a_screen_that_joins_late_names_lanes_from_the_roster() {
+        let mut t = Timeline::new("me", 10);
+        t.know_clients(vec![protocol::ClientEntry {
+            client: "c-ana".into(),
+            info: ClientInfo { nickname: Some("Ana".into()), ..ClientInfo::default() },
+        }]);
+        t.add_server(server(5, "c-ana", 1, None, crate::model::fixtures::req("/transcripts")));
+        assert_eq!(crate::model::layout::client_title(&t, "c-ana"), "Ana");
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub fn Docs() -> impl IntoView {
                     <h1>"Transcript REST API"</h1>
                     <p class="hint">
                         "Every operation of "<a href="/api/openapi.json">"/api/openapi.json"</a>
-                        ". Open one, fill it in, send it: the exchange is drawn on the right."
+                        ". Open one, fill it in, send it: the exchange is drawn on the diagram."
                     </p>
                 </header>
                 <Suspense fallback=|| view! { <p class="hint">"Loading the API description…"</p> }>{ops}</Suspense>

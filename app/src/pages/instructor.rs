@@ -93,6 +93,58 @@ pub fn Instructor() -> impl IntoView {
     };
     let hold_timeout = RwSignal::new("30000".to_owned());
     let down_s = RwSignal::new("5".to_owned());
+    // "Server down": when it comes back (ms, this browser's clock), for the countdown.
+    let back_at = RwSignal::new(None::<f64>);
+    let now = RwSignal::new(js_sys::Date::now());
+    let ticker = set_interval_with_handle(
+        move || {
+            if back_at.get_untracked().is_some() {
+                now.set(js_sys::Date::now());
+            }
+        },
+        std::time::Duration::from_millis(250),
+    );
+    on_cleanup(move || {
+        if let Ok(h) = ticker {
+            h.clear();
+        }
+    });
+    let countdown = move || {
+        let left = back_at.get().map(|t| ((t - now.get()) / 1000.0).ceil());
+        match left {
+            Some(s) if s > 0.0 => format!("down: back in {s:.0} s"),
+            Some(_) => "back up".to_owned(),
+            None => String::new(),
+        }
+    };
+    let qr_full = RwSignal::new(false);
+    // Rehearsal: simulated students acting the script's student steps.
+    let rehearsal_students = RwSignal::new("6".to_owned());
+    let rehearsal = RwSignal::new(String::new());
+    let rehearse = move |method: Method, body: Option<String>| {
+        let Some(token) = lecture.token.get_untracked() else { return };
+        leptos::task::spawn_local(async move {
+            let path = "/api/instructor/rehearsal";
+            if method != Method::GET
+                && let Err(e) = call(&rec, &token, method, path, body).await.and_then(|a| {
+                    if a.status < 300 { Ok(()) } else { a.json::<serde_json::Value>().map(drop) }
+                })
+            {
+                rehearsal.set(e.to_string());
+                return;
+            }
+            if let Ok(a) = call(&rec, &token, Method::GET, path, None).await
+                && let Ok(v) = a.json::<serde_json::Value>()
+            {
+                let n = v["students"].as_u64().unwrap_or(0);
+                rehearsal.set(if n == 0 {
+                    "no rehearsal running".to_owned()
+                } else {
+                    format!("{n} simulated students acting · {} steps · {} failed", v["steps"], v["failed"])
+                });
+            }
+        });
+    };
     let session_name = RwSignal::new(String::new());
 
     let replay = move |id: u64, name: String| {
@@ -135,9 +187,25 @@ pub fn Instructor() -> impl IntoView {
                 <section class="card">
                     <h2>"Students join at"</h2>
                     <ul class="join" id="join-urls">
-                        {move || room.get().map(|r| r.join_urls).unwrap_or_default().into_iter().map(|u| view! { <li><code>{u}</code></li> }).collect_view()}
+                        {move || room.get().map(|r| r.join_urls).unwrap_or_default().into_iter().map(|u| {
+                            let local = is_loopback(&u);
+                            view! {
+                                <li class:loopback=local>
+                                    <code>{u}</code>
+                                    {local.then(|| view! { <span class="warn">" this computer only"</span> })}
+                                </li>
+                            }
+                        }).collect_view()}
                     </ul>
-                    <div class="qr" id="qr" inner_html=move || room.get().map(|r| r.qr_svg).unwrap_or_default()></div>
+                    {move || room.get().filter(|r| !r.join_urls.is_empty() && r.join_urls.iter().all(|u| is_loopback(u))).map(|_| view! {
+                        <p class="warn" id="loopback-warning">
+                            "Students cannot reach this address: it is this computer's own. Start the server with "
+                            <code>"--addr 0.0.0.0:8081"</code>" to let the room join."
+                        </p>
+                    })}
+                    <button class="qr" id="qr" class:qr-full=move || qr_full.get() title="Full screen (click again to close)"
+                        on:click=move |_| qr_full.update(|f| *f = !*f)
+                        inner_html=move || room.get().map(|r| r.qr_svg).unwrap_or_default()></button>
                     <p class="result" id="instructor-result" aria-live="polite">{result}</p>
                 </section>
                 <section class="card">
@@ -209,8 +277,24 @@ pub fn Instructor() -> impl IntoView {
                         <button class="btn" id="server-down" on:click=move |_| {
                             let s = down_s.get_untracked().parse::<u64>().unwrap_or(5);
                             send(Method::POST, "/api/instructor/down".into(), Some(format!(r#"{{"seconds":{s}}}"#)), "server down");
+                            back_at.set(Some(js_sys::Date::now() + s as f64 * 1000.0));
                         }>"go down"</button>
+                        <span class="countdown" id="down-countdown" aria-live="polite">{countdown}</span>
                     </div>
+                </section>
+                <section class="card">
+                    <h2>"Rehearse alone"</h2>
+                    <p class="hint">"Simulated students (their own lanes, “Rehearsal N”) act the script's student steps on this server — health, transcripts, a new student, a chat — until you stop them (at most 15 minutes)."</p>
+                    <div class="inline-form">
+                        <input id="rehearsal-students" type="number" min="1" max="30" bind:value=rehearsal_students aria-label="Simulated students" />
+                        <button class="btn" id="rehearsal-start" on:click=move |_| {
+                            let n = rehearsal_students.get_untracked().trim().parse::<u32>().unwrap_or(0);
+                            rehearse(Method::POST, Some(format!(r#"{{"students":{n}}}"#)));
+                        }>"start"</button>
+                        <button class="btn" id="rehearsal-stop" on:click=move |_| rehearse(Method::DELETE, None)>"stop"</button>
+                        <button class="btn" on:click=move |_| rehearse(Method::GET, None)>"refresh"</button>
+                    </div>
+                    <p class="result" id="rehearsal-state" aria-live="polite">{rehearsal}</p>
                 </section>
                 <section class="card">
                     <h2>"Sessions"</h2>
@@ -283,4 +367,10 @@ pub fn Instructor() -> impl IntoView {
             </div>
         </Show>
     }
+}
+
+/// A join address that only this computer can open.
+fn is_loopback(url: &str) -> bool {
+    let host = url.trim_start_matches("http://").trim_start_matches("https://");
+    host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]")
 }

@@ -6,7 +6,9 @@ use leptos::prelude::*;
 use protocol::lab::{LabConfig, LabReport};
 
 use crate::api;
+use crate::api::instructor::call;
 use crate::lab_client::Subscriber;
+use crate::lecture::Lecture;
 use crate::model::lab::{Bar, bars, bytes, log_position, log_scale, rows};
 use crate::recorder::Recorder;
 
@@ -24,30 +26,18 @@ pub fn Lab() -> impl IntoView {
     let report = RwSignal::new(None::<LabReport>);
     let (problem, set_problem) = signal(String::new());
 
-    let refresh = move || {
-        leptos::task::spawn_local(async move {
-            if let Ok(a) = api::exchange(&rec, Method::GET, "/api/lab", None).await
-                && let Ok(r) = a.json::<LabReport>()
-            {
-                report.set(Some(r));
-            }
-        });
-    };
-    refresh();
-    let every = set_interval_with_handle(
-        move || {
-            if report.with_untracked(|r| r.as_ref().is_some_and(|r| r.running)) {
-                refresh();
-            }
-        },
-        std::time::Duration::from_millis(1000),
-    );
-    on_cleanup(move || {
-        if let Ok(h) = every {
-            h.clear();
+    let lecture = Lecture::from_context();
+    // Where the lab is now, once; from then on the server pushes its figures (room `lab`).
+    leptos::task::spawn_local(async move {
+        if let Ok(a) = api::exchange(&rec, Method::GET, "/api/lab", None).await
+            && let Ok(r) = a.json::<LabReport>()
+            && report.with_untracked(Option::is_none)
+        {
+            report.set(Some(r));
         }
     });
     let start = move |_| {
+        let Some(token) = lecture.token.get_untracked() else { return };
         let config = LabConfig {
             rate: rate.get_untracked(),
             subscribers: subscribers.get_untracked(),
@@ -55,7 +45,7 @@ pub fn Lab() -> impl IntoView {
         };
         let body = serde_json::to_string(&config).unwrap_or_default();
         leptos::task::spawn_local(async move {
-            match api::exchange(&rec, Method::POST, "/api/lab", Some(body))
+            match call(&rec, &token, Method::POST, "/api/lab", Some(body))
                 .await
                 .and_then(|a| a.json::<LabReport>())
             {
@@ -68,12 +58,15 @@ pub fn Lab() -> impl IntoView {
         });
     };
     let stop = move |_| {
+        let Some(token) = lecture.token.get_untracked() else { return };
         leptos::task::spawn_local(async move {
-            let _ = api::exchange(&rec, Method::DELETE, "/api/lab", None).await;
-            refresh();
+            if let Err(e) = call(&rec, &token, Method::DELETE, "/api/lab", None).await {
+                set_problem.set(e.to_string());
+            }
         });
     };
-    let sub = Subscriber::start(rec, Signal::derive(move || poll_ms.get()));
+    let running = Signal::derive(move || report.with(|r| r.as_ref().is_some_and(|r| r.running)));
+    let sub = Subscriber::start(rec, Signal::derive(move || poll_ms.get()), running, report);
 
     let table = Memo::new(move |_| report.get().map(|r| rows(&r)).unwrap_or_default());
     let byte_bars = Memo::new(move |_| {
@@ -95,7 +88,12 @@ pub fn Lab() -> impl IntoView {
     let summary = move || {
         report.get().map_or("Not running.".to_owned(), |r| {
             let state = if r.running { "running" } else { "stopped" };
-            format!("{state} · {:.0} s · {} grades posted", r.seconds, r.changes)
+            let failed = if r.failed > 0 {
+                format!(" · {} not posted: {}", r.failed, r.problem.unwrap_or_default())
+            } else {
+                String::new()
+            };
+            format!("{state} · {:.0} s · {} grades posted{failed}", r.seconds, r.changes)
         })
     };
 
@@ -124,8 +122,13 @@ pub fn Lab() -> impl IntoView {
                     </label>
                 </div>
                 <div class="lab-actions">
-                    <button id="lab-start" class="btn primary" on:click=start>"Start / apply"</button>
-                    <button id="lab-stop" class="btn" on:click=stop>"Stop"</button>
+                    <Show
+                        when=move || lecture.is_instructor()
+                        fallback=|| view! { <span class="hint" id="lab-watch">"The instructor runs the lab; watch it here."</span> }
+                    >
+                        <button id="lab-start" class="btn primary" on:click=start>"Start / apply"</button>
+                        <button id="lab-stop" class="btn" on:click=stop>"Stop"</button>
+                    </Show>
                     <span class="result" id="lab-status">{summary}</span>
                     <span class="result error">{problem}</span>
                 </div>

@@ -149,6 +149,9 @@ impl std::fmt::Display for RenameRefused {
 
 /// Beyond this many clients, new ones are still captured but no longer described.
 const MAX_CLIENTS: usize = 50_000;
+/// Most clients sent to a screen that joins ([`Clients::roster`]); later ones are named by
+/// their `client` events as they act.
+pub const ROSTER_LIMIT: usize = 5_000;
 /// The window of [`crate::events::NAME_LIMIT`].
 const NAME_WINDOW: Duration = Duration::from_secs(60);
 
@@ -229,6 +232,22 @@ impl Clients {
     /// Whether the client was seen before.
     pub fn knows(&self, key: &str) -> bool {
         self.known.read().unwrap_or_else(PoisonError::into_inner).contains_key(key)
+    }
+
+    /// Every known client and what it is called now (for a screen that joins late), at most
+    /// [`ROSTER_LIMIT`]: named clients first, then the rest, each group by key.
+    pub fn roster(&self) -> Vec<protocol::ClientEntry> {
+        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<protocol::ClientEntry> = known
+            .iter()
+            .map(|(k, info)| protocol::ClientEntry { client: k.clone(), info: info.clone() })
+            .collect();
+        drop(known);
+        all.sort_by(|a, b| {
+            (a.info.nickname.is_none(), &a.client).cmp(&(b.info.nickname.is_none(), &b.client))
+        });
+        all.truncate(ROSTER_LIMIT);
+        all
     }
 
     pub fn nickname(&self, key: &str) -> Option<String> {

@@ -2,8 +2,9 @@
 //! simulated subscribers per pattern (short poll, long poll, SSE, WebSocket) and by the lab
 //! page itself, over the real endpoints. Never touches the course's transcripts.
 //!
-//! `POST /api/lab` starts (or reconfigures) the run, `DELETE /api/lab` stops it, `GET
-//! /api/lab` reports what each pattern cost; `/api/lab/changes` (short/long poll),
+//! `POST /api/lab` starts (or reconfigures) the run and `DELETE /api/lab` stops it, keeping its
+//! figures (both the instructor's); `GET /api/lab` reports what each pattern cost, and room
+//! `lab` on `/ws/events` gets the same report every second while it runs; `/api/lab/changes` (short/long poll),
 //! `/api/lab/changes/stream` (SSE) and room `lab` on `/ws/events` carry the scratch changes.
 
 pub mod model;
@@ -22,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::changes::ChangeFeed;
 use crate::extract::{JsonBody, QueryText};
+use crate::instructor::Instructor;
 use crate::transcripts::Store;
 use crate::{ApiError, AppState};
 
@@ -32,23 +34,47 @@ pub const MAX_SUBSCRIBERS: u32 = 200;
 pub const MIN_POLL_MS: u64 = 100;
 pub const MAX_POLL_MS: u64 = 10_000;
 
+/// A run ends by itself after this long (nobody leaves the projector's lab running all day).
+pub const MAX_RUN: Duration = Duration::from_secs(30 * 60);
+/// How often a running lab pushes its figures to room `lab`.
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// What a run has done so far, shared by its task and the report.
+#[derive(Debug)]
+struct Progress {
+    lab: Lab,
+    changes: u64,
+    failed: u64,
+    problem: Option<String>,
+    /// When it stopped (by Stop, by a new run, or by [`MAX_RUN`]): the figures stay as they were.
+    stopped: Option<Instant>,
+}
+
 struct Run {
     config: LabConfig,
     started: Instant,
-    lab: Arc<Mutex<(Lab, u64)>>,
+    progress: Arc<Mutex<Progress>>,
     task: JoinHandle<()>,
 }
 
-/// The lab: its scratch store and feed, and the run in progress.
+/// The lab: its scratch store and feed, and the current (or last) run.
 pub struct LabState {
     store: Arc<Store>,
     feed: Arc<ChangeFeed>,
     run: Mutex<Option<Run>>,
+    /// Grades posted by every run since the server started: course names never repeat, so a
+    /// later run never posts a course the scratch student already has.
+    posted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Default for LabState {
     fn default() -> Self {
-        Self { store: Arc::new(Store::in_memory()), feed: Arc::default(), run: Mutex::new(None) }
+        Self {
+            store: Arc::new(Store::in_memory()),
+            feed: Arc::default(),
+            run: Mutex::new(None),
+            posted: Arc::default(),
+        }
     }
 }
 
@@ -63,30 +89,36 @@ impl LabState {
         &self.feed
     }
 
+    /// Stops the run in progress, keeping its figures; answers whether one was running.
     fn stop(&self) -> bool {
-        match self.run.lock().unwrap_or_else(PoisonError::into_inner).take() {
-            Some(run) => {
-                run.task.abort();
-                true
-            }
-            None => false,
-        }
+        let run = self.run.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(run) = run.as_ref() else { return false };
+        run.task.abort();
+        let mut p = run.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        let was = p.stopped.is_none();
+        p.stopped.get_or_insert_with(Instant::now);
+        was
     }
 
     fn start(&self, config: LabConfig, state: &AppState) {
         self.stop();
         let now = crate::now_us();
-        let lab =
-            Arc::new(Mutex::new((Lab::new(config.subscribers, config.poll_ms as i64 * 1000, now), 0u64)));
+        let progress = Arc::new(Mutex::new(Progress {
+            lab: Lab::new(config.subscribers, config.poll_ms as i64 * 1000, now),
+            changes: 0,
+            failed: 0,
+            problem: None,
+            stopped: None,
+        }));
+        let started = Instant::now();
         let task = tokio::spawn(drive(
             config,
-            lab.clone(),
-            self.store.clone(),
-            self.feed.clone(),
-            state.hub().clone(),
+            progress.clone(),
+            Scratch { store: self.store.clone(), feed: self.feed.clone(), posted: self.posted.clone() },
+            state.clone(),
         ));
         *self.run.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Run { config, started: Instant::now(), lab, task });
+            Some(Run { config, started, progress, task });
     }
 
     pub fn report(&self) -> LabReport {
@@ -97,85 +129,118 @@ impl LabState {
                 config: None,
                 seconds: 0.0,
                 changes: 0,
+                failed: 0,
+                problem: None,
                 patterns: Vec::new(),
             };
         };
-        let seconds = run.started.elapsed().as_secs_f64();
-        let guard = run.lab.lock().unwrap_or_else(PoisonError::into_inner);
-        let (lab, changes) = &*guard;
+        let p = run.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        let until = p.stopped.unwrap_or_else(Instant::now);
+        let seconds = until.saturating_duration_since(run.started).as_secs_f64();
         let patterns = Pattern::ALL
             .into_iter()
-            .zip(&lab.counters)
+            .zip(&p.lab.counters)
             .map(|(pattern, c)| PatternReport {
                 pattern: pattern.name().to_owned(),
                 counts: c.counts.clone(),
                 staleness_p50_ms: c.staleness_ms(0.5),
                 staleness_p95_ms: c.staleness_ms(0.95),
-                summary: verdict(pattern, c, *changes, seconds),
+                summary: verdict(pattern, c, p.changes, seconds),
             })
             .collect();
         LabReport {
-            running: !run.task.is_finished(),
+            running: p.stopped.is_none() && !run.task.is_finished(),
             config: Some(run.config),
             seconds,
-            changes: *changes,
+            changes: p.changes,
+            failed: p.failed,
+            problem: p.problem.clone(),
             patterns,
         }
     }
+
+    /// Tells room `lab` the figures.
+    fn announce(&self, state: &AppState) {
+        state.hub().to_room("lab", &ServerMsg::LabReport(self.report()), None);
+    }
 }
 
-/// The run: posts grades at `rate` to the scratch store, tells every follower, and moves the
-/// simulated subscribers along in real time.
-async fn drive(
-    config: LabConfig,
-    lab: Arc<Mutex<(Lab, u64)>>,
+/// Where a run posts.
+struct Scratch {
     store: Arc<Store>,
     feed: Arc<ChangeFeed>,
-    hub: Arc<crate::events::Hub>,
-) {
-    let every = Duration::from_secs_f64(1.0 / config.rate);
-    let mut next_change = tokio::time::Instant::now() + every;
-    let mut n: u64 = 0;
-    loop {
-        let next_poll = {
-            let guard = lab.lock().unwrap_or_else(PoisonError::into_inner);
-            guard.0.next_poll()
+    posted: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Scratch {
+    /// Posts grade number `n` (a course no run posted before) to a scratch student.
+    async fn post(&self, n: u64) -> Result<(i64, String), String> {
+        let course = format!("Lab {n}");
+        // A scratch student per hundred grades, so one never holds too many.
+        let id = match self.store.list().last() {
+            Some(t) if t.grades.len() < 100 => t.student.student_id,
+            _ => {
+                let s = self.store.clone();
+                tokio::task::spawn_blocking(move || s.create("lab student", &[]))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("cannot create a scratch student: {e}"))?
+            }
         };
+        let (s, c) = (self.store.clone(), course.clone());
+        tokio::task::spawn_blocking(move || s.add_grade(id, &c, 50.0 + (n % 50) as f64))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("grade {course} refused: {e}"))?;
+        Ok((id, course))
+    }
+}
+
+/// The run: posts grades at `rate` to the scratch store, tells every follower, moves the
+/// simulated subscribers along in real time, and pushes its figures to room `lab`; it ends
+/// after [`MAX_RUN`].
+async fn drive(config: LabConfig, progress: Arc<Mutex<Progress>>, scratch: Scratch, state: AppState) {
+    state.lab().announce(&state);
+    let every = Duration::from_secs_f64(1.0 / config.rate);
+    let begun = tokio::time::Instant::now();
+    let mut next_change = begun + every;
+    let mut next_report = begun + REPORT_EVERY;
+    while begun.elapsed() < MAX_RUN {
+        let next_poll = progress.lock().unwrap_or_else(PoisonError::into_inner).lab.next_poll();
         let poll_in = Duration::from_micros((next_poll - crate::now_us()).max(0) as u64);
         let poll_at = tokio::time::Instant::now() + poll_in;
         tokio::select! {
             () = tokio::time::sleep_until(next_change) => {
                 next_change += every;
-                n += 1;
-                let course = format!("Lab {n}");
-                // A scratch student per hundred grades, so one never holds too many.
-                let id = match store.list().last() {
-                    Some(t) if t.grades.len() < 100 => t.student.student_id,
-                    _ => {
-                        let s = store.clone();
-                        match tokio::task::spawn_blocking(move || s.create("lab student", &[])).await {
-                            Ok(Ok(id)) => id,
-                            _ => continue,
-                        }
+                let n = scratch.posted.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                match scratch.post(n).await {
+                    Ok((id, course)) => {
+                        let change = scratch.feed.publish(ChangeKind::GradeAdded, id, Some(course), None);
+                        state.hub().to_room("lab", &ServerMsg::LabChanged(change.clone()), None);
+                        let mut p = progress.lock().unwrap_or_else(PoisonError::into_inner);
+                        p.lab.advance(change.at_us);
+                        p.lab.change(change, crate::now_us());
+                        p.changes += 1;
                     }
-                };
-                let s = store.clone();
-                let c = course.clone();
-                if !matches!(tokio::task::spawn_blocking(move || s.add_grade(id, &c, 50.0 + (n % 50) as f64)).await, Ok(Ok(()))) {
-                    continue;
+                    Err(problem) => {
+                        tracing::warn!(%problem, "lab: a grade was not posted");
+                        let mut p = progress.lock().unwrap_or_else(PoisonError::into_inner);
+                        p.failed += 1;
+                        p.problem = Some(problem);
+                    }
                 }
-                let change = feed.publish(ChangeKind::GradeAdded, id, Some(course), None);
-                hub.to_room("lab", &ServerMsg::LabChanged(change.clone()), None);
-                let mut guard = lab.lock().unwrap_or_else(PoisonError::into_inner);
-                guard.0.advance(change.at_us);
-                guard.0.change(change, crate::now_us());
-                guard.1 += 1;
             }
             () = tokio::time::sleep_until(poll_at) => {
-                lab.lock().unwrap_or_else(PoisonError::into_inner).0.advance(crate::now_us());
+                progress.lock().unwrap_or_else(PoisonError::into_inner).lab.advance(crate::now_us());
+            }
+            () = tokio::time::sleep_until(next_report) => {
+                next_report += REPORT_EVERY;
+                state.lab().announce(&state);
             }
         }
     }
+    progress.lock().unwrap_or_else(PoisonError::into_inner).stopped.get_or_insert_with(Instant::now);
+    state.lab().announce(&state);
 }
 
 fn config(body: &serde_json::Value) -> Result<LabConfig, ApiError> {
@@ -194,15 +259,17 @@ fn config(body: &serde_json::Value) -> Result<LabConfig, ApiError> {
     if problems.is_empty() { Ok(c) } else { Err(ApiError::Validation(problems)) }
 }
 
-/// Starts a lab run (replacing the one in progress).
+/// Starts a lab run (replacing the one in progress). The instructor's: the projector shows it.
 #[utoipa::path(post, path = "/api/lab", tag = "lab", operation_id = "startLab",
     request_body(content = LabConfig, example = json!({"rate": 2.0, "subscribers": 50, "pollMs": 1000})),
     responses(
         (status = 200, description = "The new run", body = LabReport),
+        (status = 403, description = "Not the instructor", body = crate::openapi::ErrorBody),
         (status = 400, description = "Malformed JSON", body = crate::openapi::InvalidParameters),
         (status = 422, description = "A setting is out of range", body = crate::openapi::ValidationFailed),
     ))]
 pub async fn start(
+    _: Instructor,
     State(state): State<AppState>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<LabReport>, ApiError> {
@@ -218,11 +285,16 @@ pub async fn report(State(state): State<AppState>) -> Json<LabReport> {
     Json(state.lab().report())
 }
 
-/// Stops the run.
+/// Stops the run; its figures stay. The instructor's.
 #[utoipa::path(delete, path = "/api/lab", tag = "lab", operation_id = "stopLab",
-    responses((status = 204, description = "Stopped (or nothing was running)")))]
-pub async fn stop(State(state): State<AppState>) -> StatusCode {
-    state.lab().stop();
+    responses(
+        (status = 204, description = "Stopped (or nothing was running)"),
+        (status = 403, description = "Not the instructor", body = crate::openapi::ErrorBody),
+    ))]
+pub async fn stop(_: Instructor, State(state): State<AppState>) -> StatusCode {
+    if state.lab().stop() {
+        state.lab().announce(&state);
+    }
     StatusCode::NO_CONTENT
 }
 

@@ -268,6 +268,29 @@ impl LogDb {
         Ok(out)
     }
 
+    /// Up to `chunks` stored chunks of one session after `seq` (exclusive): its events, oldest
+    /// first. Whole sessions are read page by page with this, never all at once.
+    pub fn session_page(
+        &self,
+        session: u64,
+        seq: u64,
+        chunks: usize,
+    ) -> rusqlite::Result<Vec<(u64, String)>> {
+        let conn = self.read.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut stmt = conn.prepare_cached(
+            "SELECT data FROM chunks WHERE session = ?1 AND last_seq > ?2 ORDER BY first_seq LIMIT ?3",
+        )?;
+        let mut rows = stmt.query(params![session as i64, seq as i64, chunks as i64])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let data: String = row.get(0)?;
+            out.extend(
+                data.lines().filter_map(|l| line_seq(l).filter(|s| *s > seq).map(|s| (s, l.to_owned()))),
+            );
+        }
+        Ok(out)
+    }
+
     /// Every session, newest first.
     pub fn sessions(&self) -> rusqlite::Result<Vec<SessionInfo>> {
         let conn = self.read.lock().unwrap_or_else(PoisonError::into_inner);

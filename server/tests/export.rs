@@ -1,0 +1,112 @@
+//! `/api/sessions/{id}/export`: the whole recorded session as a file, from the log, whichever
+//! screen asks — more than any screen's memory holds, notes kept, this browser's own
+//! observations merged in.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::Request;
+use common::{TestServer, body_bytes, body_json};
+use serde_json::Value;
+
+async fn get_as(s: &TestServer, client: &str, uri: &str) -> u16 {
+    let req = Request::get(uri).header("x-wirescope-client", client).body(Body::empty()).unwrap();
+    s.send(req).await.status().as_u16()
+}
+
+/// A session with more exchanges than the ring keeps, from two students, and a fault note.
+async fn lecture() -> TestServer {
+    let s = TestServer::with_config(|c| c.log.ring = 8);
+    s.state.clients().rename_by_client(s.state.log(), "c-ana", "Ana").unwrap();
+    for i in 1..=12 {
+        assert_eq!(get_as(&s, "c-ana", &format!("/transcripts/{}", i % 3 + 1)).await, 200);
+    }
+    assert_eq!(get_as(&s, "c-ben", "/transcripts/9999").await, 400, "no such student");
+    let at = protocol::Stamps { client_us: None, server_us: Some(server::now_us()) };
+    let note = protocol::Note { what: protocol::NoteKind::Fault, text: "response dropped".into() };
+    s.state.log().record("c-ben", 0, None, at, protocol::EventKind::Note(note));
+    s
+}
+
+async fn export(s: &TestServer, uri: &str) -> (u16, String, String) {
+    let res = s.get(uri).await;
+    let status = res.status().as_u16();
+    let disposition =
+        res.headers().get("content-disposition").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    (status, disposition, String::from_utf8(body_bytes(res).await).unwrap())
+}
+
+#[tokio::test]
+async fn a_har_export_holds_every_exchange_of_the_session_not_just_the_ring() {
+    let s = lecture().await;
+    assert!(s.state.log().since(0).entries.len() <= 8, "the ring forgot the start");
+    let (status, disposition, text) = export(&s, "/api/sessions/current/export?format=har").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        disposition.starts_with("attachment; filename=\"wirescope-session-")
+            && disposition.ends_with(".har\"")
+    );
+    let har: Value = serde_json::from_str(&text).unwrap();
+    let entries = har["log"]["entries"].as_array().unwrap();
+    let statuses: Vec<u64> = entries.iter().map(|e| e["response"]["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses.len(), 13, "twelve of Ana's and Ben's one");
+    assert_eq!(statuses.iter().filter(|s| **s == 400).count(), 1);
+}
+
+#[tokio::test]
+async fn a_mermaid_export_keeps_notes_and_names_lanes_by_nickname() {
+    let s = lecture().await;
+    let (status, _, text) = export(&s, "/api/sessions/current/export?format=mermaid&me=c-ben").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(" as Ana\n"), "{text}");
+    assert!(text.contains(" as You\n"), "the exporter is You, not This browser: {text}");
+    assert!(text.contains("⚡ response dropped"), "a fault stays a note: {text}");
+    assert_eq!(text.matches("->>S: ").count(), 13, "every request, and not the export's own");
+}
+
+#[tokio::test]
+async fn a_trace_export_merges_what_only_this_browser_saw() {
+    let s = lecture().await;
+    let first = s.events().iter().find(|e| e.kind.is_message()).unwrap().seq;
+    let lost = serde_json::json!({
+        "seq": 0, "client": "c-ben", "exchange": 0,
+        "at": {"clientUs": 1_795_473_064_000_000_i64},
+        "kind": "failure", "from": "client", "message": "the server did not answer"
+    });
+    let body = serde_json::json!({
+        "me": "c-ben",
+        "observations": {"clientTimes": [[first, 1_795_473_000_000_000_i64]], "local": [{"after": first, "event": lost}]}
+    });
+    let req = Request::post("/api/sessions/current/export?format=trace")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = s.send(req).await;
+    let status = res.status();
+    let trace = body_json(res).await;
+    assert_eq!(status, 200, "{trace}");
+    assert_eq!(trace["format"], "wirescope-trace");
+    assert_eq!(trace["me"], "c-ben");
+    let events = trace["events"].as_array().unwrap();
+    let at = events.iter().position(|e| e["seq"] == first).unwrap();
+    assert_eq!(events[at]["at"]["clientUs"], 1_795_473_000_000_000_i64, "this browser's time");
+    assert_eq!(events[at + 1]["message"], "the server did not answer", "placed after what it followed");
+    assert_eq!(trace["names"]["c-ana"], "Ana");
+}
+
+#[tokio::test]
+async fn bad_export_requests_get_clear_errors() {
+    let s = lecture().await;
+    let (status, _, text) = export(&s, "/api/sessions/current/export?format=svg").await;
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("trace, har or mermaid"), "{text}");
+    assert_eq!(export(&s, "/api/sessions/abc/export").await.0, 422);
+    assert_eq!(export(&s, "/api/sessions/current/export?me=%20bad").await.0, 422);
+    let (status, _, text) = export(&s, "/api/sessions/999/export").await;
+    assert_eq!(status, 404, "{text}");
+    let req = Request::post("/api/sessions/current/export")
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"observations": {"local": 5}}"#))
+        .unwrap();
+    assert_eq!(s.send(req).await.status(), 422);
+}
