@@ -162,7 +162,7 @@ test('faults are drawn and the client recovers: retries with an idempotency key,
   await page.fill('#new-student', 'After 503');
   await page.click('#transcripts-card form button');
   await page.waitForFunction(() => [...document.querySelectorAll('#transcripts-card tbody td')].some((t) => t.textContent === 'After 503'), null, { timeout: 15_000 });
-  await page.waitForFunction(() => [...document.querySelectorAll('svg.diagram g.arrow.mine .arrow-label')].some((t) => t.textContent === '503 Service Unavailable'));
+  await page.waitForFunction(() => [...document.querySelectorAll('svg.diagram g.arrow.mine > title')].some((t) => t.textContent.includes(' 503 Service Unavailable at ')));
   await page.waitForTimeout(400);
   await shot(page, '5-faults-recovered');
 
@@ -197,7 +197,8 @@ test('every kind of fault is drawn where it happens', async () => {
   const { page, context, problems } = await openPage(browser, server.url, VIEWPORTS.laptop);
   await page.waitForSelector('.link-live');
   const note = (text) => page.waitForFunction((t) => [...document.querySelectorAll('svg.diagram .note-text')].some((n) => n.textContent.includes(t)), text, { timeout: 15_000 });
-  const label = (text) => page.waitForFunction((t) => [...document.querySelectorAll('svg.diagram g.arrow.mine .arrow-label')].some((n) => n.textContent === t), text, { timeout: 15_000 });
+  // (A label is cut to the stretch beside its own lane; the arrow's title holds all of it.)
+  const label = (text) => page.waitForFunction((t) => [...document.querySelectorAll('svg.diagram g.arrow.mine > title')].some((n) => n.textContent.includes(` ${t} at `)), text, { timeout: 15_000 });
   const once = (fault, path = '/api/health', times = 1) => instructorCall('POST', '/api/instructor/faults', { target: { path }, fault, times });
   const health = async () => {
     await page.waitForSelector('#send-health:not([disabled])');

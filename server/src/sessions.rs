@@ -119,7 +119,8 @@ fn export_target(state: &AppState, id: &str, q: &HashMap<String, String>) -> Res
         ("me" = Option<String>, Query, description = "The exporting browser's client id"),
     ),
     responses(
-        (status = 200, description = "The session as a file (an attachment)", content_type = "application/json", body = Object),
+        (status = 200, description = "The session as a file (an attachment): JSON for `trace` and `har`, text for `mermaid`",
+            content((Object = "application/json"), (String = "text/plain"))),
         (status = 404, description = "No such session", body = crate::openapi::ErrorBody),
         (status = 422, description = "The id, format or client id is not valid", body = crate::openapi::ValidationFailed),
     ))]
@@ -142,7 +143,8 @@ pub async fn export(
     ),
     request_body(content = Object, example = json!({"me": "c-ana", "observations": {"clientTimes": [[12, 1795473064000000_i64]], "local": []}})),
     responses(
-        (status = 200, description = "The session as a file (an attachment)", content_type = "application/json", body = Object),
+        (status = 200, description = "The session as a file (an attachment): JSON for `trace` and `har`, text for `mermaid`",
+            content((Object = "application/json"), (String = "text/plain"))),
         (status = 400, description = "Malformed JSON", body = crate::openapi::InvalidParameters),
         (status = 404, description = "No such session", body = crate::openapi::ErrorBody),
         (status = 422, description = "The id, format, client id or observations are not valid", body = crate::openapi::ValidationFailed),

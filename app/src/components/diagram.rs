@@ -58,12 +58,13 @@ pub fn LiveDiagram() -> impl IntoView {
     // The frame's height, so that it ends inside the screen (see `frame_height`).
     let fitted = RwSignal::new(None::<f64>);
     let measure = move || {
-        if let Some(el) = frame.get_untracked() {
+        // (A late timer may find the page gone: then nothing is measured.)
+        if let Some(el) = frame.try_get_untracked().flatten() {
             if let Some(win) = web_sys::window() {
                 let viewport = win.inner_height().ok().and_then(|v| v.as_f64()).unwrap_or(0.0);
                 let scrolled = win.scroll_y().unwrap_or(0.0);
                 let top = el.get_bounding_client_rect().top() + scrolled;
-                let below = if lecture.present.get_untracked() { 6.0 } else { 12.0 };
+                let below = if lecture.present.try_get_untracked() == Some(true) { 6.0 } else { 12.0 };
                 let head =
                     el.previous_element_sibling().map_or(0.0, |h| h.get_bounding_client_rect().height());
                 let h = crate::model::layout::frame_height(viewport, top, head, below);
@@ -85,9 +86,11 @@ pub fn LiveDiagram() -> impl IntoView {
         frame.track();
         measure();
     });
-    // Presentation mode changes the page's layout: measure again once it has settled.
+    // Presentation mode and the fault console (in the page's flow, above the diagram) move
+    // the frame: measure again once the page has settled.
     Effect::new(move |_| {
         lecture.present.track();
+        lecture.console.track();
         set_timeout(measure, std::time::Duration::from_millis(60));
     });
     let resize = window_event_listener(leptos::ev::resize, move |_| measure());
@@ -112,12 +115,16 @@ pub fn LiveDiagram() -> impl IntoView {
     Effect::new(move |_| {
         diagram.with(|d| (d.rows, d.height));
         if follow.get() {
+            // (By the next frame the page may have gone: then there is nothing to scroll.)
             request_animation_frame(move || {
-                if follow.get_untracked()
-                    && let Some(el) = frame.get_untracked()
+                // Whatever moved the frame since (a line of text above it), it still ends
+                // inside the screen.
+                measure();
+                if follow.try_get_untracked() == Some(true)
+                    && let Some(el) = frame.try_get_untracked().flatten()
                 {
                     el.set_scroll_top(el.scroll_height());
-                    auto_top.set_value(el.scroll_top());
+                    let _ = auto_top.try_set_value(el.scroll_top());
                 }
             });
         }

@@ -52,14 +52,23 @@ pub fn observations(t: &Timeline) -> Observations {
     obs
 }
 
-/// An imported timeline (every row, in order) in `format`, as the server would write it.
+/// A timeline in `format`, as the server would write it: a replayed file's events exactly as
+/// read (so a trace exported again is the same bytes), else every row in order.
 pub fn replayed(t: &Timeline, format: Format, origin: &str) -> String {
     let mut names = Names::default();
-    for (c, info) in t.known_clients() {
-        names.set(c, info.clone());
-    }
+    let events: Vec<&Event> = match t.imported() {
+        Some((events, nicknames)) => {
+            names = Names::from_nicknames(nicknames);
+            events.iter().collect()
+        }
+        None => {
+            for (c, info) in t.known_clients() {
+                names.set(c, info.clone());
+            }
+            t.items().iter().map(|i: &Item| &i.event).collect()
+        }
+    };
     let ctx = Context { me: t.me().to_owned(), names, origin: origin.to_owned() };
-    let events: Vec<&Event> = t.items().iter().map(|i: &Item| &i.event).collect();
     export::write_all(format, &ctx, events.iter().copied())
 }
 

@@ -54,7 +54,9 @@ impl Geometry {
             row: if narrow { 46.0 } else { 50.0 },
             margin: if narrow { 34.0 } else { 90.0 },
             char_width: 7.9,
-            min_lane_gap: if narrow { 84.0 } else { 150.0 },
+            // A phone (about 350 px of drawing) holds this browser, a classmate, the folded
+            // rest and the server.
+            min_lane_gap: if narrow { 70.0 } else { 150.0 },
             scale: 1.0,
         }
     }
@@ -362,7 +364,7 @@ impl Diagram {
             let chars = lane.title.chars().count().max(lane.subtitle.chars().count()) as f64;
             let want = (chars * head_char + 28.0).max(84.0_f64.min(max_w));
             lane.head_width = want.min(max_w);
-            let fit = ((lane.head_width - 16.0) / head_char).floor().max(3.0) as usize;
+            let fit = ((lane.head_width - 12.0) / head_char).floor().max(3.0) as usize;
             // Short forms rather than cut words: "You", "+3".
             if lane.is_self && lane.title.chars().count() > fit {
                 lane.title = SELF_SHORT.to_owned();
@@ -418,7 +420,9 @@ impl Diagram {
             let drop = slant(transit_us(item, offset), geo.row);
             let (y1, y2) = (y - drop / 2.0, y + drop / 2.0);
             let at = sent_at(item, offset);
+            // Words under the arrow, and a shorter form for where they do not fit.
             let mut note = String::new();
+            let mut short = String::new();
             let local = item.is_local();
             if !local && matches!(ev.kind, EventKind::HttpRequest(_)) {
                 arrived.insert(ev.exchange, (y2, text.clone()));
@@ -428,6 +432,7 @@ impl Diagram {
             {
                 links.push(Link { x: server_x, y1: *y, y2: y1, cause: c });
                 note = format!("pushed because of {what}");
+                short = format!("⇠ {what}");
             }
             match &ev.kind {
                 EventKind::HttpRequest(_) | EventKind::WsUpgrade(_) => {
@@ -437,14 +442,10 @@ impl Diagram {
                     if let Some(&(req_y, req_client, req_server)) = request_rows.get(&(ev.exchange, local)) {
                         if let (Some(c0), Some(c1)) = (req_client, ev.at.client_us) {
                             note = format!("round trip {}", time::duration(c1 - c0));
+                            short = format!("↻ {}", time::duration(c1 - c0));
                         }
                         if let (Some(s0), Some(s1)) = (req_server, ev.at.server_us) {
-                            bars.push(Bar {
-                                x: server_x,
-                                y1: req_y,
-                                y2: y1,
-                                label: format!("server {}", time::duration(s1 - s0)),
-                            });
+                            bars.push(Bar { x: server_x, y1: req_y, y2: y1, label: time::duration(s1 - s0) });
                         }
                     }
                 }
@@ -452,11 +453,13 @@ impl Diagram {
             }
             if let (true, Some(us)) = (note.is_empty(), transit_us(item, offset)) {
                 // Within the clock offset's error, a transit time says nothing but "very short".
-                note = if us <= offset.error_us {
-                    format!("transit < {}", time::duration(offset.error_us.max(100)))
+                let d = if us <= offset.error_us {
+                    format!("< {}", time::duration(offset.error_us.max(100)))
                 } else {
-                    format!("transit {}", time::duration(us))
+                    time::duration(us)
                 };
+                note = format!("transit {d}");
+                short = d;
             }
             let (label_x, span) = if is_note {
                 ((x1 + x2) / 2.0, (x2 - x1).abs())
@@ -464,6 +467,9 @@ impl Diagram {
                 ((client_x + beside) / 2.0, (beside - client_x).abs())
             };
             let room = ((span - 8.0).max(0.0) / geo.char_width).floor() as usize;
+            // The note is smaller type than the label (about 0.88 of its width per character).
+            let note_room = (room as f64 / 0.88).floor() as usize;
+            let note = if note.chars().count() <= note_room { note } else { cut(&short, note_room.max(4)) };
             let when = match (server_time(item, offset), start) {
                 (Some(a), Some(s)) => time::offset(a, s),
                 _ => String::new(),
@@ -498,7 +504,7 @@ impl Diagram {
         let height = top + geo.row * rows.len().max(1) as f64 + 16.0;
         let earlier = (t.earlier() > 0).then(|| format!("{} earlier events not shown", t.earlier()));
         // Bar labels sit right of the server's lane, in the margin, away from every arrow.
-        let bar_labels = geo.margin >= 80.0 * geo.scale;
+        let bar_labels = geo.margin >= 10.0 * geo.char_width;
         Diagram {
             width: geo.width,
             height,
@@ -607,7 +613,7 @@ mod tests {
         assert!(a.y2 > a.y1 && b.y2 > b.y1, "slanted");
         assert_eq!(a.note, "transit 1.0 ms");
         assert_eq!(d.bars.len(), 1);
-        assert_eq!(d.bars[0].label, "server 0.4 ms");
+        assert_eq!(d.bars[0].label, "0.4 ms");
         assert!(d.bars[0].y1 <= d.bars[0].y2 && d.bars[0].x == d.lanes[1].x);
     }
 
@@ -686,8 +692,10 @@ mod tests {
         let d = lay(&t, 1000.0);
         assert_eq!(d.links.len(), 2, "one line per pushed frame");
         assert!(d.links.iter().all(|l| l.cause == 41 && l.y1 < l.y2 && l.x == d.lanes.last().unwrap().x));
-        assert_eq!(d.arrows[2].note, "pushed because of POST /transcripts");
         assert_eq!(d.arrows[3].cause, Some(41));
+        // The words fit beside the lane, in the short form where the long one would not.
+        assert_eq!(d.arrows[2].note, "⇠ POST /transcripts");
+        assert_eq!(lay(&t, 1920.0).arrows[2].note, "pushed because of POST /transcripts");
     }
 
     #[test]
@@ -865,7 +873,7 @@ mod tests {
     #[test]
     fn on_a_phone_classmates_are_named_and_the_most_recently_active_keep_a_lane() {
         let t = classroom();
-        let d = lay(&t, 390.0);
+        let d = lay(&t, 337.0);
         let titles: Vec<&str> = d.lanes.iter().map(|l| l.title.as_str()).collect();
         assert_eq!(titles.first(), Some(&"You"), "{titles:?}");
         assert!(titles.contains(&"Ana"), "Ana acted last: {titles:?}");

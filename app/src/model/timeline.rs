@@ -67,6 +67,13 @@ impl Ordinals {
     }
 }
 
+/// A replayed file, as read: its events and its lane names (client id, nickname).
+#[derive(Debug)]
+struct Imported {
+    events: Vec<Event>,
+    names: Vec<(String, String)>,
+}
+
 /// The merged, bounded list.
 #[derive(Debug)]
 pub struct Timeline {
@@ -93,6 +100,8 @@ pub struct Timeline {
     pub observers: u32,
     /// The lane the instructor highlights.
     pub highlight: Option<String>,
+    /// A replayed file's events and lane names exactly as read (exported again unchanged).
+    imported: Option<Imported>,
 }
 
 fn path_of(kind: &EventKind) -> Option<String> {
@@ -123,6 +132,7 @@ impl Timeline {
             offset: ClockOffset::default(),
             observers: 0,
             highlight: None,
+            imported: None,
         }
     }
 
@@ -130,6 +140,7 @@ impl Timeline {
     /// session): nothing merged, nothing dropped, so exporting it again gives the same trace.
     pub fn replay(me: String, names: Vec<(String, String)>, events: Vec<Event>) -> Self {
         let mut t = Timeline::new(me, events.len().max(1));
+        t.imported = Some(Imported { events: events.clone(), names: names.clone() });
         for (client, nickname) in names {
             t.clients.insert(client, ClientInfo { nickname: Some(nickname), ..ClientInfo::default() });
         }
@@ -178,6 +189,12 @@ impl Timeline {
         for c in clients {
             self.clients.insert(c.client, c.info);
         }
+    }
+
+    /// A replayed file's events (`client` and `presence` ones included) and lane names, as
+    /// read.
+    pub fn imported(&self) -> Option<(&[Event], impl Iterator<Item = (String, String)> + '_)> {
+        self.imported.as_ref().map(|i| (i.events.as_slice(), i.names.iter().cloned()))
     }
 
     /// Every client this timeline knows a name or address of (with rows or not).

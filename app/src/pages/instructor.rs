@@ -30,17 +30,6 @@ pub fn Instructor() -> impl IntoView {
     let sessions = RwSignal::new(Vec::<SessionRow>::new());
     let (result, set_result) = signal(String::new());
 
-    let send = move |method: Method, path: String, body: Option<String>, what: &'static str| {
-        let Some(token) = lecture.token.get_untracked() else { return };
-        leptos::task::spawn_local(async move {
-            let out: Result<Answer, ApiFailure> = call(&rec, &token, method, &path, body).await;
-            set_result.set(match out {
-                Ok(a) if a.status < 300 => format!("{what}: done"),
-                Ok(a) => format!("{what}: {} {}", a.status, a.text.chars().take(160).collect::<String>()),
-                Err(e) => format!("{what}: {e}"),
-            });
-        });
-    };
     let refresh = move || {
         let Some(token) = lecture.token.get_untracked() else { return };
         leptos::task::spawn_local(async move {
@@ -54,6 +43,19 @@ pub fn Instructor() -> impl IntoView {
             {
                 sessions.set(s);
             }
+        });
+    };
+    let send = move |method: Method, path: String, body: Option<String>, what: &'static str| {
+        let Some(token) = lecture.token.get_untracked() else { return };
+        leptos::task::spawn_local(async move {
+            let out: Result<Answer, ApiFailure> = call(&rec, &token, method, &path, body).await;
+            set_result.set(match out {
+                Ok(a) if a.status < 300 => format!("{what}: done"),
+                Ok(a) => format!("{what}: {} {}", a.status, a.text.chars().take(160).collect::<String>()),
+                Err(e) => format!("{what}: {e}"),
+            });
+            // What the action changed, shown as soon as it is done.
+            refresh();
         });
     };
     Effect::new(move |_| {
@@ -89,7 +91,6 @@ pub fn Instructor() -> impl IntoView {
         let times = opt(times).and_then(|t| t.parse().ok());
         let nf = NewFault { target: Target { path: opt(path), client: opt(client) }, fault, times };
         send(Method::POST, "/api/instructor/faults".into(), serde_json::to_string(&nf).ok(), "add fault");
-        refresh();
     };
     let hold_timeout = RwSignal::new("30000".to_owned());
     let down_s = RwSignal::new("5".to_owned());
@@ -205,7 +206,12 @@ pub fn Instructor() -> impl IntoView {
                     })}
                     <button class="qr" id="qr" class:qr-full=move || qr_full.get() title="Full screen (click again to close)"
                         on:click=move |_| qr_full.update(|f| *f = !*f)
-                        inner_html=move || room.get().map(|r| r.qr_svg).unwrap_or_default()></button>
+                        inner_html=move || room.get().map(|r| {
+                            // Full screen, the address is written under the code too.
+                            let url = r.join_urls.first().cloned().unwrap_or_default();
+                            let url = url.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+                            format!("{}<span class=\"qr-url\">{url}</span>", r.qr_svg)
+                        }).unwrap_or_default()></button>
                     <p class="result" id="instructor-result" aria-live="polite">{result}</p>
                 </section>
                 <section class="card">
@@ -246,13 +252,13 @@ pub fn Instructor() -> impl IntoView {
                                 view! {
                                     <li>
                                         <code>{what}</code>" on "{scope}{format!(" · applied {}", f.applied)}
-                                        <button class="btn icon" aria-label="remove" on:click=move |_| { send(Method::DELETE, format!("/api/instructor/faults/{id}"), None, "remove fault"); refresh(); }>"✕"</button>
+                                        <button class="btn icon" aria-label="remove" on:click=move |_| { send(Method::DELETE, format!("/api/instructor/faults/{id}"), None, "remove fault"); }>"✕"</button>
                                     </li>
                                 }
                             }
                         />
                     </ul>
-                    <button class="btn" on:click=move |_| { send(Method::DELETE, "/api/instructor/faults".into(), None, "clear faults"); refresh(); }>"Clear all faults"</button>
+                    <button class="btn" on:click=move |_| { send(Method::DELETE, "/api/instructor/faults".into(), None, "clear faults"); }>"Clear all faults"</button>
                 </section>
                 <section class="card">
                     <h2>"Hold messages"</h2>
@@ -262,10 +268,9 @@ pub fn Instructor() -> impl IntoView {
                         <button class="btn" id="hold-on" on:click=move |_| {
                             let t = hold_timeout.get_untracked().parse::<u64>().unwrap_or(30_000);
                             send(Method::POST, "/api/instructor/hold".into(), Some(format!(r#"{{"on":true,"timeoutMs":{t}}}"#)), "hold on");
-                            refresh();
                         }>"hold"</button>
-                        <button class="btn" id="hold-off" on:click=move |_| { send(Method::POST, "/api/instructor/hold".into(), Some(r#"{"on":false}"#.into()), "hold off"); refresh(); }>"stop"</button>
-                        <button class="btn" id="release-next" on:click=move |_| { send(Method::POST, "/api/instructor/release".into(), Some(r#"{"count":1}"#.into()), "release"); refresh(); }>"release next"</button>
+                        <button class="btn" id="hold-off" on:click=move |_| { send(Method::POST, "/api/instructor/hold".into(), Some(r#"{"on":false}"#.into()), "hold off"); }>"stop"</button>
+                        <button class="btn" id="release-next" on:click=move |_| { send(Method::POST, "/api/instructor/release".into(), Some(r#"{"count":1}"#.into()), "release"); }>"release next"</button>
                         <button class="btn" on:click=move |_| refresh()>"refresh"</button>
                     </div>
                     <ul class="held" id="held-list">
@@ -303,7 +308,6 @@ pub fn Instructor() -> impl IntoView {
                         <button class="btn" id="new-session" on:click=move |_| {
                             let name = session_name.get_untracked();
                             send(Method::POST, "/api/instructor/session".into(), Some(serde_json::json!({"name": name}).to_string()), "new session");
-                            refresh();
                         }>"new session"</button>
                     </div>
                     <button class="btn" id="reset-transcripts" on:click=move |_| send(Method::POST, "/api/instructor/reset".into(), None, "reset transcripts")>"Reset transcripts to the seed"</button>
@@ -320,10 +324,9 @@ pub fn Instructor() -> impl IntoView {
                                         <span class="count">{format!("{} events", s.events)}</span>
                                         <button class="btn" on:click=move |_| {
                                             send(Method::PATCH, format!("/api/instructor/sessions/{id}"), Some(serde_json::json!({"name": rename.get_untracked()}).to_string()), "rename");
-                                            refresh();
                                         }>"rename"</button>
                                         <button class="btn replay-session" on:click=move |_| replay(id, name.clone())>"replay"</button>
-                                        <button class="btn icon" aria-label="delete" on:click=move |_| { send(Method::DELETE, format!("/api/instructor/sessions/{id}"), None, "delete session"); refresh(); }>"✕"</button>
+                                        <button class="btn icon" aria-label="delete" on:click=move |_| { send(Method::DELETE, format!("/api/instructor/sessions/{id}"), None, "delete session"); }>"✕"</button>
                                     </li>
                                 }
                             }
@@ -351,7 +354,6 @@ pub fn Instructor() -> impl IntoView {
                                                 <button class="btn" on:click=move |_| {
                                                     let m = !muted.get_untracked();
                                                     send(Method::PATCH, format!("/api/instructor/clients/{k2}"), Some(serde_json::json!({"muted": m}).to_string()), "mute");
-                                                    refresh();
                                                 }>{move || if muted.get() { "unmute" } else { "mute" }}</button>
                                                 <button class="btn" on:click=move |_| send(Method::POST, "/api/instructor/highlight".into(), Some(serde_json::json!({"client": k3}).to_string()), "highlight")>"highlight"</button>
                                                 <button class="btn" on:click=move |_| send(Method::POST, format!("/api/instructor/clients/{k4}/kick"), None, "kick")>"kick"</button>

@@ -65,6 +65,17 @@ pub fn Lab() -> impl IntoView {
             }
         });
     };
+    // Students watch the instructor's run: their sliders show its settings, and cannot move.
+    Effect::new(move |_| {
+        if !lecture.is_instructor()
+            && let Some(c) = report.with(|r| r.as_ref().and_then(|r| r.config))
+        {
+            rate_pos.set(log_position(c.rate, RATE.0, RATE.1));
+            subscribers.set(c.subscribers);
+            poll_pos.set(log_position(c.poll_ms as f64, POLL.0, POLL.1));
+        }
+    });
+    let watching = move || !lecture.is_instructor();
     let running = Signal::derive(move || report.with(|r| r.as_ref().is_some_and(|r| r.running)));
     let sub = Subscriber::start(rec, Signal::derive(move || poll_ms.get()), running, report);
 
@@ -107,17 +118,17 @@ pub fn Lab() -> impl IntoView {
                 <div class="sliders">
                     <label class="field">
                         <span>"changes per second: "<strong id="rate-value">{move || format!("{:.2}", rate.get())}</strong></span>
-                        <input id="rate" type="range" min="0" max="100" step="1" prop:value=move || rate_pos.get().to_string()
+                        <input id="rate" disabled=watching type="range" min="0" max="100" step="1" prop:value=move || rate_pos.get().to_string()
                             on:input=move |ev| rate_pos.set(event_target_value(&ev).parse().unwrap_or(50.0)) />
                     </label>
                     <label class="field">
                         <span>"subscribers per pattern: "<strong id="subscribers-value">{move || subscribers.get()}</strong></span>
-                        <input id="subscribers" type="range" min="1" max="200" step="1" prop:value=move || subscribers.get().to_string()
+                        <input id="subscribers" disabled=watching type="range" min="1" max="200" step="1" prop:value=move || subscribers.get().to_string()
                             on:input=move |ev| subscribers.set(event_target_value(&ev).parse().unwrap_or(50)) />
                     </label>
                     <label class="field">
                         <span>"short-poll period: "<strong>{move || format!("{} ms", poll_ms.get())}</strong></span>
-                        <input id="poll" type="range" min="0" max="100" step="1" prop:value=move || poll_pos.get().to_string()
+                        <input id="poll" disabled=watching type="range" min="0" max="100" step="1" prop:value=move || poll_pos.get().to_string()
                             on:input=move |ev| poll_pos.set(event_target_value(&ev).parse().unwrap_or(50.0)) />
                     </label>
                 </div>
