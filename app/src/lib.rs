@@ -48,6 +48,8 @@ pub fn App() -> impl IntoView {
             <components::Inspector />
             <components::Blank />
             <main>
+                // In the page's flow, above whatever page is open: never over the diagram.
+                <components::FaultConsole />
                 <Routes fallback=pages::NotFound>
                     <Route path=path!("/") view=pages::Home />
                     <Route path=path!("/docs") view=pages::Docs />

@@ -4,9 +4,11 @@
 //! Written event by event: an HTTP entry goes out when its response (or its failure) arrives,
 //! a WebSocket's when its close handshake is complete or the connection was cut; what is
 //! still open at the end goes out last. A connection keeps at most [`MAX_WS_MESSAGES`]
-//! messages; the entry says how many more there were (`_wirescopeDroppedMessages`).
+//! messages, and all open ones together [`MAX_OPEN_MESSAGES`]; the entry says how many more
+//! there were (`_wirescopeDroppedMessages`). Nothing else is kept: the writer's memory does
+//! not grow with the session.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use protocol::event::status_reason;
 use protocol::{Body, Event, EventKind, Header, HttpRequest, HttpResponse, Opcode, Side, Stamps};
@@ -18,6 +20,9 @@ use crate::time::{iso, parse_iso};
 
 /// Most messages kept per WebSocket connection in one entry.
 pub const MAX_WS_MESSAGES: usize = 10_000;
+/// Most messages kept by all connections still open at once: the writer's memory is bounded
+/// whatever the session holds.
+pub const MAX_OPEN_MESSAGES: usize = 100_000;
 
 /// One exchange or connection: (client, exchange id, seen only by the browser).
 type Key = (String, u64, bool);
@@ -30,6 +35,8 @@ struct Open {
     dropped: u64,
     closes: [bool; 2],
     failed: bool,
+    /// When its first event came (what is still open at the end goes out in that order).
+    since: u64,
 }
 
 /// Writes HAR 1.2 event by event.
@@ -37,19 +44,22 @@ struct Open {
 pub struct HarWriter {
     origin: String,
     open: HashMap<Key, Open>,
-    /// Keys in the order their first event came (for what is still open at the end).
-    order: VecDeque<Key>,
+    /// Events seen, to order what is still open at the end.
+    seen: u64,
+    /// Messages held by open connections (at most [`MAX_OPEN_MESSAGES`]).
+    held: usize,
     first: bool,
 }
 
 impl HarWriter {
     /// `origin` makes URLs absolute (`http://127.0.0.1:8081`).
     pub fn new(origin: &str) -> Self {
-        Self { origin: origin.to_owned(), open: HashMap::new(), order: VecDeque::new(), first: true }
+        Self { origin: origin.to_owned(), open: HashMap::new(), seen: 0, held: 0, first: true }
     }
 
     fn emit(&mut self, key: &Key, out: &mut String) {
         let Some(open) = self.open.remove(key) else { return };
+        self.held -= open.messages.len();
         if let Some(entry) = entry(&self.origin, &open) {
             out.push_str(if self.first { "\n" } else { ",\n" });
             self.first = false;
@@ -173,10 +183,9 @@ impl Writer for HarWriter {
             return;
         }
         let key: Key = (e.client.clone(), e.exchange, e.seq == 0);
-        if !self.open.contains_key(&key) {
-            self.order.push_back(key.clone());
-        }
-        let open = self.open.entry(key.clone()).or_default();
+        self.seen += 1;
+        let since = self.seen;
+        let open = self.open.entry(key.clone()).or_insert_with(|| Open { since, ..Open::default() });
         let done = match &e.kind {
             EventKind::HttpRequest(_) | EventKind::WsUpgrade(_) => {
                 if open.request.is_none() {
@@ -193,7 +202,8 @@ impl Writer for HarWriter {
                 false
             }
             EventKind::WsFrame(f) if !f.opcode.is_control() => {
-                if open.messages.len() < MAX_WS_MESSAGES {
+                if open.messages.len() < MAX_WS_MESSAGES && self.held < MAX_OPEN_MESSAGES {
+                    self.held += 1;
                     open.messages.push(json!({
                         "type": if f.from == Side::Client { "send" } else { "receive" },
                         "time": time_of(e) as f64 / 1e6,
@@ -223,7 +233,9 @@ impl Writer for HarWriter {
     }
 
     fn end(&mut self, out: &mut String) {
-        while let Some(key) = self.order.pop_front() {
+        let mut left: Vec<(u64, Key)> = self.open.iter().map(|(k, o)| (o.since, k.clone())).collect();
+        left.sort();
+        for (_, key) in left {
             self.emit(&key, out);
         }
         out.push_str("\n]}}\n");

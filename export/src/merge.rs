@@ -11,6 +11,26 @@ use serde::{Deserialize, Serialize};
 /// Most observations a browser may add (its timeline keeps no more rows).
 pub const MAX_OBSERVATIONS: usize = 5_000;
 
+/// Most rows only a browser saw that it sends with an export (the newest): with bodies left
+/// out ([`lean`]) they stay far under the server's 1 MiB body limit.
+pub const MAX_LOCAL: usize = 500;
+
+/// `e` without its body previews (their sizes stay): what a browser sends of its own rows.
+pub fn lean(mut e: Event) -> Event {
+    let strip = |b: &mut protocol::Body| {
+        b.text = None;
+        b.hex = None;
+        b.truncated = b.size > 0;
+    };
+    match &mut e.kind {
+        protocol::EventKind::HttpRequest(r) => r.body.iter_mut().for_each(strip),
+        protocol::EventKind::HttpResponse(r) => r.body.iter_mut().for_each(strip),
+        protocol::EventKind::WsFrame(f) => strip(&mut f.payload),
+        _ => {}
+    }
+    e
+}
+
 /// Something only the browser saw, and the last server event before it on its screen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

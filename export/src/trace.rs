@@ -51,13 +51,15 @@ impl Trace {
 pub struct TraceWriter {
     me: String,
     names: Names,
+    /// The lanes the trace holds events of: only their names are written.
+    lanes: std::collections::BTreeSet<String>,
     first: bool,
 }
 
 impl TraceWriter {
     /// `names`: the lanes' names before the first event (later `client` events update them).
     pub fn new(me: &str, names: Names) -> Self {
-        Self { me: me.to_owned(), names, first: true }
+        Self { me: me.to_owned(), names, lanes: std::collections::BTreeSet::new(), first: true }
     }
 }
 
@@ -77,6 +79,9 @@ impl Writer for TraceWriter {
         if let EventKind::Client(info) = &e.kind {
             self.names.set(&e.client, info.clone());
         }
+        if !self.lanes.contains(&e.client) {
+            self.lanes.insert(e.client.clone());
+        }
         let Ok(json) = serde_json::to_string(e) else { return };
         out.push_str(if self.first { "\n" } else { ",\n" });
         self.first = false;
@@ -84,7 +89,8 @@ impl Writer for TraceWriter {
     }
 
     fn end(&mut self, out: &mut String) {
-        let names: BTreeMap<&str, &str> = self.names.nicknames().collect();
+        // Names of the lanes in this trace only: nobody else's nickname is exported with it.
+        let names: BTreeMap<&str, &str> = self.names.nicknames().filter(|(c, _)| self.lanes.contains(*c)).collect();
         let names = serde_json::to_string(&names).unwrap_or_else(|_| "{}".to_owned());
         out.push_str(&format!("\n],\"names\":{names}}}\n"));
     }

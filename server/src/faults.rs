@@ -277,11 +277,14 @@ impl Faults {
     }
 }
 
-/// Paths no fault, hold or "down" ever touches.
+/// Paths no fault, hold or "down" ever touches: the app's files, the observers' stream and
+/// what only the instructor does (`/api/instructor/…`, and starting or stopping the lab at
+/// `/api/lab`; the lab's feeds stay open to faults).
 pub fn exempt(path: &str) -> bool {
     !crate::assets::is_api_path(path)
         || path == crate::capture::OBSERVE_PATH
         || path.starts_with("/api/instructor")
+        || path == "/api/lab"
 }
 
 fn note(state: &AppState, client: &str, what: NoteKind, text: String) {
@@ -424,6 +427,8 @@ mod tests {
         assert!(exempt("/app.js"));
         assert!(exempt("/ws/observe"));
         assert!(exempt("/api/instructor/faults"));
+        assert!(exempt("/api/lab"), "the instructor starts and stops the lab whatever is armed");
+        assert!(!exempt("/api/lab/changes"));
         assert!(!exempt("/transcripts/1"));
         assert!(!exempt("/ws/events"));
     }

@@ -36,6 +36,14 @@ pub fn stored_token(dir: &std::path::Path, rotate: bool) -> std::io::Result<Stri
     if !rotate && let Ok(text) = std::fs::read_to_string(&path) {
         let t = text.trim();
         if t.len() >= 22 && t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_') {
+            // A file others could read (copied in, or an old umask) is made private again.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if std::fs::metadata(&path)?.permissions().mode() & 0o077 != 0 {
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                }
+            }
             return Ok(t.to_owned());
         }
     }
@@ -407,8 +415,8 @@ async fn delete_session(
 /// is named "Instructor" on every screen.
 async fn whoami(_: Instructor, State(state): State<AppState>, req: axum::extract::Request) -> StatusCode {
     let key = crate::capture::client_key(&req);
-    if !key.starts_with("addr:") && state.clients().nickname(&key).is_none() {
-        state.clients().rename_by_instructor(state.log(), &key, INSTRUCTOR_NAME);
+    if !key.starts_with("addr:") {
+        state.clients().name_if_unnamed(state.log(), &key, INSTRUCTOR_NAME);
     }
     StatusCode::NO_CONTENT
 }
@@ -457,6 +465,15 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(dir.path().join(TOKEN_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let file = dir.path().join(TOKEN_FILE);
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+            assert_eq!(stored_token(dir.path(), false).unwrap(), first);
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "made private again");
         }
         let rotated = stored_token(dir.path(), true).unwrap();
         assert_ne!(rotated, first);

@@ -1,7 +1,9 @@
 //! Rehearsal: the instructor starts N simulated students who act out the lecture script's
 //! student steps against this very server, over real HTTP and WebSocket on loopback, so a
-//! lecture can be rehearsed alone. Each has its own lane (`sim-N`, named "Rehearsal N"); they
-//! stop when told, when the server stops, or after their time is up.
+//! lecture can be rehearsed alone. Each has its own lane (`rehearsal-N`, named "Rehearsal N"
+//! unless renamed); they stop when told, when the server stops, or after their time is up;
+//! each step is bounded in time. The students they add are real rows of the transcripts:
+//! "Reset transcripts to the seed" removes them.
 //!
 //! `POST /api/instructor/rehearsal {students, minutes?}` starts (replacing a rehearsal in
 //! progress), `DELETE` stops, `GET` says who is acting (all the instructor's).
@@ -173,6 +175,14 @@ async fn chat(addr: std::net::SocketAddr, client: &str, name: &str) -> bool {
     answered
 }
 
+/// The lane of simulated student `k`.
+pub fn client_id(k: u32) -> String {
+    format!("rehearsal-{k}")
+}
+
+/// Longest a step may take (a connection, a request, a chat).
+const STEP_TIME: Duration = Duration::from_secs(10);
+
 async fn act(
     state: AppState,
     addr: std::net::SocketAddr,
@@ -180,20 +190,27 @@ async fn act(
     counts: std::sync::Arc<Counts>,
     until: tokio::time::Instant,
 ) {
-    let client = format!("sim-{student}");
+    let client = client_id(student);
     let name = format!("Rehearsal {student}");
-    state.clients().rename_by_instructor(state.log(), &client, &name);
+    state.clients().name_if_unnamed(state.log(), &client, &name);
     let mut n: u64 = 0;
     while tokio::time::Instant::now() < until {
         let step = Step::SCRIPT[(n % Step::SCRIPT.len() as u64) as usize];
-        let ok = match step {
-            Step::Health => http(addr, &client, "GET", "/api/health", None).await.is_some_and(|s| s == 200),
-            Step::List => http(addr, &client, "GET", "/transcripts", None).await.is_some_and(|s| s == 200),
-            Step::AddStudent => {
-                let body = format!(r#"{{"studentName":"{name} · {}"}}"#, n / 4 + 1);
-                http(addr, &client, "POST", "/transcripts", Some(&body)).await.is_some_and(|s| s < 300)
+        let one = async {
+            match step {
+                Step::Health => http(addr, &client, "GET", "/api/health", None).await.is_some_and(|s| s == 200),
+                Step::List => http(addr, &client, "GET", "/transcripts", None).await.is_some_and(|s| s == 200),
+                Step::AddStudent => {
+                    let body = format!(r#"{{"studentName":"{name} · {}"}}"#, n / 4 + 1);
+                    http(addr, &client, "POST", "/transcripts", Some(&body)).await.is_some_and(|s| s < 300)
+                }
+                Step::Chat => chat(addr, &client, &name).await,
             }
-            Step::Chat => chat(addr, &client, &name).await,
+        };
+        // Every step is bounded, and the server's stop ends it.
+        let ok = tokio::select! {
+            done = tokio::time::timeout(STEP_TIME, one) => done.unwrap_or(false),
+            () = state.shutdown().wait() => return,
         };
         counts.steps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !ok {
@@ -242,13 +259,21 @@ async fn start(
         addr
     };
     let r = state.rehearsal();
-    r.stop();
-    let until = tokio::time::Instant::now() + Duration::from_secs(u64::from(minutes) * 60);
-    let counts = std::sync::Arc::new(Counts::default());
-    let tasks =
-        (1..=students).map(|k| tokio::spawn(act(state.clone(), addr, k, counts.clone(), until))).collect();
-    let clients = (1..=students).map(|k| format!("sim-{k}")).collect();
-    *r.run.lock().unwrap_or_else(PoisonError::into_inner) = Some(Run { tasks, clients, counts });
+    {
+        // One lock around stopping the old and storing the new: two starts at once never
+        // leave students acting that nobody can stop.
+        let mut slot = r.run.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = slot.take() {
+            old.tasks.iter().for_each(JoinHandle::abort);
+        }
+        let until = tokio::time::Instant::now() + Duration::from_secs(u64::from(minutes) * 60);
+        let counts = std::sync::Arc::new(Counts::default());
+        let tasks = (1..=students)
+            .map(|k| tokio::spawn(act(state.clone(), addr, k, counts.clone(), until)))
+            .collect();
+        let clients = (1..=students).map(client_id).collect();
+        *slot = Some(Run { tasks, clients, counts });
+    }
     Ok(Json(r.state()))
 }
 

@@ -165,12 +165,17 @@ pub async fn export_with(
     stream_export(state, session, format, me, body.observations).await
 }
 
+/// Exports being written at once; more wait their turn.
+const EXPORTS_AT_ONCE: usize = 4;
+/// How long a download may stop reading before the export gives up on it.
+const STALLED: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn stream_export(
     state: AppState,
     session: u64,
     format: Format,
     me: String,
-    observations: Observations,
+    mut observations: Observations,
 ) -> Result<Response, ApiError> {
     let log = state.log().clone();
     let found = {
@@ -186,6 +191,19 @@ async fn stream_export(
     if found.is_none() {
         return Err(ApiError::NotFound(format!("no session {session}")));
     }
+    // What a browser saw is about the session it watches: the current one. Whatever it sent
+    // is scrubbed like everything the server records (a request typed on the API page that
+    // never arrived may carry the token).
+    if session != log.session() {
+        observations = Observations::default();
+    }
+    for l in &mut observations.local {
+        if let Ok(json) = serde_json::to_string(&l.event)
+            && let Ok(clean) = serde_json::from_str(&state.secrets().scrub(&json))
+        {
+            l.event = clean;
+        }
+    }
     let upto = log.latest_seq();
     // The export's own request is in the log too; it is not part of what is exported.
     let own = crate::cause::current();
@@ -196,62 +214,69 @@ async fn stream_export(
     let origin = state.local_addr().map(|a| format!("http://{a}")).unwrap_or_default();
     let ctx = export::Context { me, names, origin };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(EXPORT_QUEUE);
-    tokio::task::spawn_blocking(move || {
-        let Some(db) = log.db() else { return };
-        // Every event of the session up to `upto`, page by page, in `seq` order.
-        let pages = |each: &mut dyn FnMut(protocol::Event) -> bool| -> Result<(), String> {
+    let pages = Pages { log, session, upto, own };
+    tokio::spawn(async move {
+        static AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(EXPORTS_AT_ONCE);
+        let Ok(_turn) = AT_ONCE.acquire().await else { return };
+        let cast = if format.two_passes() {
+            let mut cast = export::mermaid::Cast::new(ctx.names.clone());
+            for l in &observations.local {
+                cast.see(&l.event);
+            }
             let mut after = 0;
             loop {
-                let page = db.session_page(session, after, EXPORT_PAGE).map_err(|e| e.to_string())?;
-                let Some(last) = page.last().map(|(s, _)| *s) else { return Ok(()) };
-                for (seq, line) in page {
-                    if seq > upto {
-                        return Ok(());
+                match pages.next(after).await {
+                    Ok(Some((last, events))) => {
+                        events.iter().for_each(|e| cast.see(e));
+                        after = last;
                     }
-                    if let Ok(e) = serde_json::from_str::<protocol::Event>(&line)
-                        && Some(e.exchange) != own
-                        && !each(e)
-                    {
-                        return Ok(());
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e))).await;
+                        return;
                     }
                 }
-                after = last;
             }
+            Some(cast)
+        } else {
+            None
         };
-        let cast = format.two_passes().then(|| {
-            let mut cast = export::mermaid::Cast::new(ctx.names.clone());
-            let _ = pages(&mut |e| {
-                cast.see(&e);
-                true
-            });
-            cast
-        });
         let (mut merger, _dropped) = Merger::new(observations);
         let mut writer = export::writer(format, &ctx, cast.as_ref());
         let mut out = String::new();
         let mut batch = Vec::new();
         writer.begin(&mut out);
-        let result = pages(&mut |e| {
-            merger.next(e, &mut batch);
-            for e in batch.drain(..) {
-                writer.event(&e, &mut out);
+        let mut after = 0;
+        loop {
+            match pages.next(after).await {
+                Ok(Some((last, events))) => {
+                    for e in events {
+                        merger.next(e, &mut batch);
+                        for e in batch.drain(..) {
+                            writer.event(&e, &mut out);
+                        }
+                    }
+                    after = last;
+                    // A reader that stops reading is given up on, not waited for forever.
+                    let piece = std::mem::take(&mut out);
+                    if tokio::time::timeout(STALLED, tx.send(Ok(piece))).await.map_or(true, |r| r.is_err()) {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // The file is cut short: the download fails instead of looking complete.
+                    let _ = tx.send(Err(std::io::Error::other(e))).await;
+                    return;
+                }
             }
-            if out.len() >= 64 << 10 {
-                return tx.blocking_send(Ok(std::mem::take(&mut out))).is_ok();
-            }
-            true
-        });
-        if let Err(e) = result {
-            // The file is cut short: the download fails instead of looking complete.
-            let _ = tx.blocking_send(Err(std::io::Error::other(e)));
-            return;
         }
         merger.rest(&mut batch);
         for e in batch.drain(..) {
             writer.event(&e, &mut out);
         }
         writer.end(&mut out);
-        let _ = tx.blocking_send(Ok(out));
+        let _ = tokio::time::timeout(STALLED, tx.send(Ok(out))).await;
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let file = format!("wirescope-session-{session}.{}", format.extension());
@@ -264,4 +289,34 @@ async fn stream_export(
         axum::body::Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// A session's events up to `upto`, read from the database a page at a time (each read on a
+/// blocking thread of its own, never holding one while the network waits).
+struct Pages {
+    log: std::sync::Arc<crate::log::EventLog>,
+    session: u64,
+    upto: u64,
+    own: Option<u64>,
+}
+
+impl Pages {
+    /// The events after `after` on the next page, and the last `seq` read; `None` at the end.
+    async fn next(&self, after: u64) -> Result<Option<(u64, Vec<protocol::Event>)>, String> {
+        let (log, session) = (self.log.clone(), self.session);
+        let page = tokio::task::spawn_blocking(move || match log.db() {
+            Some(db) => db.session_page(session, after, EXPORT_PAGE).map_err(|e| e.to_string()),
+            None => Ok(Vec::new()),
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let Some(last) = page.last().map(|(s, _)| *s).filter(|_| after < self.upto) else { return Ok(None) };
+        let events = page
+            .into_iter()
+            .filter(|(seq, _)| *seq <= self.upto)
+            .filter_map(|(_, line)| serde_json::from_str::<protocol::Event>(&line).ok())
+            .filter(|e| Some(e.exchange) != self.own)
+            .collect();
+        Ok(Some((last, events)))
+    }
 }

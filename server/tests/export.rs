@@ -110,3 +110,26 @@ async fn bad_export_requests_get_clear_errors() {
         .unwrap();
     assert_eq!(s.send(req).await.status(), 422);
 }
+
+#[tokio::test]
+async fn what_a_browser_adds_is_scrubbed_too() {
+    let s = lecture().await;
+    let token = s.state.token().to_owned();
+    // A request typed on the API page that never reached the server, token and all.
+    let lost = serde_json::json!({
+        "seq": 0, "client": "c-ben", "exchange": 0,
+        "at": {"clientUs": 1_795_473_064_000_000_i64},
+        "kind": "httpRequest", "method": "GET", "path": format!("/api/instructor/room?t={token}"),
+        "headers": [{"name": "authorization", "value": format!("Bearer {token}")}]
+    });
+    let body = serde_json::json!({"me": "c-ben", "observations": {"local": [{"after": 1, "event": lost}]}});
+    let req = Request::post("/api/sessions/current/export?format=trace")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let res = s.send(req).await;
+    assert_eq!(res.status(), 200);
+    let text = String::from_utf8(body_bytes(res).await).unwrap();
+    assert!(text.contains("/api/instructor/room?t=[redacted]"), "the row is there, scrubbed");
+    assert!(!text.contains(&token), "no token anywhere");
+}

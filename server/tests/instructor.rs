@@ -467,7 +467,7 @@ async fn a_rehearsal_plays_the_students_over_real_sockets_until_stopped() {
     // WebSocket chat of step 4 comes after (its upgrade is captured like any browser's).
     let evs = s
         .wait_events("two named students acting", |evs| {
-            ["sim-1", "sim-2"].iter().all(|c| {
+            ["rehearsal-1", "rehearsal-2"].iter().all(|c| {
                 evs.iter().any(|e| {
                     e.client == *c
                         && matches!(&e.kind, EventKind::Client(i) if i.nickname.as_deref().is_some_and(|n| n.starts_with("Rehearsal")))
@@ -475,7 +475,7 @@ async fn a_rehearsal_plays_the_students_over_real_sockets_until_stopped() {
             })
         })
         .await;
-    assert!(evs.iter().all(|e| !matches!(&e.kind, EventKind::Failure(_)) || e.client != "sim-1"));
+    assert!(evs.iter().all(|e| !matches!(&e.kind, EventKind::Failure(_)) || e.client != "rehearsal-1"));
     let (_, _, state) = tokio::task::spawn_blocking(move || {
         let (k, v) = bearer();
         http_with(addr, "GET", "/api/instructor/rehearsal", &[(k, &v)], None).unwrap()

@@ -395,7 +395,6 @@ pub fn DiagramCard() -> impl IntoView {
                 <crate::components::ExportMenu />
             </div>
             <crate::components::PlaybackBar />
-            <crate::components::FaultConsole />
             <LiveDiagram />
             <Legend />
         </section>

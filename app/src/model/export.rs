@@ -4,7 +4,7 @@
 //! writers (the `export` crate), so its file is the same bytes the server would write. The
 //! SVG (and the PNG drawn from it) is of a range of rows: those in view, or a chosen span.
 
-use export::merge::{Local, Observations};
+use export::merge::{Local, MAX_LOCAL, Observations, lean};
 use export::{Context, Format, Names};
 use protocol::Event;
 
@@ -39,13 +39,13 @@ pub fn observations(t: &Timeline) -> Observations {
                     obs.client_times.push((seq, us));
                 }
             }
-            ItemKey::Local(_) => obs.local.push(Local { after, event: item.event.clone() }),
+            ItemKey::Local(_) => obs.local.push(Local { after, event: lean(item.event.clone()) }),
         }
     }
-    let keep = export::merge::MAX_OBSERVATIONS;
-    if obs.local.len() > keep {
-        obs.local.drain(..obs.local.len() - keep);
+    if obs.local.len() > MAX_LOCAL {
+        obs.local.drain(..obs.local.len() - MAX_LOCAL);
     }
+    let keep = export::merge::MAX_OBSERVATIONS;
     if obs.client_times.len() > keep {
         obs.client_times.drain(..obs.client_times.len() - keep);
     }

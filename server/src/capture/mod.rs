@@ -214,6 +214,16 @@ impl Clients {
         self.rename(log, key, nickname);
     }
 
+    /// Names a client that has no name yet, without fixing it: the client (the instructor's
+    /// own tab, a simulated student) may rename itself later.
+    pub fn name_if_unnamed(&self, log: &EventLog, key: &str, nickname: &str) {
+        let renames = self.renames.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.nickname(key).is_none() {
+            self.rename(log, key, normalize(nickname));
+        }
+        drop(renames);
+    }
+
     /// Sets a client's nickname (already normalized); records a `client` event when it changed.
     /// Callers hold the `renames` lock.
     fn rename(&self, log: &EventLog, key: &str, nickname: String) {

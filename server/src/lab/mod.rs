@@ -57,6 +57,17 @@ struct Run {
     task: JoinHandle<()>,
 }
 
+impl Run {
+    /// Stops the task, keeping the figures; answers whether it was running.
+    fn halt(&self) -> bool {
+        self.task.abort();
+        let mut p = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        let was = p.stopped.is_none();
+        p.stopped.get_or_insert_with(Instant::now);
+        was
+    }
+}
+
 /// The lab: its scratch store and feed, and the current (or last) run.
 pub struct LabState {
     store: Arc<Store>,
@@ -92,16 +103,16 @@ impl LabState {
     /// Stops the run in progress, keeping its figures; answers whether one was running.
     fn stop(&self) -> bool {
         let run = self.run.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(run) = run.as_ref() else { return false };
-        run.task.abort();
-        let mut p = run.progress.lock().unwrap_or_else(PoisonError::into_inner);
-        let was = p.stopped.is_none();
-        p.stopped.get_or_insert_with(Instant::now);
-        was
+        run.as_ref().is_some_and(Run::halt)
     }
 
+    /// Starts a run in place of the current one: one lock around stopping the old and
+    /// storing the new, so two starts at once never leave a run nobody can stop.
     fn start(&self, config: LabConfig, state: &AppState) {
-        self.stop();
+        let mut slot = self.run.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = slot.as_ref() {
+            old.halt();
+        }
         let now = crate::now_us();
         let progress = Arc::new(Mutex::new(Progress {
             lab: Lab::new(config.subscribers, config.poll_ms as i64 * 1000, now),
@@ -111,14 +122,14 @@ impl LabState {
             stopped: None,
         }));
         let started = Instant::now();
+        // The task's first report waits for this lock: it reports the new run.
         let task = tokio::spawn(drive(
             config,
             progress.clone(),
             Scratch { store: self.store.clone(), feed: self.feed.clone(), posted: self.posted.clone() },
             state.clone(),
         ));
-        *self.run.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Run { config, started, progress, task });
+        *slot = Some(Run { config, started, progress, task });
     }
 
     pub fn report(&self) -> LabReport {
