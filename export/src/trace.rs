@@ -90,7 +90,8 @@ impl Writer for TraceWriter {
 
     fn end(&mut self, out: &mut String) {
         // Names of the lanes in this trace only: nobody else's nickname is exported with it.
-        let names: BTreeMap<&str, &str> = self.names.nicknames().filter(|(c, _)| self.lanes.contains(*c)).collect();
+        let names: BTreeMap<&str, &str> =
+            self.names.nicknames().filter(|(c, _)| self.lanes.contains(*c)).collect();
         let names = serde_json::to_string(&names).unwrap_or_else(|_| "{}".to_owned());
         out.push_str(&format!("\n],\"names\":{names}}}\n"));
     }

@@ -198,8 +198,12 @@ async fn act(
         let step = Step::SCRIPT[(n % Step::SCRIPT.len() as u64) as usize];
         let one = async {
             match step {
-                Step::Health => http(addr, &client, "GET", "/api/health", None).await.is_some_and(|s| s == 200),
-                Step::List => http(addr, &client, "GET", "/transcripts", None).await.is_some_and(|s| s == 200),
+                Step::Health => {
+                    http(addr, &client, "GET", "/api/health", None).await.is_some_and(|s| s == 200)
+                }
+                Step::List => {
+                    http(addr, &client, "GET", "/transcripts", None).await.is_some_and(|s| s == 200)
+                }
                 Step::AddStudent => {
                     let body = format!(r#"{{"studentName":"{name} · {}"}}"#, n / 4 + 1);
                     http(addr, &client, "POST", "/transcripts", Some(&body)).await.is_some_and(|s| s < 300)
