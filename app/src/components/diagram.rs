@@ -95,17 +95,28 @@ pub fn LiveDiagram() -> impl IntoView {
     });
     let resize = window_event_listener(leptos::ev::resize, move |_| measure());
     on_cleanup(move || resize.remove());
-    // Where the diagram last scrolled itself: scrolling above it is the reader's doing.
-    let auto_top = StoredValue::new(0i32);
+    // Where the diagram last scrolled itself, and how tall the drawing was then: scrolling
+    // above that is the reader's doing; a scroll that comes with a change of height is the
+    // drawing's (rows hidden by a replay, shown again by "live"), and following goes on.
+    let auto = StoredValue::new((0i32, 0i32));
+    let to_bottom = move |el: &web_sys::HtmlDivElement| {
+        el.set_scroll_top(el.scroll_height());
+        let _ = auto.try_set_value((el.scroll_top(), el.scroll_height()));
+    };
     let on_scroll = move |_| {
         if let Some(el) = frame.get_untracked() {
             let gap = el.scroll_height() - el.scroll_top() - el.client_height();
+            let (top, height) = auto.get_value();
             if gap < 48 {
                 if !follow.get_untracked() {
                     follow.set(true);
                 }
-            } else if el.scroll_top() + 4 < auto_top.get_value() && follow.get_untracked() {
-                follow.set(false);
+            } else if el.scroll_top() + 4 < top && follow.get_untracked() {
+                if el.scroll_height() == height {
+                    follow.set(false);
+                } else {
+                    to_bottom(&el);
+                }
             }
         }
         measure();
@@ -123,8 +134,7 @@ pub fn LiveDiagram() -> impl IntoView {
                 if follow.try_get_untracked() == Some(true)
                     && let Some(el) = frame.try_get_untracked().flatten()
                 {
-                    el.set_scroll_top(el.scroll_height());
-                    let _ = auto_top.try_set_value(el.scroll_top());
+                    to_bottom(&el);
                 }
             });
         }
@@ -132,8 +142,7 @@ pub fn LiveDiagram() -> impl IntoView {
     let jump = move |_| {
         follow.set(true);
         if let Some(el) = frame.get_untracked() {
-            el.set_scroll_top(el.scroll_height());
-            auto_top.set_value(el.scroll_top());
+            to_bottom(&el);
         }
     };
 
