@@ -139,7 +139,15 @@ test('the lecture script, end to end, without one stumble', async () => {
     await p.waitForFunction((b) => document.querySelector('#playback-count').textContent !== b, before);
     await newestRowInView(p);
   }
-  // Out of presentation mode too (the laptop), the newest row is on screen.
+  // Out of presentation mode too (the laptop), the newest row is on screen. The reader who
+  // scrolls back stays where they are until "↓ newest".
+  await newestRowInView(cy.page);
+  const frame = await cy.page.$eval('.diagram-frame', (f) => { const r = f.getBoundingClientRect(); return { x: r.x + r.width / 2, y: r.y + r.height / 2 }; });
+  await cy.page.mouse.move(frame.x, frame.y);
+  await cy.page.mouse.wheel(0, -400);
+  await cy.page.waitForSelector('.btn.follow');
+  await cy.page.click('.btn.follow');
+  await cy.page.waitForSelector('.btn.follow', { state: 'detached' });
   await newestRowInView(cy.page);
   // On a phone too, a classmate who just acted has a lane of their own, by name.
   await ben.page.waitForFunction(() => {

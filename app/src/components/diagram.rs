@@ -95,24 +95,27 @@ pub fn LiveDiagram() -> impl IntoView {
     });
     let resize = window_event_listener(leptos::ev::resize, move |_| measure());
     on_cleanup(move || resize.remove());
-    // Where the diagram last scrolled itself, and how tall the drawing was then: scrolling
-    // above that is the reader's doing; a scroll that comes with a change of height is the
-    // drawing's (rows hidden by a replay, shown again by "live"), and following goes on.
-    let auto = StoredValue::new((0i32, 0i32));
+    // Where the diagram last scrolled itself. Only the reader stops the following — a wheel,
+    // a touch, a key or the scroll bar, then a scroll above that point; a scroll the layout
+    // causes (rows hidden by a replay and shown again by "live") never does.
+    let auto_top = StoredValue::new(0i32);
+    let reader = StoredValue::new(false);
+    let by_reader = move || reader.set_value(true);
     let to_bottom = move |el: &web_sys::HtmlDivElement| {
         el.set_scroll_top(el.scroll_height());
-        let _ = auto.try_set_value((el.scroll_top(), el.scroll_height()));
+        let _ = auto_top.try_set_value(el.scroll_top());
+        let _ = reader.try_set_value(false);
     };
     let on_scroll = move |_| {
         if let Some(el) = frame.get_untracked() {
             let gap = el.scroll_height() - el.scroll_top() - el.client_height();
-            let (top, height) = auto.get_value();
             if gap < 48 {
                 if !follow.get_untracked() {
                     follow.set(true);
                 }
-            } else if el.scroll_top() + 4 < top && follow.get_untracked() {
-                if el.scroll_height() == height {
+                reader.set_value(false);
+            } else if follow.get_untracked() && el.scroll_top() + 4 < auto_top.get_value() {
+                if reader.get_value() {
                     follow.set(false);
                 } else {
                     to_bottom(&el);
@@ -158,6 +161,10 @@ pub fn LiveDiagram() -> impl IntoView {
                 style=move || fitted.get().map(|h| format!("--frame-h: {h:.0}px")).unwrap_or_default()
                 node_ref=frame
                 on:scroll=on_scroll
+                on:wheel=move |_| by_reader()
+                on:touchmove=move |_| by_reader()
+                on:pointerdown=move |_| by_reader()
+                on:keydown=move |_| by_reader()
             >
                 <SequenceDiagram diagram=diagram />
             </div>
