@@ -62,6 +62,16 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     }
 }
 
+/// A JSON object as `T`, as a 422 naming what is wrong otherwise. serde alone would read an
+/// array as a struct's fields in order (`[]` as all defaults); a body is always an object.
+pub fn from_object<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::Validation([("body".to_owned(), "must be a JSON object".to_owned())].into()));
+    }
+    serde_json::from_value(body)
+        .map_err(|e| ApiError::Validation([("body".to_owned(), e.to_string())].into()))
+}
+
 /// Path parameters as text, in route order; a segment that is not valid UTF-8 is a 400.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PathText(pub Vec<String>);

@@ -152,8 +152,7 @@ async fn add_fault(
     State(state): State<AppState>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Fault>, ApiError> {
-    let nf: NewFault = serde_json::from_value(body)
-        .map_err(|e| ApiError::Validation([("body".to_owned(), e.to_string())].into()))?;
+    let nf: NewFault = crate::extract::from_object(body)?;
     crate::faults::validate(&nf)?;
     let (fault, hit) = state.faults().add(nf);
     let client = fault.target.client.clone().unwrap_or_else(|| crate::capture::SERVER_LANE.to_owned());
@@ -203,8 +202,7 @@ struct Down {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T, ApiError> {
-    serde_json::from_value(body)
-        .map_err(|e| ApiError::Validation([("body".to_owned(), e.to_string())].into()))
+    crate::extract::from_object(body)
 }
 
 async fn down(

@@ -13,7 +13,7 @@ use export::merge::{Merger, Observations};
 use serde::Deserialize;
 
 use crate::capture::valid_client_id;
-use crate::extract::{JsonBody, PathText, QueryText};
+use crate::extract::{JsonBody, PathText, QueryText, from_object};
 use crate::log::SessionInfo;
 use crate::{ApiError, AppState};
 
@@ -156,8 +156,7 @@ pub async fn export_with(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let (session, format) = export_target(&state, &p[0], &q)?;
-    let body: ExportBody = serde_json::from_value(body)
-        .map_err(|e| ApiError::Validation([("body".to_owned(), e.to_string())].into()))?;
+    let body: ExportBody = from_object(body)?;
     let me = body.me.unwrap_or_default();
     if !me.is_empty() && !valid_client_id(&me) {
         return Err(ApiError::Validation([("me".to_owned(), "must be a client id".to_owned())].into()));

@@ -109,6 +109,13 @@ async fn bad_export_requests_get_clear_errors() {
         .body(Body::from(r#"{"observations": {"local": 5}}"#))
         .unwrap();
     assert_eq!(s.send(req).await.status(), 422);
+    for body in ["[]", "[\"c-ana\"]", "5", "null"] {
+        let req = Request::post("/api/sessions/current/export")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        assert_eq!(s.send(req).await.status(), 422, "{body}");
+    }
 }
 
 #[tokio::test]

@@ -254,9 +254,8 @@ async fn drive(config: LabConfig, progress: Arc<Mutex<Progress>>, scratch: Scrat
     state.lab().announce(&state);
 }
 
-fn config(body: &serde_json::Value) -> Result<LabConfig, ApiError> {
-    let c: LabConfig = serde_json::from_value(body.clone())
-        .map_err(|e| ApiError::Validation([("body".to_owned(), e.to_string())].into()))?;
+fn config(body: serde_json::Value) -> Result<LabConfig, ApiError> {
+    let c: LabConfig = crate::extract::from_object(body)?;
     let mut problems = std::collections::BTreeMap::new();
     if !(MIN_RATE..=MAX_RATE).contains(&c.rate) {
         problems.insert("rate".to_owned(), format!("must be from {MIN_RATE} to {MAX_RATE}"));
@@ -284,7 +283,7 @@ pub async fn start(
     State(state): State<AppState>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<LabReport>, ApiError> {
-    let c = config(&body)?;
+    let c = config(body)?;
     state.lab().start(c, &state);
     Ok(Json(state.lab().report()))
 }
