@@ -6,10 +6,8 @@ use gloo_net::http::{Method, RequestBuilder};
 use protocol::{Body, EventKind, Failure, Header, Health, HttpRequest, HttpResponse, Side};
 use serde::de::DeserializeOwned;
 
-use crate::recorder::Recorder;
+use crate::recorder::{PREVIEW_BYTES, Recorder};
 
-/// Largest body preview the browser keeps per message.
-pub const PREVIEW_BYTES: usize = 4096;
 /// This browser's client id, on every request.
 pub const CLIENT_HEADER: &str = "X-Wirescope-Client";
 /// This browser's id for the exchange, so its record and the server's can be joined.
@@ -197,7 +195,7 @@ pub async fn exchange_retrying(
         if attempt >= 3 {
             return result;
         }
-        crate::lab_client::sleep((wait_s * 1000) as i32).await;
+        crate::clock::sleep((wait_s * 1000) as i32).await;
     }
 }
 

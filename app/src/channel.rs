@@ -12,7 +12,7 @@ use protocol::channel::{Change, ChatLine, ClientMsg, ServerEnvelope, ServerMsg};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 
-use crate::observer::backoff_ms;
+use crate::clock::backoff_ms;
 use crate::recorder::Recorder;
 use crate::ws::{Socket, SocketEvent};
 

@@ -14,7 +14,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 
 use crate::api;
-use crate::clock::now_us;
+use crate::clock::{now_us, sleep};
 use crate::model::lab::Measured;
 use crate::recorder::Recorder;
 use crate::ws::{Socket, SocketEvent};
@@ -36,38 +36,6 @@ pub struct Subscriber {
 fn server_now(rec: Recorder) -> Micros {
     let offset = rec.timeline().with_untracked(|t| t.offset);
     offset.to_server(now_us())
-}
-
-/// Resolves after `ms` milliseconds (a browser timer).
-pub fn sleep(ms: i32) -> Sleep {
-    let state = Rc::new(std::cell::RefCell::new((false, None::<std::task::Waker>)));
-    let s = state.clone();
-    let cb = Closure::once_into_js(move || {
-        let mut st = s.borrow_mut();
-        st.0 = true;
-        if let Some(w) = st.1.take() {
-            w.wake();
-        }
-    });
-    if let Some(w) = web_sys::window() {
-        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(cb.unchecked_ref(), ms);
-    }
-    Sleep(state)
-}
-
-/// See [`sleep`].
-pub struct Sleep(Rc<std::cell::RefCell<(bool, Option<std::task::Waker>)>>);
-
-impl Future for Sleep {
-    type Output = ();
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        let mut st = self.0.borrow_mut();
-        if st.0 {
-            return std::task::Poll::Ready(());
-        }
-        st.1 = Some(cx.waker().clone());
-        std::task::Poll::Pending
-    }
 }
 
 /// Follows the lab feed by Server-Sent Events from `since` on, until `alive` goes false.

@@ -14,7 +14,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
-use crate::clock::now_us;
+use crate::clock::{backoff_ms, now_us};
 use crate::model::Timeline;
 use crate::recorder::Recorder;
 
@@ -214,12 +214,6 @@ fn ping_later(ws: WebSocket, ms: i32) {
     }
 }
 
-/// Backoff before attempt `n`: 0.5 s doubling to 10 s, ± 30 % jitter.
-pub fn backoff_ms(attempt: u32, jitter: f64) -> i32 {
-    let base = (500.0 * 2f64.powi(attempt.saturating_sub(1).min(5) as i32)).min(10_000.0);
-    (base * (0.7 + 0.6 * jitter.clamp(0.0, 1.0))).round() as i32
-}
-
 fn retry(rec: Recorder, obs: Observer, pending: Rc<Pending>, attempt: u32) {
     obs.link.set(Link::Retrying(attempt));
     let cb = Closure::once_into_js(move || connect(rec, obs, pending, attempt));
@@ -228,20 +222,5 @@ fn retry(rec: Recorder, obs: Observer, pending: Rc<Pending>, attempt: u32) {
             cb.unchecked_ref(),
             backoff_ms(attempt, js_sys::Math::random()),
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::backoff_ms;
-
-    #[test]
-    fn backoff_doubles_up_to_ten_seconds_with_jitter() {
-        assert_eq!(backoff_ms(1, 0.5), 500);
-        assert_eq!(backoff_ms(2, 0.5), 1000);
-        assert_eq!(backoff_ms(3, 0.5), 2000);
-        assert_eq!(backoff_ms(9, 0.5), 10_000);
-        assert_eq!(backoff_ms(1, 0.0), 350);
-        assert_eq!(backoff_ms(1, 1.0), 650);
     }
 }

@@ -7,6 +7,9 @@ use protocol::EventKind;
 use crate::clock::now_us;
 use crate::model::{Filter, Timeline};
 
+/// Largest body preview the browser keeps per message.
+pub const PREVIEW_BYTES: usize = 4096;
+
 /// How many rows the page keeps; older ones are counted, not kept.
 pub const TIMELINE_CAPACITY: usize = 5_000;
 

@@ -8,8 +8,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
-use crate::api::PREVIEW_BYTES;
-use crate::recorder::Recorder;
+use crate::recorder::{PREVIEW_BYTES, Recorder};
 
 /// `ws://` or `wss://` URL for a same-origin path, matching the page's own scheme.
 pub fn url(path: &str) -> String {

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use protocol::ClientInfo;
 
-/// Lane key of the server (and of the server's own notes).
-pub const SERVER_LANE: &str = "server";
+/// Lane key of the server (and of the server's own notes), as `protocol` names it.
+pub use protocol::SERVER_LANE;
 
 /// The clients seen, by lane key, as their latest `client` event describes them.
 #[derive(Debug, Clone, Default, PartialEq)]

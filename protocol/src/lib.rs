@@ -26,3 +26,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Microseconds since the Unix epoch.
 pub type Micros = i64;
+
+/// The lane (the `client` of events) of what belongs to no client: the server itself, its
+/// notes and presence. Both ends draw it as the server's lane.
+pub const SERVER_LANE: &str = "server";

@@ -8,7 +8,9 @@
 //! - Without a built app, page routes answer 503 with a short page that says how to build it.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
@@ -17,19 +19,8 @@ use percent_encoding::percent_decode_str;
 use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
-use crate::{ApiError, AppState};
-
-/// Path prefixes that belong to the server's APIs; the app is never served under them.
-pub const API_PREFIXES: [&str; 4] = ["/api", "/ws", "/transcripts", "/studentids"];
-
-/// True when `path` is `prefix` itself or lies below it (`/api`, `/api/…`), not `/apixyz`.
-fn under(path: &str, prefix: &str) -> bool {
-    path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
-pub fn is_api_path(path: &str) -> bool {
-    API_PREFIXES.iter().any(|p| under(path, p))
-}
+use crate::error::ApiError;
+use crate::paths::is_api_path;
 
 /// Why a request path cannot name a file below the assets directory, if it cannot.
 fn traversal(path: &str) -> Option<&'static str> {
@@ -52,7 +43,16 @@ fn has_extension(path: &str) -> bool {
     path.rsplit('/').next().is_some_and(|last| last.contains('.'))
 }
 
-pub async fn serve(State(state): State<AppState>, req: Request) -> Response {
+/// Where the trunk-built app is (`index.html` and its hashed assets).
+#[derive(Debug, Clone)]
+pub struct Dir(pub Arc<Path>);
+
+/// The app's files, as the router's fallback for every path no route matched.
+pub fn service(dir: Dir) -> Router {
+    Router::new().fallback(serve).with_state(dir)
+}
+
+async fn serve(State(Dir(dir)): State<Dir>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     if is_api_path(&path) {
         return ApiError::NotFound(format!("no such endpoint: {} {path}", req.method())).into_response();
@@ -65,7 +65,7 @@ pub async fn serve(State(state): State<AppState>, req: Request) -> Response {
         res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
         return res;
     }
-    let dir = &state.config().assets;
+    let dir = &*dir;
     let index = dir.join("index.html");
     if has_extension(&path) {
         let res = ServeDir::new(dir).precompressed_gzip().oneshot(req).await;
@@ -111,18 +111,6 @@ code{{background:#eef2f7;padding:.1em .35em;border-radius:4px}}</style></head><b
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn api_prefixes_match_whole_segments() {
-        assert!(is_api_path("/api"));
-        assert!(is_api_path("/api/health"));
-        assert!(is_api_path("/ws/echo"));
-        assert!(is_api_path("/transcripts/1/x"));
-        assert!(is_api_path("/studentids"));
-        assert!(!is_api_path("/apis"));
-        assert!(!is_api_path("/docs"));
-        assert!(!is_api_path("/"));
-    }
 
     #[test]
     fn traversal_is_recognised_in_every_spelling() {

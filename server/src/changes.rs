@@ -7,19 +7,33 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::routing::get;
+use axum::{Json, Router};
 use futures_util::Stream;
 use protocol::StudentId;
 use protocol::channel::{Change, ChangeKind};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::error::ApiError;
 use crate::extract::QueryText;
-use crate::{ApiError, AppState};
+use crate::shutdown::Shutdown;
+
+/// What the change feed's routes need.
+#[derive(Clone)]
+pub struct Ctx {
+    pub feed: Arc<ChangeFeed>,
+    pub shutdown: Shutdown,
+}
+
+/// The transcripts' change feed, pulled (`/api/changes`) and pushed (`/api/changes/stream`).
+pub fn routes() -> Router<Ctx> {
+    Router::new().route("/api/changes", get(get_changes)).route("/api/changes/stream", get(stream_changes))
+}
 
 /// Changes kept for pollers that come back.
 const KEEP: usize = 1000;
@@ -64,7 +78,7 @@ impl ChangeFeed {
         cause: Option<u64>,
     ) -> Change {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let change = Change { seq: inner.0, kind, student_id, course, at_us: crate::now_us(), cause };
+        let change = Change { seq: inner.0, kind, student_id, course, at_us: crate::clock::now_us(), cause };
         inner.0 += 1;
         inner.1.push_back(change.clone());
         if inner.1.len() > KEEP {
@@ -137,7 +151,7 @@ pub fn poll_params(q: &std::collections::HashMap<String, String>) -> Result<(u64
 pub async fn poll(
     feed: &ChangeFeed,
     q: &std::collections::HashMap<String, String>,
-    shutdown: &crate::Shutdown,
+    shutdown: &Shutdown,
 ) -> Result<Json<Changes>, ApiError> {
     let (since, wait) = poll_params(q)?;
     tokio::select! {
@@ -153,7 +167,7 @@ pub fn stream(
     feed: &ChangeFeed,
     since: u64,
     event_name: &'static str,
-    shutdown: crate::Shutdown,
+    shutdown: Shutdown,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>> {
     let rx = feed.subscribe();
     let backlog = feed.since(since).changes;
@@ -201,13 +215,10 @@ pub fn stream_since(
     ),
     responses(
         (status = 200, description = "The changes after `since` (maybe none) and the newest seq", body = Changes),
-        (status = 422, description = "`since` or `wait` is not a valid number", body = crate::openapi::ValidationFailed),
+        (status = 422, description = "`since` or `wait` is not a valid number", body = crate::error::ValidationFailed),
     ))]
-pub async fn get_changes(
-    State(state): State<AppState>,
-    QueryText(q): QueryText,
-) -> Result<Json<Changes>, ApiError> {
-    poll(state.changes(), &q, state.shutdown()).await
+pub async fn get_changes(State(ctx): State<Ctx>, QueryText(q): QueryText) -> Result<Json<Changes>, ApiError> {
+    poll(&ctx.feed, &q, &ctx.shutdown).await
 }
 
 /// The transcripts' changes as Server-Sent Events (`event: transcriptChanged`, `id: seq`).
@@ -215,15 +226,15 @@ pub async fn get_changes(
     params(("since" = Option<u64>, Query, description = "Replay the changes after this seq first", minimum = 0)),
     responses(
         (status = 200, description = "A text/event-stream of changes", content_type = "text/event-stream", body = String),
-        (status = 422, description = "`since` is not a valid number", body = crate::openapi::ValidationFailed),
+        (status = 422, description = "`since` is not a valid number", body = crate::error::ValidationFailed),
     ))]
 pub async fn stream_changes(
-    State(state): State<AppState>,
+    State(ctx): State<Ctx>,
     QueryText(q): QueryText,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let since = stream_since(&q, &headers)?;
-    Ok(stream(state.changes(), since, "transcriptChanged", state.shutdown().clone()))
+    Ok(stream(&ctx.feed, since, "transcriptChanged", ctx.shutdown))
 }
 
 /// Shared by the handlers: publishes a transcript change with the current request as its cause.

@@ -4,17 +4,21 @@
 //! the WebSocket implementation itself). A message over 1 MiB closes with 1009, invalid UTF-8
 //! with 1007. When the server stops, open echoes are closed with 1001 Going Away.
 
+use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
+use axum::routing::get;
 
+use crate::limits::MAX_MESSAGE_BYTES;
+use crate::shutdown::Shutdown;
 use crate::ws::{Message, WebSocket, WebSocketUpgrade};
-use crate::{AppState, Shutdown};
 
-/// Largest message the echo accepts; bigger ones close the socket with 1009 Message Too Big.
-pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+/// `/ws/echo`.
+pub fn routes() -> Router<Shutdown> {
+    Router::new().route("/ws/echo", get(upgrade))
+}
 
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
-    let shutdown = state.shutdown().clone();
+pub async fn upgrade(ws: WebSocketUpgrade, State(shutdown): State<Shutdown>) -> Response {
     ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| echo(socket, shutdown))
 }
 

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// An error answered to an HTTP client.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +23,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 403: an instructor route without the instructor's token.
     Forbidden,
+    /// 409: the server is not in a state to do this (e.g. sessions while capture is off).
+    Conflict(String),
     /// 429 (with `Retry-After`, seconds): too many requests (a rate limit, or a fault).
     TooManyRequests(u64),
     /// 503 (with `Retry-After`, seconds): not now (a fault).
@@ -45,6 +48,7 @@ impl ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -63,6 +67,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(d) => ("Payload Too Large", Value::from(d.as_str())),
             ApiError::UnsupportedMediaType(d) => ("Unsupported Media Type", Value::from(d.as_str())),
             ApiError::UpgradeRequired(d) => ("Upgrade Required", Value::from(d.as_str())),
+            ApiError::Conflict(d) => ("Conflict", Value::from(d.as_str())),
             ApiError::Forbidden => {
                 ("Forbidden", Value::from("this needs the instructor's token (Authorization: Bearer …)"))
             }
@@ -113,6 +118,31 @@ impl std::fmt::Display for ApiError {
 }
 
 impl std::error::Error for ApiError {}
+
+/// 400 body in the OpenAPI document: `details` says what is wrong.
+#[derive(Debug, ToSchema)]
+#[schema(example = json!({"message": "Invalid parameters", "details": "no student with id 42"}))]
+pub struct InvalidParameters {
+    pub message: String,
+    pub details: String,
+}
+
+/// 422 body in the OpenAPI document: `details` maps each field, as the client named it, to
+/// what is wrong with it.
+#[derive(Debug, ToSchema)]
+#[schema(example = json!({"message": "Validation Failed", "details": {"studentName": "is required"}}))]
+pub struct ValidationFailed {
+    pub message: String,
+    pub details: std::collections::HashMap<String, String>,
+}
+
+/// Any other error body in the OpenAPI document (404, 405, 409, 413, 415).
+#[derive(Debug, ToSchema)]
+#[schema(example = json!({"message": "Not Found", "details": "no such endpoint: GET /transcripts/1/a/b"}))]
+pub struct ErrorBody {
+    pub message: String,
+    pub details: String,
+}
 
 /// Fallback for a known path asked with a method it does not serve (axum adds `Allow`).
 pub async fn method_not_allowed() -> ApiError {

@@ -8,10 +8,9 @@ use axum::http::request::Parts;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::Value;
 
-use crate::ApiError;
+use crate::error::ApiError;
 
-/// Largest request body accepted: 1 MiB.
-pub const BODY_LIMIT: usize = 1 << 20;
+pub use crate::limits::BODY_LIMIT;
 
 /// A JSON request body, parsed but not yet validated: 415 if it is not `application/json`,
 /// 413 over [`BODY_LIMIT`], 400 if it is not well-formed JSON.

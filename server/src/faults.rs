@@ -4,33 +4,27 @@
 //! Never touched: the app's static files, observers (`/ws/observe`) and instructor calls.
 //! Every fault applied is recorded as a note on the exchange it hit, so every screen draws it.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use protocol::instructor::{Fault, FaultKind, Held, HoldState, NewFault, Target};
-use protocol::{EventKind, Note, NoteKind, Stamps};
+use protocol::{EventKind, Note, NoteKind};
 use tokio::sync::oneshot;
 
-use crate::ws::{Control, SocketSpec, Sockets};
-use crate::{ApiError, AppState};
-
-/// Put on a response to make the server close the connection instead of answering.
-#[derive(Debug, Clone)]
-pub struct DropConnection(pub String);
-
-/// A response that is never sent: the connection is closed (see [`crate::serve`]).
-pub fn drop_connection(why: impl Into<String>) -> Response {
-    let mut res = StatusCode::SERVICE_UNAVAILABLE.into_response();
-    res.extensions_mut().insert(DropConnection(why.into()));
-    res
-}
+use crate::clock::server_now;
+use crate::error::ApiError;
+use crate::identity::client_key;
+use crate::log::EventLog;
+use crate::paths::{INSTRUCTOR_PREFIX, LAB_PATH, OBSERVE_PATH, is_api_path, under};
+use crate::serve::drop_connection;
+use crate::ws::{Control, FrameGate, SocketSpec, Sockets};
 
 struct Waiting {
     held: Held,
@@ -52,7 +46,7 @@ pub struct Faults {
     next_held: AtomicU64,
     pub sockets: Arc<Sockets>,
     /// Where held WebSocket frames are noted (HTTP holds are noted by the middleware).
-    log: Option<Arc<crate::log::EventLog>>,
+    log: Option<Arc<EventLog>>,
 }
 
 impl Default for Faults {
@@ -112,20 +106,23 @@ pub fn validate(f: &NewFault) -> Result<(), ApiError> {
 
 impl Faults {
     /// Faults that note held WebSocket frames in `log`.
-    pub fn with_log(log: Arc<crate::log::EventLog>) -> Self {
+    pub fn with_log(log: Arc<EventLog>) -> Self {
         Self { log: Some(log), ..Self::default() }
     }
 
     /// A WebSocket frame from `client` arrived: while holding is on, it waits for the
     /// instructor (or the timeout) before the server reads it.
     pub async fn hold_frame(&self, client: &str, what: &str) {
-        let note = |text: String, kind: NoteKind| {
-            if let Some(log) = &self.log {
-                let at = Stamps { client_us: None, server_us: Some(crate::now_us()) };
-                log.record(client, 0, None, at, EventKind::Note(Note { what: kind, text }));
-            }
-        };
+        let note = |text: String, kind: NoteKind| self.note(client, kind, text);
         self.hold_noted(client, "FRAME", what, what, note).await;
+    }
+
+    /// Notes what a fault did, on the exchange being handled (if it is a recorded one).
+    fn note(&self, client: &str, what: NoteKind, text: String) {
+        if let Some(log) = &self.log {
+            let exchange = crate::cause::current().unwrap_or(0);
+            log.record(client, exchange, None, server_now(), EventKind::Note(Note { what, text }));
+        }
     }
 
     /// Adds a fault. Closing and cutting apply at once to the matching open WebSockets
@@ -180,12 +177,12 @@ impl Faults {
 
     /// The server plays dead for `seconds`: open WebSockets are cut, new requests refused.
     pub fn down(&self, seconds: u64) -> usize {
-        self.down_until_us.store(crate::now_us() + seconds as i64 * 1_000_000, Ordering::Relaxed);
+        self.down_until_us.store(crate::clock::now_us() + seconds as i64 * 1_000_000, Ordering::Relaxed);
         self.sockets.control(None, None, &Control::Cut)
     }
 
     pub fn down_for_s(&self) -> u64 {
-        let left = self.down_until_us.load(Ordering::Relaxed) - crate::now_us();
+        let left = self.down_until_us.load(Ordering::Relaxed) - crate::clock::now_us();
         if left > 0 { (left as u64).div_ceil(1_000_000) } else { 0 }
     }
 
@@ -264,7 +261,7 @@ impl Faults {
                 client: client.to_owned(),
                 method: method.to_owned(),
                 path: path.to_owned(),
-                since_us: crate::now_us(),
+                since_us: crate::clock::now_us(),
             };
             h.waiting.push(Waiting { held, release: tx });
             (rx, Duration::from_millis(h.timeout_ms), id)
@@ -281,21 +278,21 @@ impl Faults {
 /// what only the instructor does (`/api/instructor/…`, and starting or stopping the lab at
 /// `/api/lab`; the lab's feeds stay open to faults).
 pub fn exempt(path: &str) -> bool {
-    !crate::assets::is_api_path(path)
-        || path == crate::capture::OBSERVE_PATH
-        || path.starts_with("/api/instructor")
-        || path == "/api/lab"
+    !is_api_path(path) || path == OBSERVE_PATH || under(path, INSTRUCTOR_PREFIX) || path == LAB_PATH
 }
 
-fn note(state: &AppState, client: &str, what: NoteKind, text: String) {
-    let at = Stamps { client_us: None, server_us: Some(crate::now_us()) };
-    let exchange = crate::cause::current().unwrap_or(0);
-    state.log().record(client, exchange, None, at, EventKind::Note(Note { what, text }));
+impl FrameGate for Faults {
+    fn pass<'a>(
+        &'a self,
+        client: &'a str,
+        what: &'a str,
+    ) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.hold_frame(client, what))
+    }
 }
 
 /// The middleware: applies "down", the hold and the matching faults to a request.
-pub async fn middleware(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let faults = state.faults();
+pub async fn middleware(State(faults): State<Arc<Faults>>, mut req: Request, next: Next) -> Response {
     // Every WebSocket is registered (a fault armed later still reaches it); a plain request
     // with nothing armed goes straight on.
     let upgrade = req.headers().contains_key(axum::http::header::UPGRADE);
@@ -303,14 +300,14 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         return next.run(req).await;
     }
     let path = req.uri().path().to_owned();
-    let client = crate::capture::client_key(&req);
+    let client = client_key(&req);
     let method = req.method().to_string();
     if faults.down_for_s() > 0 {
-        note(&state, &client, NoteKind::Down, format!("server down: {method} {path} refused"));
+        faults.note(&client, NoteKind::Down, format!("server down: {method} {path} refused"));
         return drop_connection("the server is down (fault)");
     }
     let what = format!("{method} {path}");
-    faults.hold_noted(&client, &method, &path, &what, |text, kind| note(&state, &client, kind, text)).await;
+    faults.hold_noted(&client, &method, &path, &what, |text, kind| faults.note(&client, kind, text)).await;
     let kinds = faults.take(&path, &client);
     let mut duplicate = false;
     let mut drop_response = false;
@@ -320,12 +317,11 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
             FaultKind::Latency { fixed_ms, jitter_ms } => {
                 let jitter = if *jitter_ms > 0 { rand_below(*jitter_ms + 1) } else { 0 };
                 let ms = fixed_ms + jitter;
-                note(&state, &client, NoteKind::Fault, format!("latency +{ms} ms"));
+                faults.note(&client, NoteKind::Fault, format!("latency +{ms} ms"));
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
             FaultKind::Status { status, retry_after_s } => {
-                note(
-                    &state,
+                faults.note(
                     &client,
                     NoteKind::Fault,
                     format!("answered {status} (Retry-After {retry_after_s} s)"),
@@ -337,8 +333,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
                 };
             }
             FaultKind::DropRequest => {
-                note(
-                    &state,
+                faults.note(
                     &client,
                     NoteKind::Fault,
                     "request dropped: the connection closes, no answer".to_owned(),
@@ -353,15 +348,16 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     }
     if upgrade {
         if reorder {
-            note(
-                &state,
+            faults.note(
                 &client,
                 NoteKind::Fault,
                 "frames on this connection leave in swapped pairs".to_owned(),
             );
         }
+        let gate: Arc<dyn FrameGate> = faults.clone();
         req.extensions_mut().insert(SocketSpec {
-            faults: faults.clone(),
+            sockets: faults.sockets.clone(),
+            gate,
             client: client.clone(),
             path: path.clone(),
             reorder,
@@ -370,7 +366,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
     let res = if duplicate {
         let (parts, body) = req.into_parts();
         let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-        note(&state, &client, NoteKind::Fault, "request delivered twice".to_owned());
+        faults.note(&client, NoteKind::Fault, "request delivered twice".to_owned());
         let first = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
         let _ = next.clone().run(first).await;
         next.run(Request::from_parts(parts, Body::from(bytes))).await
@@ -378,8 +374,7 @@ pub async fn middleware(State(state): State<AppState>, mut req: Request, next: N
         next.run(req).await
     };
     if drop_response {
-        note(
-            &state,
+        faults.note(
             &client,
             NoteKind::Fault,
             format!("response dropped after the handler answered {}", res.status().as_u16()),

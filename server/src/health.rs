@@ -1,22 +1,32 @@
 //! `GET /api/health`.
 
-use axum::Json;
+use std::time::Instant;
+
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
 
-use crate::AppState;
+/// When the server started.
+#[derive(Debug, Clone, Copy)]
+pub struct Started(pub Instant);
+
+/// `/api/health`.
+pub fn routes() -> Router<Started> {
+    Router::new().route("/api/health", get(health))
+}
 
 /// Whether the server is up, its version, uptime and clock.
 #[utoipa::path(get, path = "/api/health", tag = "server", operation_id = "health",
     responses((status = 200, description = "The server is up", body = protocol::Health)))]
-pub async fn get(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn health(State(Started(started)): State<Started>) -> impl IntoResponse {
     let health = protocol::Health {
         status: "ok".to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         protocol: protocol::PROTOCOL_VERSION,
-        uptime_ms: u64::try_from(state.uptime().as_millis()).unwrap_or(u64::MAX),
-        server_time_us: crate::now_us(),
+        uptime_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        server_time_us: crate::clock::now_us(),
     };
     ([(header::CACHE_CONTROL, "no-store")], Json(health))
 }

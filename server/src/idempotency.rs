@@ -16,7 +16,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 
-use crate::AppState;
+use crate::identity::client_key;
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotent-replayed";
@@ -80,7 +80,7 @@ fn response(s: &Stored, replayed: bool) -> Response {
     res
 }
 
-pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn middleware(State(keys): State<Arc<Idempotency>>, req: Request, next: Next) -> Response {
     let key = req
         .headers()
         .get(HEADER)
@@ -90,8 +90,8 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     let (Some(key), true) = (key, req.method() == Method::POST) else {
         return next.run(req).await;
     };
-    let scoped = format!("{}|{}|{key}", crate::capture::client_key(&req), req.uri().path());
-    let slot = state.idempotency().slot(scoped);
+    let scoped = format!("{}|{}|{key}", client_key(&req), req.uri().path());
+    let slot = keys.slot(scoped);
     let mut stored = slot.lock().await;
     if let Some(s) = stored.as_ref() {
         return response(s, true);

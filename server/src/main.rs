@@ -29,7 +29,8 @@ struct Cli {
     #[arg(long)]
     reset: bool,
 
-    /// Do not record traffic (the event log stays empty); for measuring what capture costs.
+    /// Record nothing (no event, no event database, no writer thread; session routes answer
+    /// 409); for measuring what capture costs.
     #[arg(long)]
     no_capture: bool,
 
@@ -111,7 +112,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     // The instructor's link goes to standard error, so standard output keeps its one line.
     eprintln!("instructor: http://{host}/#token={}", state.token());
-    for url in server::instructor::join_urls(&state) {
+    for url in server::instructor::join_urls(state.local_addr()) {
         tracing::info!(%url, "students can join at");
     }
 

@@ -8,16 +8,32 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
+use axum::routing::get;
 use protocol::{ObserverCmd, ObserverMsg};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use crate::AppState;
-use crate::capture::valid_client_id;
 use crate::extract::QueryText;
+use crate::identity::{Clients, valid_client_id};
 use crate::log::{Entry, EventLog};
+use crate::paths::OBSERVE_PATH;
+use crate::shutdown::Shutdown;
 use crate::ws::{Message, WebSocket, WebSocketUpgrade};
+
+/// What an observer's stream needs: the log, the client registry (names), the stop signal.
+#[derive(Clone)]
+pub struct Ctx {
+    pub log: Arc<EventLog>,
+    pub clients: Arc<Clients>,
+    pub shutdown: Shutdown,
+}
+
+/// `/ws/observe`.
+pub fn routes() -> Router<Ctx> {
+    Router::new().route(OBSERVE_PATH, get(upgrade))
+}
 
 /// Events sent to a new observer that gives no `since`.
 pub const SNAPSHOT: u64 = 500;
@@ -26,22 +42,18 @@ const BATCH: usize = 512;
 /// When events are arriving in a burst, how long an observer waits to send them together.
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(3);
 
-pub async fn upgrade(
-    ws: WebSocketUpgrade,
-    State(state): State<AppState>,
-    QueryText(q): QueryText,
-) -> Response {
+pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Ctx>, QueryText(q): QueryText) -> Response {
     let client = q.get("client").filter(|c| valid_client_id(c)).cloned();
     let nick = q.get("nick").cloned();
     let since = q.get("since").and_then(|s| s.parse::<u64>().ok());
-    state.start_presence_ticker();
+    state.log.start_presence_ticker();
     ws.small_buffers().on_upgrade(move |socket| async move {
-        let log = state.log().clone();
+        let log = state.log.clone();
         log.observer_joined();
         // The name the page remembered, given again on (re)connect: refused quietly when the
         // instructor set another one or the client renamed itself too often.
         if let (Some(c), Some(n)) = (&client, &nick) {
-            let _ = state.clients().rename_by_client(&log, c, n);
+            let _ = state.clients.rename_by_client(&log, c, n);
         }
         follow(socket, &state, client, since).await;
         log.observer_left();
@@ -116,21 +128,21 @@ async fn catch_up(socket: &mut WebSocket, log: &Arc<EventLog>, last: &mut u64) -
     Ok(())
 }
 
-async fn follow(mut socket: WebSocket, state: &AppState, client: Option<String>, since: Option<u64>) {
-    let log = state.log().clone();
+async fn follow(mut socket: WebSocket, state: &Ctx, client: Option<String>, since: Option<u64>) {
+    let log = state.log.clone();
     // Subscribe first: whatever is recorded from now on is either in the catch-up or in `rx`.
     let mut rx = log.subscribe();
     let latest = log.latest_seq();
     let mut last = since.map_or_else(|| latest.saturating_sub(SNAPSHOT), |s| s.min(latest));
     let hello = ObserverMsg::Hello {
         version: protocol::PROTOCOL_VERSION,
-        server_time_us: crate::now_us(),
+        server_time_us: crate::clock::now_us(),
         latest_seq: latest,
         oldest_seq: log.oldest_in_memory(),
         unpersisted: log.unpersisted(),
         session: log.session(),
     };
-    let roster = ObserverMsg::Clients { clients: state.clients().roster() };
+    let roster = ObserverMsg::Clients { clients: state.clients.roster() };
     if socket.send(control(&hello)).await.is_err()
         || socket.send(control(&roster)).await.is_err()
         || catch_up(&mut socket, &log, &mut last).await.is_err()
@@ -138,7 +150,7 @@ async fn follow(mut socket: WebSocket, state: &AppState, client: Option<String>,
         return;
     }
     let mut batch: Vec<Arc<Entry>> = Vec::with_capacity(64);
-    let shutdown = state.shutdown().clone();
+    let shutdown = state.shutdown.clone();
     loop {
         tokio::select! {
             () = shutdown.wait() => {
@@ -188,14 +200,14 @@ async fn follow(mut socket: WebSocket, state: &AppState, client: Option<String>,
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Text(t))) => match serde_json::from_str::<ObserverCmd>(&t) {
                     Ok(ObserverCmd::Clock { client_time_us }) => {
-                        let reply = ObserverMsg::Clock { client_time_us, server_time_us: crate::now_us() };
+                        let reply = ObserverMsg::Clock { client_time_us, server_time_us: crate::clock::now_us() };
                         if socket.send(control(&reply)).await.is_err() {
                             return;
                         }
                     }
                     Ok(ObserverCmd::Nickname { nickname }) => {
                         let refused = match &client {
-                            Some(c) => state.clients().rename_by_client(&log, c, &nickname).err().map(|r| r.to_string()),
+                            Some(c) => state.clients.rename_by_client(&log, c, &nickname).err().map(|r| r.to_string()),
                             None => Some("connect with ?client=ID to have a nickname".to_owned()),
                         };
                         if let Some(message) = refused

@@ -5,39 +5,15 @@
 //! 400 for an unreadable path or query where there are parameters; 413 and 415 for operations
 //! with a body) are added once, here, to every operation.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::OpenApi;
 
+use crate::error::{ErrorBody, InvalidParameters, ValidationFailed};
 use crate::transcripts;
-
-/// 400 body: `details` says what is wrong.
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"message": "Invalid parameters", "details": "no student with id 42"}))]
-pub struct InvalidParameters {
-    pub message: String,
-    pub details: String,
-}
-
-/// 422 body: `details` maps each field, as the client named it, to what is wrong with it.
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"message": "Validation Failed", "details": {"studentName": "is required"}}))]
-pub struct ValidationFailed {
-    pub message: String,
-    pub details: HashMap<String, String>,
-}
-
-/// Any other error body (404, 405, 413, 415).
-#[derive(Debug, ToSchema)]
-#[schema(example = json!({"message": "Not Found", "details": "no such endpoint: GET /transcripts/1/a/b"}))]
-pub struct ErrorBody {
-    pub message: String,
-    pub details: String,
-}
 
 #[derive(OpenApi)]
 #[openapi(
@@ -54,7 +30,7 @@ pub struct ErrorBody {
         transcripts::add_grade,
         transcripts::get_grade,
         transcripts::student_ids,
-        crate::health::get,
+        crate::health::health,
         crate::changes::get_changes,
         crate::changes::stream_changes,
         crate::lab::report,
@@ -123,6 +99,11 @@ pub fn document() -> &'static Value {
         }
         doc
     })
+}
+
+/// `/api/openapi.json`.
+pub fn routes() -> axum::Router {
+    axum::Router::new().route("/api/openapi.json", axum::routing::get(get))
 }
 
 /// `GET /api/openapi.json`.

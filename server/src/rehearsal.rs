@@ -8,12 +8,12 @@
 //! `POST /api/instructor/rehearsal {students, minutes?}` starts (replacing a rehearsal in
 //! progress), `DELETE` stops, `GET` says who is acting (all the instructor's).
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
@@ -23,9 +23,31 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::access::{Instructor, InstructorToken};
+use crate::error::ApiError;
 use crate::extract::JsonBody;
-use crate::instructor::Instructor;
-use crate::{ApiError, AppState};
+use crate::identity::Clients;
+use crate::log::EventLog;
+use crate::serve::Listening;
+use crate::shutdown::Shutdown;
+
+/// What a rehearsal needs: its own state, the registry (to name its students), where the
+/// server listens (they connect to it), the stop signal, and the instructor's token.
+#[derive(Clone)]
+pub struct Ctx {
+    pub token: InstructorToken,
+    pub rehearsal: Arc<Rehearsal>,
+    pub clients: Arc<Clients>,
+    pub log: Arc<EventLog>,
+    pub shutdown: Shutdown,
+    pub listening: Listening,
+}
+
+impl FromRef<Ctx> for InstructorToken {
+    fn from_ref(ctx: &Ctx) -> Self {
+        ctx.token.clone()
+    }
+}
 
 /// Most simulated students at once (each is a few requests every few seconds).
 pub const MAX_STUDENTS: u32 = 30;
@@ -134,7 +156,7 @@ async fn http(
     let ct = if body.is_empty() { "" } else { "Content-Type: application/json\r\n" };
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: wirescope-rehearsal\r\n{}: {client}\r\n{ct}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        crate::capture::CLIENT_HEADER,
+        crate::paths::CLIENT_HEADER,
         body.len()
     );
     s.write_all(head.as_bytes()).await.ok()?;
@@ -184,7 +206,7 @@ pub fn client_id(k: u32) -> String {
 const STEP_TIME: Duration = Duration::from_secs(10);
 
 async fn act(
-    state: AppState,
+    state: Ctx,
     addr: std::net::SocketAddr,
     student: u32,
     counts: std::sync::Arc<Counts>,
@@ -192,7 +214,7 @@ async fn act(
 ) {
     let client = client_id(student);
     let name = format!("Rehearsal {student}");
-    state.clients().name_if_unnamed(state.log(), &client, &name);
+    state.clients.name_if_unnamed(&state.log, &client, &name);
     let mut n: u64 = 0;
     while tokio::time::Instant::now() < until {
         let step = Step::SCRIPT[(n % Step::SCRIPT.len() as u64) as usize];
@@ -214,7 +236,7 @@ async fn act(
         // Every step is bounded, and the server's stop ends it.
         let ok = tokio::select! {
             done = tokio::time::timeout(STEP_TIME, one) => done.unwrap_or(false),
-            () = state.shutdown().wait() => return,
+            () = state.shutdown.wait() => return,
         };
         counts.steps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if !ok {
@@ -223,7 +245,7 @@ async fn act(
         n += 1;
         tokio::select! {
             () = tokio::time::sleep(pause(student, n)) => {}
-            () = state.shutdown().wait() => return,
+            () = state.shutdown.wait() => return,
         }
     }
 }
@@ -249,12 +271,13 @@ fn settings(body: &serde_json::Value) -> Result<(u32, u32), ApiError> {
 
 async fn start(
     _: Instructor,
-    State(state): State<AppState>,
+    State(state): State<Ctx>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<RehearsalState>, ApiError> {
     let (students, minutes) = settings(&body)?;
     let addr = state
-        .local_addr()
+        .listening
+        .get()
         .ok_or_else(|| ApiError::Internal("the server does not know its own address yet".to_owned()))?;
     // A server listening on every address is reached on loopback.
     let addr = if addr.ip().is_unspecified() {
@@ -262,7 +285,7 @@ async fn start(
     } else {
         addr
     };
-    let r = state.rehearsal();
+    let r = &state.rehearsal;
     {
         // One lock around stopping the old and storing the new: two starts at once never
         // leave students acting that nobody can stop.
@@ -281,17 +304,17 @@ async fn start(
     Ok(Json(r.state()))
 }
 
-async fn stop(_: Instructor, State(state): State<AppState>) -> StatusCode {
-    state.rehearsal().stop();
+async fn stop(_: Instructor, State(state): State<Ctx>) -> StatusCode {
+    state.rehearsal.stop();
     StatusCode::NO_CONTENT
 }
 
-async fn get_state(_: Instructor, State(state): State<AppState>) -> Json<RehearsalState> {
-    Json(state.rehearsal().state())
+async fn get_state(_: Instructor, State(state): State<Ctx>) -> Json<RehearsalState> {
+    Json(state.rehearsal.state())
 }
 
 /// `/api/instructor/rehearsal` (the instructor's).
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<Ctx> {
     Router::new().route("/api/instructor/rehearsal", get(get_state).post(start).delete(stop))
 }
 

@@ -16,7 +16,35 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
-use crate::Shutdown;
+use crate::shutdown::Shutdown;
+
+/// Where the server listens, once it is bound (join URLs, the rehearsal's students, exports'
+/// origin). Cheap to clone; set once.
+#[derive(Debug, Clone, Default)]
+pub struct Listening(Arc<std::sync::OnceLock<std::net::SocketAddr>>);
+
+impl Listening {
+    pub fn set(&self, addr: std::net::SocketAddr) {
+        let _ = self.0.set(addr);
+    }
+
+    pub fn get(&self) -> Option<std::net::SocketAddr> {
+        self.0.get().copied()
+    }
+}
+
+/// Put on a response to make the server close the connection instead of answering (a
+/// fault). The capture layer records it as a cut connection.
+#[derive(Debug, Clone)]
+pub struct DropConnection(pub String);
+
+/// A response that is never sent: [`serve`] closes the connection instead.
+pub fn drop_connection(why: impl Into<String>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut res = axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    res.extensions_mut().insert(DropConnection(why.into()));
+    res
+}
 
 /// The upgraded connections (WebSockets) still open. They outlive the HTTP connection they
 /// came from, so [`serve`] counts them apart to wait for them at shutdown. Every request
@@ -104,7 +132,7 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: Shutdown) -> st
                     let Ok(res) = app.oneshot(req).await;
                     // A fault asked for no answer at all: failing the service closes the
                     // connection without a response.
-                    if res.extensions().get::<crate::faults::DropConnection>().is_some() {
+                    if res.extensions().get::<DropConnection>().is_some() {
                         return Err(std::io::Error::other("connection dropped on purpose (fault)"));
                     }
                     Ok::<_, std::io::Error>(res)

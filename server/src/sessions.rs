@@ -4,24 +4,62 @@
 
 use std::collections::HashMap;
 
-use axum::Json;
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use export::Format;
 use export::merge::{Merger, Observations};
 use serde::Deserialize;
 
-use crate::capture::valid_client_id;
+use crate::error::ApiError;
 use crate::extract::{JsonBody, PathText, QueryText, from_object};
-use crate::log::SessionInfo;
-use crate::{ApiError, AppState};
+use crate::identity::{Clients, valid_client_id};
+use crate::log::{EventLog, SessionInfo};
+use crate::secrets::Secrets;
+use crate::serve::Listening;
+
+/// What the session routes need: the log and what names and scrubs its exports.
+#[derive(Clone)]
+pub struct Ctx {
+    pub log: Arc<EventLog>,
+    pub clients: Arc<Clients>,
+    pub secrets: Arc<Secrets>,
+    pub listening: Listening,
+}
+
+/// The log, if it records anything: with `--no-capture` there are no sessions, and every
+/// session route (these and the instructor's) answers 409.
+pub fn recording(log: &Arc<EventLog>) -> Result<&Arc<EventLog>, ApiError> {
+    if log.is_recording() { Ok(log) } else { Err(capture_off()) }
+}
+
+/// The answer of every session route when the server records nothing.
+fn capture_off() -> ApiError {
+    ApiError::Conflict(
+        "capture is off: this server was started with --no-capture and records no sessions".to_owned(),
+    )
+}
+
+/// Recorded sessions: listed, read back, exported.
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route("/api/sessions", get(list))
+        .route("/api/sessions/{id}/events", get(events))
+        .route("/api/sessions/{id}/export", get(export).post(export_with))
+}
 
 /// Every recorded session, newest first.
 #[utoipa::path(get, path = "/api/sessions", tag = "server", operation_id = "listSessions",
-    responses((status = 200, description = "Sessions, newest first", body = Vec<Object>)))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
-    let log = state.log().clone();
+    responses(
+        (status = 200, description = "Sessions, newest first", body = Vec<Object>),
+        (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
+    ))]
+pub async fn list(State(state): State<Ctx>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    let log = recording(&state.log)?.clone();
     let list = tokio::task::spawn_blocking(move || log.db().map(|db| db.sessions()))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
@@ -36,17 +74,15 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<SessionInfo>
     params(("id" = u64, Path, description = "The session's id", minimum = 0)),
     responses(
         (status = 200, description = "The session's events", body = Vec<Object>),
-        (status = 404, description = "No such session", body = crate::openapi::ErrorBody),
-        (status = 422, description = "The id is not an integer", body = crate::openapi::ValidationFailed),
+        (status = 404, description = "No such session", body = crate::error::ErrorBody),
+        (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
+        (status = 422, description = "The id is not an integer", body = crate::error::ValidationFailed),
     ))]
-pub async fn events(
-    State(state): State<AppState>,
-    PathText(p): PathText,
-) -> Result<impl IntoResponse, ApiError> {
+pub async fn events(State(state): State<Ctx>, PathText(p): PathText) -> Result<impl IntoResponse, ApiError> {
     let id = p[0]
         .parse::<u64>()
         .map_err(|_| ApiError::Validation([("id".to_owned(), "must be an integer".to_owned())].into()))?;
-    let log = state.log().clone();
+    let log = recording(&state.log)?.clone();
     let lines = tokio::task::spawn_blocking(move || {
         log.flush();
         match log.db() {
@@ -83,10 +119,10 @@ struct ExportBody {
 }
 
 /// Which session and format an export request names.
-fn export_target(state: &AppState, id: &str, q: &HashMap<String, String>) -> Result<(u64, Format), ApiError> {
+fn export_target(state: &Ctx, id: &str, q: &HashMap<String, String>) -> Result<(u64, Format), ApiError> {
     let mut problems = std::collections::BTreeMap::new();
     let session = if id == "current" {
-        Some(state.log().session())
+        Some(recording(&state.log)?.session())
     } else {
         let n = id.parse::<u64>().ok();
         if n.is_none() {
@@ -121,11 +157,12 @@ fn export_target(state: &AppState, id: &str, q: &HashMap<String, String>) -> Res
     responses(
         (status = 200, description = "The session as a file (an attachment): JSON for `trace` and `har`, text for `mermaid`",
             content((Object = "application/json"), (String = "text/plain"))),
-        (status = 404, description = "No such session", body = crate::openapi::ErrorBody),
-        (status = 422, description = "The id, format or client id is not valid", body = crate::openapi::ValidationFailed),
+        (status = 404, description = "No such session", body = crate::error::ErrorBody),
+        (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
+        (status = 422, description = "The id, format or client id is not valid", body = crate::error::ValidationFailed),
     ))]
 pub async fn export(
-    State(state): State<AppState>,
+    State(state): State<Ctx>,
     PathText(p): PathText,
     QueryText(q): QueryText,
 ) -> Result<Response, ApiError> {
@@ -145,12 +182,13 @@ pub async fn export(
     responses(
         (status = 200, description = "The session as a file (an attachment): JSON for `trace` and `har`, text for `mermaid`",
             content((Object = "application/json"), (String = "text/plain"))),
-        (status = 400, description = "Malformed JSON", body = crate::openapi::InvalidParameters),
-        (status = 404, description = "No such session", body = crate::openapi::ErrorBody),
-        (status = 422, description = "The id, format, client id or observations are not valid", body = crate::openapi::ValidationFailed),
+        (status = 400, description = "Malformed JSON", body = crate::error::InvalidParameters),
+        (status = 404, description = "No such session", body = crate::error::ErrorBody),
+        (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
+        (status = 422, description = "The id, format, client id or observations are not valid", body = crate::error::ValidationFailed),
     ))]
 pub async fn export_with(
-    State(state): State<AppState>,
+    State(state): State<Ctx>,
     PathText(p): PathText,
     QueryText(q): QueryText,
     JsonBody(body): JsonBody,
@@ -170,13 +208,13 @@ const EXPORTS_AT_ONCE: usize = 4;
 const STALLED: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn stream_export(
-    state: AppState,
+    state: Ctx,
     session: u64,
     format: Format,
     me: String,
     mut observations: Observations,
 ) -> Result<Response, ApiError> {
-    let log = state.log().clone();
+    let log = recording(&state.log)?.clone();
     let found = {
         let log = log.clone();
         tokio::task::spawn_blocking(move || {
@@ -198,7 +236,7 @@ async fn stream_export(
     }
     for l in &mut observations.local {
         if let Ok(json) = serde_json::to_string(&l.event)
-            && let Ok(clean) = serde_json::from_str(&state.secrets().scrub(&json))
+            && let Ok(clean) = serde_json::from_str(&state.secrets.scrub(&json))
         {
             l.event = clean;
         }
@@ -207,10 +245,10 @@ async fn stream_export(
     // The export's own request is in the log too; it is not part of what is exported.
     let own = crate::cause::current();
     let mut names = export::Names::default();
-    for c in state.clients().roster() {
+    for c in state.clients.roster() {
         names.set(&c.client, c.info);
     }
-    let origin = state.local_addr().map(|a| format!("http://{a}")).unwrap_or_default();
+    let origin = state.listening.get().map(|a| format!("http://{a}")).unwrap_or_default();
     let ctx = export::Context { me, names, origin };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(EXPORT_QUEUE);
     let pages = Pages { log, session, upto, own };

@@ -6,6 +6,8 @@
 //! reads (and drops) what the client was still sending, so the client sees that close code
 //! instead of a reset connection.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -30,8 +32,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use crate::ApiError;
 use crate::capture::{Tap, TapIo};
+use crate::error::ApiError;
+use crate::limits::MAX_MESSAGE_BYTES;
+
+/// Asked before a client's data frame is handed to its handler: "may this frame pass now?"
+/// The answer comes when it may (the fault console holds frames while the instructor holds
+/// messages). The socket knows nothing more of faults than this.
+pub trait FrameGate: Send + Sync {
+    /// Waits until a frame from `client` (`what` describes it) may pass.
+    fn pass<'a>(&'a self, client: &'a str, what: &'a str) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
 
 /// What the server may do to an open WebSocket from outside its handler (faults, moderation).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,11 +115,12 @@ impl Drop for Registration {
     }
 }
 
-/// Put into a request's extensions (by the fault layer) for the upgrade to pick up: register
-/// the socket, and whether its frames are to be reordered.
+/// Put into a request's extensions (by the fault layer) for the upgrade to pick up: where to
+/// register the socket, what its frames pass through, and whether they are to be reordered.
 #[derive(Clone)]
 pub struct SocketSpec {
-    pub faults: Arc<crate::faults::Faults>,
+    pub sockets: Arc<Sockets>,
+    pub gate: Arc<dyn FrameGate>,
     pub client: String,
     pub path: String,
     pub reorder: bool,
@@ -170,8 +182,8 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
         let spec = parts.extensions.remove::<SocketSpec>();
         let guard = parts.extensions.get::<crate::serve::Upgrades>().map(crate::serve::Upgrades::guard);
         let mut config = WebSocketConfig::default();
-        config.max_message_size = Some(crate::echo::MAX_MESSAGE_BYTES);
-        config.max_frame_size = Some(crate::echo::MAX_MESSAGE_BYTES);
+        config.max_message_size = Some(MAX_MESSAGE_BYTES);
+        config.max_frame_size = Some(MAX_MESSAGE_BYTES);
         Ok(Self { key, on_upgrade, tap, spec, config, guard })
     }
 }
@@ -216,8 +228,8 @@ impl WebSocketUpgrade {
             let reorder = spec.as_ref().is_some_and(|s| s.reorder);
             let (registration, ctl, hold) = match spec {
                 Some(s) => {
-                    let (r, rx) = s.faults.sockets.register(s.client.clone(), s.path.clone());
-                    (Some(r), Some(rx), Some((s.faults, s.client, s.path)))
+                    let (r, rx) = s.sockets.register(s.client.clone(), s.path.clone());
+                    (Some(r), Some(rx), Some((s.gate, s.client, s.path)))
                 }
                 None => (None, None, None),
             };
@@ -295,7 +307,7 @@ pub struct WebSocket {
     /// A data frame waiting for its partner (reordering).
     held: Option<(Message, Option<u64>)>,
     /// Where the client's frames wait while the instructor holds messages.
-    hold: Option<(Arc<crate::faults::Faults>, String, String)>,
+    hold: Option<(Arc<dyn FrameGate>, String, String)>,
     _registration: Option<Registration>,
 }
 
@@ -349,11 +361,11 @@ impl WebSocket {
             };
             tokio::select! {
                 m = self.stream.next() => {
-                    if let (Some((faults, client, path)), Some(Ok(msg))) = (&self.hold, &m)
+                    if let (Some((gate, client, path)), Some(Ok(msg))) = (&self.hold, &m)
                         && (msg.is_text() || msg.is_binary())
                     {
                         let what = format!("frame on {path}");
-                        faults.hold_frame(client, &what).await;
+                        gate.pass(client, &what).await;
                     }
                     return m;
                 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, header};
-use common::{TestServer, body_bytes, next_frame as next};
+use common::{TestServer, body_bytes, body_json, next_frame as next};
 use futures_util::{SinkExt, StreamExt};
 use protocol::{CloseInfo, Event, EventKind, Opcode, Side};
 use tokio_tungstenite::tungstenite::Message;
@@ -36,7 +36,7 @@ fn kinds(evs: &[Event]) -> Vec<&'static str> {
 #[tokio::test]
 async fn an_http_exchange_is_recorded_with_headers_bodies_and_times_and_secrets_redacted() {
     let s = TestServer::without_app();
-    let before = server::now_us();
+    let before = server::clock::now_us();
     let req = Request::post("/transcripts?x=1")
         .header(header::CONTENT_TYPE, "application/json")
         .header("x-wirescope-client", "c-alpha")
@@ -68,7 +68,7 @@ async fn an_http_exchange_is_recorded_with_headers_bodies_and_times_and_secrets_
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body.as_ref().unwrap().text.as_deref(), Some("5"));
     let (t_req, t_res) = (req_ev.at.server_us.unwrap(), res_ev.at.server_us.unwrap());
-    assert!(before <= t_req && t_req <= t_res && t_res <= server::now_us());
+    assert!(before <= t_req && t_req <= t_res && t_res <= server::clock::now_us());
     let json = serde_json::to_string(&evs).unwrap();
     assert!(!json.contains("hunter2") && !json.contains("session=abc"), "no secret anywhere");
 }
@@ -107,10 +107,38 @@ async fn clients_without_an_id_get_a_lane_per_address_and_static_files_are_not_r
 }
 
 #[tokio::test]
-async fn capture_can_be_switched_off() {
+async fn with_capture_off_nothing_is_recorded_and_sessions_say_so() {
     let s = TestServer::with_config(|c| c.capture = false);
-    s.get("/transcripts").await;
-    assert!(s.events().is_empty());
+    let auth = format!("Bearer {}", s.state.token());
+    assert_eq!(s.get("/transcripts").await.status(), 200);
+    // What used to be recorded besides exchanges: the instructor's notes and names.
+    let fault = Request::post("/api/instructor/faults")
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"target":{},"fault":{"kind":"latency","fixedMs":1,"jitterMs":0},"times":1}"#))
+        .unwrap();
+    assert_eq!(s.send(fault).await.status(), 200);
+    let name = Request::patch("/api/instructor/clients/c-ana")
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"nickname":"Ana"}"#))
+        .unwrap();
+    assert_eq!(s.send(name).await.status(), 204);
+    assert!(s.events().is_empty(), "{:?}", s.events());
+    assert_eq!(s.state.log().latest_seq(), 0);
+    assert!(!s.data.path().join("events.sqlite3").exists(), "no event database, so no writer thread");
+    for uri in ["/api/sessions", "/api/sessions/1/events", "/api/sessions/current/export"] {
+        let res = s.get(uri).await;
+        assert_eq!(res.status(), 409, "{uri}");
+        let body = body_json(res).await;
+        assert!(body["details"].as_str().unwrap().contains("capture is off"), "{uri}: {body}");
+    }
+    let new_session = Request::post("/api/instructor/session")
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .body(Body::from("{}"))
+        .unwrap();
+    assert_eq!(s.send(new_session).await.status(), 409);
 }
 
 #[tokio::test]
@@ -218,7 +246,7 @@ async fn an_oversized_message_closes_with_1009_which_the_client_sees() {
     let s = TestServer::without_app();
     let (addr, _task) = s.spawn().await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo")).await.unwrap();
-    let big = "x".repeat(server::echo::MAX_MESSAGE_BYTES + 10);
+    let big = "x".repeat(server::limits::MAX_MESSAGE_BYTES + 10);
     let _ = ws.send(Message::text(big)).await;
     match next(&mut ws).await {
         Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Size),
@@ -235,7 +263,7 @@ async fn an_oversized_message_closes_with_1009_which_the_client_sees() {
     });
     assert_eq!(
         big_frame.map(|p| (p.size, p.truncated)),
-        Some((server::echo::MAX_MESSAGE_BYTES as u64 + 10, true))
+        Some((server::limits::MAX_MESSAGE_BYTES as u64 + 10, true))
     );
 }
 

@@ -143,7 +143,7 @@ async fn ticks_carry_the_watchers_and_every_message_its_seq_and_time() {
     let (addr, _t) = s.spawn().await;
     let mut a = connect(addr, "c-a").await;
     let _b = connect(addr, "c-b").await;
-    let before = server::now_us();
+    let before = server::clock::now_us();
     let mut seqs = Vec::new();
     loop {
         let env = next(&mut a).await;

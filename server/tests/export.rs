@@ -22,7 +22,7 @@ async fn lecture() -> TestServer {
         assert_eq!(get_as(&s, "c-ana", &format!("/transcripts/{}", i % 3 + 1)).await, 200);
     }
     assert_eq!(get_as(&s, "c-ben", "/transcripts/9999").await, 400, "no such student");
-    let at = protocol::Stamps { client_us: None, server_us: Some(server::now_us()) };
+    let at = protocol::Stamps { client_us: None, server_us: Some(server::clock::now_us()) };
     let note = protocol::Note { what: protocol::NoteKind::Fault, text: "response dropped".into() };
     s.state.log().record("c-ben", 0, None, at, protocol::EventKind::Note(note));
     s

@@ -9,7 +9,7 @@ use common::{TestServer, body_bytes, body_json};
 #[tokio::test]
 async fn health_reports_ok_version_and_clock() {
     let s = TestServer::without_app();
-    let before = server::now_us();
+    let before = server::clock::now_us();
     let res = s.get("/api/health").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
@@ -17,7 +17,7 @@ async fn health_reports_ok_version_and_clock() {
     assert_eq!(health.status, "ok");
     assert_eq!(health.protocol, protocol::PROTOCOL_VERSION);
     assert_eq!(health.version, env!("CARGO_PKG_VERSION"));
-    assert!(health.server_time_us >= before && health.server_time_us <= server::now_us());
+    assert!(health.server_time_us >= before && health.server_time_us <= server::clock::now_us());
 }
 
 #[tokio::test]

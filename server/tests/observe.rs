@@ -38,7 +38,7 @@ fn note(s: &TestServer, i: u64) -> u64 {
         "c-test",
         i,
         None,
-        Stamps { client_us: None, server_us: Some(server::now_us()) },
+        Stamps { client_us: None, server_us: Some(server::clock::now_us()) },
         kind,
     )
 }
@@ -206,12 +206,12 @@ async fn clock_pings_are_answered_with_the_server_time() {
     let (addr, _task) = s.spawn().await;
     let mut ws = connect(addr, "").await;
     let _hello = msg(&mut ws).await;
-    let t0 = server::now_us();
+    let t0 = server::clock::now_us();
     ws.send(Message::text(format!(r#"{{"type":"clock","clientTimeUs":{t0}}}"#))).await.unwrap();
     loop {
         if let ObserverMsg::Clock { client_time_us, server_time_us } = msg(&mut ws).await {
             assert_eq!(client_time_us, t0);
-            assert!(server_time_us >= t0 && server_time_us <= server::now_us());
+            assert!(server_time_us >= t0 && server_time_us <= server::clock::now_us());
             break;
         }
     }
@@ -246,7 +246,7 @@ async fn nickname_changes_are_limited_and_bad_commands_get_an_error() {
     assert!(message.starts_with("unreadable command"), "{message}");
     // The connection stays usable, and the last accepted name is the one recorded.
     assert_eq!(s.state.clients().nickname("c-n").as_deref(), Some("Three"));
-    let t0 = server::now_us();
+    let t0 = server::clock::now_us();
     ws.send(Message::text(format!(r#"{{"type":"clock","clientTimeUs":{t0}}}"#))).await.unwrap();
     assert!(matches!(control(&mut ws).await, ObserverMsg::Clock { .. }));
 }

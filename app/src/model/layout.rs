@@ -19,8 +19,8 @@ use super::time;
 use super::timeline::{Item, ItemKey, Timeline};
 use export::names::{agent_name, cut};
 
-/// Lane key of the server.
-pub const SERVER_LANE: &str = "server";
+/// Lane key of the server, as `protocol` names it.
+pub use protocol::SERVER_LANE;
 /// Lane key of the aggregate lane.
 pub const OTHERS_LANE: &str = "others";
 

@@ -223,8 +223,7 @@ impl Timeline {
 
     fn push(&mut self, item: Item) {
         // The server's own notes are drawn on the server's lane, never a client lane.
-        if item.event.client != crate::model::layout::SERVER_LANE && !self.order.contains(&item.event.client)
-        {
+        if item.event.client != protocol::SERVER_LANE && !self.order.contains(&item.event.client) {
             self.order.push(item.event.client.clone());
         }
         self.items.push_back(item);

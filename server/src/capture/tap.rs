@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use protocol::{CloseInfo, EventKind, Opcode, Side, Stamps, WsClose, WsFrame};
+use protocol::{CloseInfo, EventKind, Opcode, Side, WsClose, WsFrame};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::frames::{FrameReader, RawFrame};
@@ -22,7 +22,7 @@ pub struct Tap {
     pub(super) exchange: u64,
     pub(super) client_ref: Option<u64>,
     pub(super) preview: usize,
-    pub(super) secrets: Arc<super::Secrets>,
+    pub(super) secrets: Arc<crate::secrets::Secrets>,
 }
 
 impl std::fmt::Debug for Tap {
@@ -37,7 +37,7 @@ impl Tap {
     }
 
     fn record_caused(&self, cause: Option<u64>, kind: EventKind) {
-        let at = Stamps { client_us: None, server_us: Some(crate::now_us()) };
+        let at = crate::clock::server_now();
         self.log.record_caused(&self.client, self.exchange, self.client_ref, cause, at, kind);
     }
 

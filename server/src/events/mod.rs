@@ -10,23 +10,41 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use protocol::channel::{
     CHANNEL_VERSION, ChatLine, ClientMsg, MAX_MESSAGE_BYTES, Peer, ROOM_HISTORY, ServerEnvelope, ServerMsg,
 };
 use tokio::sync::mpsc;
 
-use crate::capture::valid_client_id;
+use crate::changes::ChangeFeed;
+use crate::error::ApiError;
 use crate::extract::QueryText;
+use crate::identity::valid_client_id;
+use crate::limits::{CHAT_LIMIT, CHAT_WINDOW, NAME_LIMIT, NICKNAME_CHARS as MAX_NAME};
+use crate::shutdown::Shutdown;
 use crate::ws::{Message, WebSocket, WebSocketUpgrade};
-use crate::{ApiError, AppState};
+
+/// What `/ws/events` needs: the hub, the change feed it forwards, the stop signal, the tick.
+#[derive(Clone)]
+pub struct Ctx {
+    pub hub: Arc<Hub>,
+    pub changes: Arc<ChangeFeed>,
+    pub shutdown: Shutdown,
+    pub tick: Duration,
+}
+
+/// `/ws/events`.
+pub fn routes() -> Router<Ctx> {
+    Router::new().route("/ws/events", get(upgrade))
+}
 
 /// Messages a connection may have waiting before it counts as too slow.
 const QUEUE: usize = 256;
 /// How often every connection gets a `tick`.
 pub const TICK: Duration = Duration::from_secs(5);
-const MAX_NAME: usize = 40;
 const MAX_TEXT: usize = 2000;
 const MAX_ROUNDS: u32 = 100;
 
@@ -56,11 +74,6 @@ struct Inner {
     /// Recent chat and hello times per client, for the rate limits.
     recent: HashMap<String, (VecDeque<Instant>, VecDeque<Instant>)>,
 }
-
-/// At most this many chat lines per client in [`CHAT_WINDOW`], and nickname changes per minute.
-pub const CHAT_LIMIT: usize = 5;
-pub const CHAT_WINDOW: Duration = Duration::from_secs(10);
-pub const NAME_LIMIT: usize = 3;
 
 /// Counts an action in a sliding window; false when over the limit.
 fn allow(times: &mut VecDeque<Instant>, limit: usize, window: Duration) -> bool {
@@ -173,10 +186,10 @@ impl Hub {
     }
 
     /// Starts (once) the hub's own tasks: the tick, and forwarding transcript changes.
-    fn start(&self, state: &AppState) {
+    fn start(&self, state: &Ctx) {
         self.started.call_once(|| {
-            let hub = Arc::downgrade(state.hub());
-            let tick = state.config().tick;
+            let hub = Arc::downgrade(&state.hub);
+            let tick = state.tick;
             tokio::spawn(async move {
                 let mut every = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
                 loop {
@@ -185,8 +198,8 @@ impl Hub {
                     hub.broadcast(&ServerMsg::Tick { watchers: hub.watchers() }, None);
                 }
             });
-            let hub = Arc::downgrade(state.hub());
-            let mut changes = state.changes().subscribe();
+            let hub = Arc::downgrade(&state.hub);
+            let mut changes = state.changes.subscribe();
             tokio::spawn(async move {
                 loop {
                     match changes.recv().await {
@@ -255,7 +268,7 @@ impl Hub {
                     && !allow(
                         &mut inner.recent.entry(client).or_default().1,
                         NAME_LIMIT,
-                        Duration::from_secs(60),
+                        crate::limits::NAME_WINDOW,
                     )
                 {
                     return err("hello: too many name changes; wait a minute");
@@ -319,8 +332,12 @@ impl Hub {
                 if text.is_empty() || text.chars().count() > MAX_TEXT {
                     return err("chat: text must be 1 to 2000 characters");
                 }
-                let line =
-                    ChatLine { room: room.clone(), from: conn.peer.clone(), text, at_us: crate::now_us() };
+                let line = ChatLine {
+                    room: room.clone(),
+                    from: conn.peer.clone(),
+                    text,
+                    at_us: crate::clock::now_us(),
+                };
                 let Inner { conns, rooms, .. } = &mut *inner;
                 let r = rooms.entry(room).or_default();
                 r.history.push_back(line.clone());
@@ -365,11 +382,7 @@ fn valid_room(room: &str) -> bool {
         && !room.trim().is_empty()
 }
 
-pub async fn upgrade(
-    ws: WebSocketUpgrade,
-    State(state): State<AppState>,
-    QueryText(q): QueryText,
-) -> Response {
+pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Ctx>, QueryText(q): QueryText) -> Response {
     let client_id = q.get("client").filter(|c| valid_client_id(c)).cloned();
     // `since`: the last transcript change this client saw; the ones after it are replayed.
     let since = match q.get("since").map(|s| s.parse::<u64>()) {
@@ -380,28 +393,28 @@ pub async fn upgrade(
             return ApiError::Validation([problem].into()).into_response();
         }
     };
-    state.hub().start(&state);
+    state.hub.start(&state);
     ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| run(socket, state, client_id, since))
 }
 
-async fn run(mut socket: WebSocket, state: AppState, client_id: Option<String>, since: Option<u64>) {
-    let hub = state.hub().clone();
+async fn run(mut socket: WebSocket, state: Ctx, client_id: Option<String>, since: Option<u64>) {
+    let hub = state.hub.clone();
     let client_id = client_id.unwrap_or_else(|| format!("anon-{}", hub.next_id.load(Ordering::Relaxed)));
     let (id, mut rx, overflow) = hub.add(client_id);
     // Subscribed first, then the backlog read: a change in between comes both ways and is sent
     // once (the live copy is skipped when the replay already had it).
     let backlog = since.map(|since| {
-        let after = state.changes().since(since);
+        let after = state.changes.since(since);
         // A `since` past the newest change is from before a restart: replay the whole feed.
-        if since > after.latest { state.changes().since(0).changes } else { after.changes }
+        if since > after.latest { state.changes.since(0).changes } else { after.changes }
     });
     let replayed = backlog.as_ref().and_then(|b| b.last()).map_or(0, |c| c.seq);
-    let shutdown = state.shutdown().clone();
+    let shutdown = state.shutdown.clone();
     let mut seq = 0u64;
     let mut pingpong = None;
     let mut send = async |socket: &mut WebSocket, msg: ServerMsg, cause: Option<u64>| {
         seq += 1;
-        let env = ServerEnvelope { msg, seq, at_us: crate::now_us() };
+        let env = ServerEnvelope { msg, seq, at_us: crate::clock::now_us() };
         let text = serde_json::to_string(&env).unwrap_or_default();
         socket.send_caused(Message::text(text), cause).await.is_ok()
     };

@@ -12,20 +12,48 @@ pub mod model;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
 use model::{Lab, Pattern, verdict};
 use protocol::channel::{ChangeKind, ServerMsg};
 pub use protocol::lab::{LabConfig, LabReport, PatternReport};
 use tokio::task::JoinHandle;
 
+use crate::access::{Instructor, InstructorToken};
 use crate::changes::ChangeFeed;
+use crate::error::ApiError;
+use crate::events::Hub;
 use crate::extract::{JsonBody, QueryText};
-use crate::instructor::Instructor;
+use crate::paths::LAB_PATH;
+use crate::shutdown::Shutdown;
 use crate::transcripts::Store;
-use crate::{ApiError, AppState};
+
+/// What the lab needs: its own state, the hub it reports to (room `lab`), the stop signal,
+/// and the instructor's token (starting and stopping are the instructor's).
+#[derive(Clone)]
+pub struct Ctx {
+    pub lab: Arc<LabState>,
+    pub hub: Arc<Hub>,
+    pub shutdown: Shutdown,
+    pub token: InstructorToken,
+}
+
+impl FromRef<Ctx> for InstructorToken {
+    fn from_ref(ctx: &Ctx) -> Self {
+        ctx.token.clone()
+    }
+}
+
+/// The lab's controls and feeds.
+pub fn routes() -> Router<Ctx> {
+    Router::new()
+        .route(LAB_PATH, get(report).post(start).delete(stop))
+        .route("/api/lab/changes", get(changes))
+        .route("/api/lab/changes/stream", get(stream))
+}
 
 /// Limits of the sliders (the server enforces them too).
 pub const MAX_RATE: f64 = 20.0;
@@ -108,12 +136,12 @@ impl LabState {
 
     /// Starts a run in place of the current one: one lock around stopping the old and
     /// storing the new, so two starts at once never leave a run nobody can stop.
-    fn start(&self, config: LabConfig, state: &AppState) {
+    fn start(&self, config: LabConfig, state: &Ctx) {
         let mut slot = self.run.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(old) = slot.as_ref() {
             old.halt();
         }
-        let now = crate::now_us();
+        let now = crate::clock::now_us();
         let progress = Arc::new(Mutex::new(Progress {
             lab: Lab::new(config.subscribers, config.poll_ms as i64 * 1000, now),
             changes: 0,
@@ -171,8 +199,8 @@ impl LabState {
     }
 
     /// Tells room `lab` the figures.
-    fn announce(&self, state: &AppState) {
-        state.hub().to_room("lab", &ServerMsg::LabReport(self.report()), None);
+    fn announce(&self, state: &Ctx) {
+        state.hub.to_room("lab", &ServerMsg::LabReport(self.report()), None);
     }
 }
 
@@ -210,15 +238,15 @@ impl Scratch {
 /// The run: posts grades at `rate` to the scratch store, tells every follower, moves the
 /// simulated subscribers along in real time, and pushes its figures to room `lab`; it ends
 /// after [`MAX_RUN`].
-async fn drive(config: LabConfig, progress: Arc<Mutex<Progress>>, scratch: Scratch, state: AppState) {
-    state.lab().announce(&state);
+async fn drive(config: LabConfig, progress: Arc<Mutex<Progress>>, scratch: Scratch, state: Ctx) {
+    state.lab.announce(&state);
     let every = Duration::from_secs_f64(1.0 / config.rate);
     let begun = tokio::time::Instant::now();
     let mut next_change = begun + every;
     let mut next_report = begun + REPORT_EVERY;
     while begun.elapsed() < MAX_RUN {
         let next_poll = progress.lock().unwrap_or_else(PoisonError::into_inner).lab.next_poll();
-        let poll_in = Duration::from_micros((next_poll - crate::now_us()).max(0) as u64);
+        let poll_in = Duration::from_micros((next_poll - crate::clock::now_us()).max(0) as u64);
         let poll_at = tokio::time::Instant::now() + poll_in;
         tokio::select! {
             () = tokio::time::sleep_until(next_change) => {
@@ -227,10 +255,10 @@ async fn drive(config: LabConfig, progress: Arc<Mutex<Progress>>, scratch: Scrat
                 match scratch.post(n).await {
                     Ok((id, course)) => {
                         let change = scratch.feed.publish(ChangeKind::GradeAdded, id, Some(course), None);
-                        state.hub().to_room("lab", &ServerMsg::LabChanged(change.clone()), None);
+                        state.hub.to_room("lab", &ServerMsg::LabChanged(change.clone()), None);
                         let mut p = progress.lock().unwrap_or_else(PoisonError::into_inner);
                         p.lab.advance(change.at_us);
-                        p.lab.change(change, crate::now_us());
+                        p.lab.change(change, crate::clock::now_us());
                         p.changes += 1;
                     }
                     Err(problem) => {
@@ -242,16 +270,16 @@ async fn drive(config: LabConfig, progress: Arc<Mutex<Progress>>, scratch: Scrat
                 }
             }
             () = tokio::time::sleep_until(poll_at) => {
-                progress.lock().unwrap_or_else(PoisonError::into_inner).lab.advance(crate::now_us());
+                progress.lock().unwrap_or_else(PoisonError::into_inner).lab.advance(crate::clock::now_us());
             }
             () = tokio::time::sleep_until(next_report) => {
                 next_report += REPORT_EVERY;
-                state.lab().announce(&state);
+                state.lab.announce(&state);
             }
         }
     }
     progress.lock().unwrap_or_else(PoisonError::into_inner).stopped.get_or_insert_with(Instant::now);
-    state.lab().announce(&state);
+    state.lab.announce(&state);
 }
 
 fn config(body: serde_json::Value) -> Result<LabConfig, ApiError> {
@@ -274,36 +302,36 @@ fn config(body: serde_json::Value) -> Result<LabConfig, ApiError> {
     request_body(content = LabConfig, example = json!({"rate": 2.0, "subscribers": 50, "pollMs": 1000})),
     responses(
         (status = 200, description = "The new run", body = LabReport),
-        (status = 403, description = "Not the instructor", body = crate::openapi::ErrorBody),
-        (status = 400, description = "Malformed JSON", body = crate::openapi::InvalidParameters),
-        (status = 422, description = "A setting is out of range", body = crate::openapi::ValidationFailed),
+        (status = 403, description = "Not the instructor", body = crate::error::ErrorBody),
+        (status = 400, description = "Malformed JSON", body = crate::error::InvalidParameters),
+        (status = 422, description = "A setting is out of range", body = crate::error::ValidationFailed),
     ))]
 pub async fn start(
     _: Instructor,
-    State(state): State<AppState>,
+    State(state): State<Ctx>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<LabReport>, ApiError> {
     let c = config(body)?;
-    state.lab().start(c, &state);
-    Ok(Json(state.lab().report()))
+    state.lab.start(c, &state);
+    Ok(Json(state.lab.report()))
 }
 
 /// What each pattern has cost in the current run.
 #[utoipa::path(get, path = "/api/lab", tag = "lab", operation_id = "getLab",
     responses((status = 200, description = "The run's figures", body = LabReport)))]
-pub async fn report(State(state): State<AppState>) -> Json<LabReport> {
-    Json(state.lab().report())
+pub async fn report(State(state): State<Ctx>) -> Json<LabReport> {
+    Json(state.lab.report())
 }
 
 /// Stops the run; its figures stay. The instructor's.
 #[utoipa::path(delete, path = "/api/lab", tag = "lab", operation_id = "stopLab",
     responses(
         (status = 204, description = "Stopped (or nothing was running)"),
-        (status = 403, description = "Not the instructor", body = crate::openapi::ErrorBody),
+        (status = 403, description = "Not the instructor", body = crate::error::ErrorBody),
     ))]
-pub async fn stop(_: Instructor, State(state): State<AppState>) -> StatusCode {
-    if state.lab().stop() {
-        state.lab().announce(&state);
+pub async fn stop(_: Instructor, State(state): State<Ctx>) -> StatusCode {
+    if state.lab.stop() {
+        state.lab.announce(&state);
     }
     StatusCode::NO_CONTENT
 }
@@ -316,13 +344,13 @@ pub async fn stop(_: Instructor, State(state): State<AppState>) -> StatusCode {
     ),
     responses(
         (status = 200, description = "The changes after `since`", body = crate::changes::Changes),
-        (status = 422, description = "`since` or `wait` is not a valid number", body = crate::openapi::ValidationFailed),
+        (status = 422, description = "`since` or `wait` is not a valid number", body = crate::error::ValidationFailed),
     ))]
 pub async fn changes(
-    State(state): State<AppState>,
+    State(state): State<Ctx>,
     QueryText(q): QueryText,
 ) -> Result<impl IntoResponse, ApiError> {
-    crate::changes::poll(state.lab().feed(), &q, state.shutdown()).await
+    crate::changes::poll(state.lab.feed(), &q, &state.shutdown).await
 }
 
 /// The lab's scratch changes as Server-Sent Events (`event: labChanged`).
@@ -330,13 +358,13 @@ pub async fn changes(
     params(("since" = Option<u64>, Query, description = "Replay the changes after this seq first", minimum = 0)),
     responses(
         (status = 200, description = "A text/event-stream of changes", content_type = "text/event-stream", body = String),
-        (status = 422, description = "`since` is not a valid number", body = crate::openapi::ValidationFailed),
+        (status = 422, description = "`since` is not a valid number", body = crate::error::ValidationFailed),
     ))]
 pub async fn stream(
-    State(state): State<AppState>,
+    State(state): State<Ctx>,
     QueryText(q): QueryText,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let since = crate::changes::stream_since(&q, &headers)?;
-    Ok(crate::changes::stream(state.lab().feed(), since, "labChanged", state.shutdown().clone()))
+    Ok(crate::changes::stream(state.lab.feed(), since, "labChanged", state.shutdown.clone()))
 }

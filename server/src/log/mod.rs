@@ -73,6 +73,16 @@ pub struct EventLog {
     observers: AtomicU32,
     joined: AtomicU32,
     left: AtomicU32,
+    /// Off (`--no-capture`): nothing is recorded.
+    recording: bool,
+    /// The task that merges observers' comings and goings, started once.
+    presence: std::sync::Once,
+}
+
+impl crate::identity::Recorder for EventLog {
+    fn describe(&self, client: &str, info: protocol::ClientInfo) {
+        self.record(client, 0, None, crate::clock::server_now(), EventKind::Client(info));
+    }
 }
 
 impl std::fmt::Debug for EventLog {
@@ -96,7 +106,7 @@ impl EventLog {
     /// A log persisted to `dir/events.sqlite3`, continuing its `seq` numbering, in a new session.
     pub fn open(dir: &Path, config: LogConfig, session_name: &str) -> rusqlite::Result<Arc<EventLog>> {
         let path = dir.join(db::FILE_NAME);
-        let (db, conn, session, max_seq) = LogDb::open(&path, session_name, crate::now_us())?;
+        let (db, conn, session, max_seq) = LogDb::open(&path, session_name, crate::clock::now_us())?;
         let reservation = Arc::new(db::Reservation::open(&path, max_seq + db::SEQ_BLOCK)?);
         let (tx, rx) = std::sync::mpsc::sync_channel(config.writer_queue);
         let cap = config.disk_cap;
@@ -110,9 +120,42 @@ impl EventLog {
         Ok(Arc::new(log))
     }
 
-    /// A log kept in memory only (tests; `--capture off` still answers observers).
+    /// A log kept in memory only (tests).
     pub fn in_memory(config: LogConfig) -> Arc<EventLog> {
         Arc::new(Self::new(config, None, None, 0, 1))
+    }
+
+    /// A log that records nothing (`--no-capture`): no database, no writer thread; observers
+    /// are answered, with nothing to show.
+    pub fn off(config: LogConfig) -> Arc<EventLog> {
+        let mut log = Self::new(config, None, None, 0, 1);
+        log.recording = false;
+        Arc::new(log)
+    }
+
+    /// Whether events are recorded at all (false with `--no-capture`).
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
+    /// Starts (once) the task that merges observers' comings and goings into one presence
+    /// event per second. Needs a Tokio runtime; called when the first observer connects.
+    pub fn start_presence_ticker(self: &Arc<Self>) {
+        if !self.recording {
+            return;
+        }
+        self.presence.call_once(|| {
+            let log = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let second = std::time::Duration::from_secs(1);
+                let mut every = tokio::time::interval_at(tokio::time::Instant::now() + second, second);
+                loop {
+                    every.tick().await;
+                    let Some(log) = log.upgrade() else { return };
+                    log.presence_tick();
+                }
+            });
+        });
     }
 
     fn new(
@@ -136,6 +179,8 @@ impl EventLog {
             observers: AtomicU32::new(0),
             joined: AtomicU32::new(0),
             left: AtomicU32::new(0),
+            recording: true,
+            presence: std::sync::Once::new(),
         }
     }
 
@@ -166,6 +211,9 @@ impl EventLog {
         at: Stamps,
         kind: EventKind,
     ) -> u64 {
+        if !self.recording {
+            return 0;
+        }
         // Serialized before the lock is taken, with `seq` 0 (always the first field); under the
         // lock only the number is put in front, so the lock is held for a copy, not a serializer.
         let event = Event { seq: 0, client: client.to_owned(), exchange, client_ref, cause, at, kind };
@@ -178,7 +226,7 @@ impl EventLog {
                 r#""client":"server","exchange":0,"at":{{}},"kind":"failure","from":"server","message":"unrecordable event: {e}"}}"#
             ),
         };
-        let server_us = at.server_us.unwrap_or_else(crate::now_us);
+        let server_us = at.server_us.unwrap_or_else(crate::clock::now_us);
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = ring.next_seq;
         if let Some(r) = &self.reservation {
@@ -301,7 +349,7 @@ impl EventLog {
 
     /// Ends the current session and starts a new one (blocking); answers its id.
     pub fn new_session(&self, name: &str) -> Option<rusqlite::Result<u64>> {
-        let now_us = crate::now_us();
+        let now_us = crate::clock::now_us();
         let r = self.command(|reply| db::Command::NewSession { name: name.to_owned(), now_us, reply });
         if let Some(Ok(id)) = &r {
             self.session.store(*id, Ordering::Relaxed);
@@ -333,8 +381,8 @@ impl EventLog {
             return None;
         }
         let presence = protocol::Presence { observers: self.observers(), joined, left };
-        let at = Stamps { client_us: None, server_us: Some(crate::now_us()) };
-        Some(self.record(crate::capture::SERVER_LANE, 0, None, at, EventKind::Presence(presence)))
+        let at = Stamps { client_us: None, server_us: Some(crate::clock::now_us()) };
+        Some(self.record(protocol::SERVER_LANE, 0, None, at, EventKind::Presence(presence)))
     }
 }
 

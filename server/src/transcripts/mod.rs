@@ -17,8 +17,9 @@ use protocol::channel::ChangeKind;
 use protocol::{NewTranscript, StudentId, Transcript};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::changes::ChangeFeed;
+use crate::error::ApiError;
 use crate::extract::{JsonBody, PathText, QueryText};
-use crate::{ApiError, AppState};
 pub use store::{Store, StoreError};
 use validate::Problems;
 
@@ -47,8 +48,15 @@ fn check(problems: Problems) -> Result<(), ApiError> {
     if problems.is_empty() { Ok(()) } else { Err(ApiError::Validation(problems)) }
 }
 
+/// What the transcript routes need: the store, and the feed their writes publish to.
+#[derive(Clone)]
+pub struct Ctx {
+    pub store: Arc<Store>,
+    pub changes: Arc<ChangeFeed>,
+}
+
 /// The routes, with CORS open to any origin (students' own front ends call this API).
-pub fn routes() -> Router<AppState> {
+pub fn routes() -> Router<Ctx> {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::any())
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
@@ -66,8 +74,8 @@ pub fn routes() -> Router<AppState> {
 /// Every transcript, ordered by student id.
 #[utoipa::path(get, path = "/transcripts", tag = "transcripts", operation_id = "listTranscripts",
     responses((status = 200, description = "All transcripts, by id", body = Vec<Transcript>)))]
-pub async fn list(State(state): State<AppState>) -> Json<Vec<Transcript>> {
-    Json(state.transcripts().list())
+pub async fn list(State(state): State<Ctx>) -> Json<Vec<Transcript>> {
+    Json(state.store.list())
 }
 
 /// Adds a student (with optional grades, at most one per course); answers the new id.
@@ -76,16 +84,13 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<Transcript>> {
         example = json!({"studentName": "dana", "grades": [{"course": "DemoClass", "grade": 92}]})),
     responses(
         (status = 200, description = "The new student's id, as a bare JSON number", body = i64, content_type = "application/json", example = json!(5)),
-        (status = 400, description = "Malformed JSON, or a course twice in `grades`", body = crate::openapi::InvalidParameters),
-        (status = 422, description = "A field is missing, of the wrong type, empty or unknown", body = crate::openapi::ValidationFailed),
+        (status = 400, description = "Malformed JSON, or a course twice in `grades`", body = crate::error::InvalidParameters),
+        (status = 422, description = "A field is missing, of the wrong type, empty or unknown", body = crate::error::ValidationFailed),
     ))]
-pub async fn create(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody,
-) -> Result<Json<StudentId>, ApiError> {
+pub async fn create(State(state): State<Ctx>, JsonBody(body): JsonBody) -> Result<Json<StudentId>, ApiError> {
     let (name, grades) = validate::new_transcript(&body).map_err(ApiError::Validation)?;
-    let id = write(state.transcripts(), move |s| s.create(&name, &grades)).await?;
-    crate::changes::publish(state.changes(), ChangeKind::StudentCreated, id, None);
+    let id = write(&state.store, move |s| s.create(&name, &grades)).await?;
+    crate::changes::publish(&state.changes, ChangeKind::StudentCreated, id, None);
     Ok(Json(id))
 }
 
@@ -94,18 +99,18 @@ pub async fn create(
     params(("studentID" = i64, Path, description = "The student's id")),
     responses(
         (status = 200, description = "The transcript", body = Transcript),
-        (status = 400, description = "No student with this id", body = crate::openapi::InvalidParameters),
-        (status = 422, description = "The id is not an integer", body = crate::openapi::ValidationFailed),
+        (status = 400, description = "No student with this id", body = crate::error::InvalidParameters),
+        (status = 422, description = "The id is not an integer", body = crate::error::ValidationFailed),
     ))]
 pub async fn get_transcript(
-    State(state): State<AppState>,
+    State(state): State<Ctx>,
     PathText(p): PathText,
 ) -> Result<Json<Transcript>, ApiError> {
     let mut problems = Problems::new();
     let id = validate::student_id(&p[0], &mut problems);
     check(problems)?;
     let id = id.unwrap_or_default();
-    state.transcripts().get(id).map(Json).ok_or_else(|| StoreError::NoSuchStudent(id).into())
+    state.store.get(id).map(Json).ok_or_else(|| StoreError::NoSuchStudent(id).into())
 }
 
 /// Deletes a student and their grades.
@@ -113,16 +118,16 @@ pub async fn get_transcript(
     params(("studentID" = i64, Path, description = "The student's id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "No student with this id", body = crate::openapi::InvalidParameters),
-        (status = 422, description = "The id is not an integer", body = crate::openapi::ValidationFailed),
+        (status = 400, description = "No student with this id", body = crate::error::InvalidParameters),
+        (status = 422, description = "The id is not an integer", body = crate::error::ValidationFailed),
     ))]
-pub async fn delete(State(state): State<AppState>, PathText(p): PathText) -> Result<StatusCode, ApiError> {
+pub async fn delete(State(state): State<Ctx>, PathText(p): PathText) -> Result<StatusCode, ApiError> {
     let mut problems = Problems::new();
     let id = validate::student_id(&p[0], &mut problems);
     check(problems)?;
     let id = id.unwrap_or_default();
-    write(state.transcripts(), move |s| s.delete(id)).await?;
-    crate::changes::publish(state.changes(), ChangeKind::StudentDeleted, id, None);
+    write(&state.store, move |s| s.delete(id)).await?;
+    crate::changes::publish(&state.changes, ChangeKind::StudentDeleted, id, None);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -136,11 +141,11 @@ pub async fn delete(State(state): State<AppState>, PathText(p): PathText) -> Res
     request_body(content = f64, content_type = "application/json", description = "The grade, as a bare JSON number", example = json!(88)),
     responses(
         (status = 204, description = "Recorded"),
-        (status = 400, description = "Malformed JSON, no student with this id, or already graded in this course", body = crate::openapi::InvalidParameters),
-        (status = 422, description = "The grade is not a number, or the id not an integer", body = crate::openapi::ValidationFailed),
+        (status = 400, description = "Malformed JSON, no student with this id, or already graded in this course", body = crate::error::InvalidParameters),
+        (status = 422, description = "The grade is not a number, or the id not an integer", body = crate::error::ValidationFailed),
     ))]
 pub async fn add_grade(
-    State(state): State<AppState>,
+    State(state): State<Ctx>,
     PathText(p): PathText,
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode, ApiError> {
@@ -153,8 +158,8 @@ pub async fn add_grade(
         return Err(ApiError::Internal("validation passed without values".to_owned()));
     };
     let c = course.clone();
-    write(state.transcripts(), move |s| s.add_grade(id, &c, grade)).await?;
-    crate::changes::publish(state.changes(), ChangeKind::GradeAdded, id, Some(course));
+    write(&state.store, move |s| s.add_grade(id, &c, grade)).await?;
+    crate::changes::publish(&state.changes, ChangeKind::GradeAdded, id, Some(course));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -167,11 +172,11 @@ pub async fn add_grade(
     ),
     responses(
         (status = 200, description = "The grade, as a bare JSON number", body = f64, content_type = "application/json", example = json!(100)),
-        (status = 400, description = "No student with this id, or no grade in this course", body = crate::openapi::InvalidParameters),
-        (status = 422, description = "The id is not an integer", body = crate::openapi::ValidationFailed),
+        (status = 400, description = "No student with this id, or no grade in this course", body = crate::error::InvalidParameters),
+        (status = 422, description = "The id is not an integer", body = crate::error::ValidationFailed),
     ))]
 pub async fn get_grade(
-    State(state): State<AppState>,
+    State(state): State<Ctx>,
     PathText(p): PathText,
 ) -> Result<Json<GradeNumber>, ApiError> {
     let mut problems = Problems::new();
@@ -181,7 +186,7 @@ pub async fn get_grade(
     let (Some(id), Some(course)) = (id, course) else {
         return Err(ApiError::Internal("validation passed without values".to_owned()));
     };
-    Ok(Json(GradeNumber(state.transcripts().grade(id, &course)?)))
+    Ok(Json(GradeNumber(state.store.grade(id, &course)?)))
 }
 
 /// The ids of every student with exactly this name, ascending.
@@ -189,16 +194,16 @@ pub async fn get_grade(
     params(("name" = String, Query, description = "The exact name to look for", example = "blake")),
     responses(
         (status = 200, description = "Matching ids, ascending (empty if none)", body = Vec<i64>, example = json!([2, 3])),
-        (status = 422, description = "`name` is missing", body = crate::openapi::ValidationFailed),
+        (status = 422, description = "`name` is missing", body = crate::error::ValidationFailed),
     ))]
 pub async fn student_ids(
-    State(state): State<AppState>,
+    State(state): State<Ctx>,
     QueryText(q): QueryText,
 ) -> Result<Json<Vec<StudentId>>, ApiError> {
     let Some(name) = q.get("name") else {
         return Err(ApiError::Validation(Problems::from([("name".to_owned(), "is required".to_owned())])));
     };
-    Ok(Json(state.transcripts().ids_named(name)))
+    Ok(Json(state.store.ids_named(name)))
 }
 
 /// A grade as a bare JSON number, written like grades everywhere else in the API.

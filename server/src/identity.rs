@@ -1,0 +1,268 @@
+//! Who is on the wire: the client registry (every client seen, described once, and its
+//! nickname), the lane key of a request, and what a valid client id is.
+//!
+//! The registry records a `client` event when a client is first seen or renamed; it does so
+//! through [`Recorder`], so it needs no event log of its own kind.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Instant;
+
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use protocol::ClientInfo;
+
+use crate::limits::{MAX_CLIENTS, NAME_LIMIT, NAME_WINDOW, NICKNAME_CHARS};
+use crate::paths::CLIENT_HEADER;
+
+/// Where the registry records what it learns about a client (the event log).
+pub trait Recorder {
+    /// A client was first seen, or what it is called changed: record a `client` event.
+    fn describe(&self, client: &str, info: ClientInfo);
+}
+
+impl<T: Recorder + ?Sized> Recorder for Arc<T> {
+    fn describe(&self, client: &str, info: ClientInfo) {
+        (**self).describe(client, info);
+    }
+}
+
+/// A client id as the app makes them: 1 to 64 of `[A-Za-z0-9_-]`.
+pub fn valid_client_id(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The clients seen so far and what they call themselves.
+#[derive(Debug, Default)]
+pub struct Clients {
+    known: RwLock<HashMap<String, ClientInfo>>,
+    /// Name changes a client asked for itself: recent times, and whether the instructor set
+    /// its name (then the client cannot change it).
+    renames: Mutex<HashMap<String, (VecDeque<Instant>, bool)>>,
+}
+
+/// Why a client's own nickname change was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenameRefused {
+    TooMany,
+    SetByInstructor,
+}
+
+impl std::fmt::Display for RenameRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RenameRefused::TooMany => "too many name changes; wait a minute",
+            RenameRefused::SetByInstructor => "the instructor set this name",
+        })
+    }
+}
+
+/// Most clients sent to a screen that joins ([`Clients::roster`]); later ones are named by
+/// their `client` events as they act.
+pub const ROSTER_LIMIT: usize = 5_000;
+
+impl Clients {
+    /// Notes a client; records a `client` event the first time it is seen.
+    pub fn seen(
+        &self,
+        log: &(impl Recorder + ?Sized),
+        key: &str,
+        addr: Option<&str>,
+        user_agent: Option<&str>,
+    ) {
+        if self.known.read().unwrap_or_else(PoisonError::into_inner).contains_key(key) {
+            return;
+        }
+        let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
+        if known.contains_key(key) || known.len() >= MAX_CLIENTS {
+            return;
+        }
+        let info = ClientInfo {
+            nickname: None,
+            addr: addr.map(str::to_owned),
+            user_agent: user_agent.map(str::to_owned),
+        };
+        known.insert(key.to_owned(), info.clone());
+        drop(known);
+        log.describe(key, info);
+    }
+
+    /// A nickname the client asked for itself: at most [`NAME_LIMIT`] changes a
+    /// minute, and never over a name the instructor set.
+    pub fn rename_by_client(
+        &self,
+        log: &(impl Recorder + ?Sized),
+        key: &str,
+        nickname: &str,
+    ) -> Result<(), RenameRefused> {
+        let nickname = normalize(nickname);
+        if self.nickname(key).unwrap_or_default() == nickname {
+            return Ok(());
+        }
+        // Held until the name is set, so an instructor's name cannot slip in between.
+        let mut renames = self.renames.lock().unwrap_or_else(PoisonError::into_inner);
+        {
+            if renames.len() >= MAX_CLIENTS && !renames.contains_key(key) {
+                return Err(RenameRefused::TooMany);
+            }
+            let (times, pinned) = renames.entry(key.to_owned()).or_default();
+            if *pinned {
+                return Err(RenameRefused::SetByInstructor);
+            }
+            let now = Instant::now();
+            while times.front().is_some_and(|t| now.duration_since(*t) > NAME_WINDOW) {
+                times.pop_front();
+            }
+            if times.len() >= NAME_LIMIT {
+                return Err(RenameRefused::TooMany);
+            }
+            times.push_back(now);
+        }
+        self.rename(log, key, nickname);
+        drop(renames);
+        Ok(())
+    }
+
+    /// The instructor names a client: the name stays until the instructor changes it.
+    pub fn rename_by_instructor(&self, log: &(impl Recorder + ?Sized), key: &str, nickname: &str) {
+        let nickname = normalize(nickname);
+        let mut renames = self.renames.lock().unwrap_or_else(PoisonError::into_inner);
+        renames.entry(key.to_owned()).or_default().1 = !nickname.is_empty();
+        self.rename(log, key, nickname);
+    }
+
+    /// Names a client that has no name yet, without fixing it: the client (the instructor's
+    /// own tab, a simulated student) may rename itself later.
+    pub fn name_if_unnamed(&self, log: &(impl Recorder + ?Sized), key: &str, nickname: &str) {
+        let renames = self.renames.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.nickname(key).is_none() {
+            self.rename(log, key, normalize(nickname));
+        }
+        drop(renames);
+    }
+
+    /// Sets a client's nickname (already normalized); records a `client` event when it changed.
+    /// Callers hold the `renames` lock.
+    fn rename(&self, log: &(impl Recorder + ?Sized), key: &str, nickname: String) {
+        let mut known = self.known.write().unwrap_or_else(PoisonError::into_inner);
+        let info = known.entry(key.to_owned()).or_default();
+        let new = (!nickname.is_empty()).then_some(nickname);
+        if info.nickname == new {
+            return;
+        }
+        info.nickname = new;
+        let info = info.clone();
+        drop(known);
+        log.describe(key, info);
+    }
+
+    /// Whether the client was seen before.
+    pub fn knows(&self, key: &str) -> bool {
+        self.known.read().unwrap_or_else(PoisonError::into_inner).contains_key(key)
+    }
+
+    /// Every known client and what it is called now (for a screen that joins late), at most
+    /// [`ROSTER_LIMIT`]: named clients first, then the rest, each group by key.
+    pub fn roster(&self) -> Vec<protocol::ClientEntry> {
+        let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<protocol::ClientEntry> = known
+            .iter()
+            .map(|(k, info)| protocol::ClientEntry { client: k.clone(), info: info.clone() })
+            .collect();
+        drop(known);
+        all.sort_by(|a, b| {
+            (a.info.nickname.is_none(), &a.client).cmp(&(b.info.nickname.is_none(), &b.client))
+        });
+        all.truncate(ROSTER_LIMIT);
+        all
+    }
+
+    pub fn nickname(&self, key: &str) -> Option<String> {
+        self.known.read().unwrap_or_else(PoisonError::into_inner).get(key).and_then(|i| i.nickname.clone())
+    }
+}
+
+/// A nickname as stored: trimmed, at most [`NICKNAME_CHARS`] characters.
+pub fn normalize(nickname: &str) -> String {
+    nickname.trim().chars().take(NICKNAME_CHARS).collect()
+}
+
+/// The lane key of a request's client: its `X-Wirescope-Client` id (or `client=` on a
+/// WebSocket URL), else `addr:IP`.
+pub fn client_key<B>(req: &Request<B>) -> String {
+    match client_id(req) {
+        Some(id) => id.to_owned(),
+        None => addr_key(remote_ip(req).as_deref()),
+    }
+}
+
+/// The client id a request names, if it names a valid one.
+pub fn client_id<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get(CLIENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| query_param(req.uri().query(), "client"))
+        .filter(|id| valid_client_id(id))
+}
+
+pub fn remote_ip<B>(req: &Request<B>) -> Option<String> {
+    req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())
+}
+
+pub fn addr_key(ip: Option<&str>) -> String {
+    format!("addr:{}", ip.unwrap_or("unknown"))
+}
+
+/// The value of `name` in a query string, as written.
+pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
+    query?.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `client` events the registry records, in order.
+    #[derive(Default)]
+    struct Notes(Mutex<Vec<(String, ClientInfo)>>);
+
+    impl Recorder for Notes {
+        fn describe(&self, client: &str, info: ClientInfo) {
+            self.0.lock().unwrap().push((client.to_owned(), info));
+        }
+    }
+
+    #[test]
+    fn client_ids_are_short_and_plain() {
+        assert!(valid_client_id("c-9f3a_x"));
+        assert!(!valid_client_id(""));
+        assert!(!valid_client_id("a b"));
+        assert!(!valid_client_id(&"x".repeat(65)));
+    }
+
+    #[test]
+    fn repeating_a_long_name_is_no_change_and_costs_nothing() {
+        let log = Notes::default();
+        let clients = Clients::default();
+        let long = "A name far longer than the forty characters that are kept";
+        for _ in 0..10 {
+            assert_eq!(clients.rename_by_client(&log, "c-1", &format!("  {long} ")), Ok(()));
+        }
+        assert_eq!(clients.nickname("c-1").map(|n| n.chars().count()), Some(40));
+        assert_eq!(clients.rename_by_client(&log, "c-1", "Ana"), Ok(()), "one real change of three");
+        clients.rename_by_instructor(&log, "c-1", "Student 7");
+        assert_eq!(clients.rename_by_client(&log, "c-1", "Bob"), Err(RenameRefused::SetByInstructor));
+        assert_eq!(clients.rename_by_client(&log, "c-1", "Student 7 "), Ok(()), "the same name is no change");
+        let names: Vec<Option<String>> =
+            log.0.lock().unwrap().iter().map(|(_, i)| i.nickname.clone()).collect();
+        assert_eq!(names.len(), 3, "one `client` event per real change: {names:?}");
+    }
+
+    #[test]
+    fn query_parameters_are_found_by_exact_name() {
+        assert_eq!(query_param(Some("client=a&ref=3"), "ref"), Some("3"));
+        assert_eq!(query_param(Some("xclient=a"), "client"), None);
+        assert_eq!(query_param(None, "client"), None);
+    }
+}

@@ -1,0 +1,42 @@
+//! Where things are on the wire: the API prefixes, the observer stream's path, and the
+//! headers by which a client names itself and its exchanges.
+
+/// Path prefixes that belong to the server's APIs; the app is never served under them.
+pub const API_PREFIXES: [&str; 4] = ["/api", "/ws", "/transcripts", "/studentids"];
+/// The observer stream: never captured itself.
+pub const OBSERVE_PATH: &str = "/ws/observe";
+/// Where the instructor's routes live (all of them need the token).
+pub const INSTRUCTOR_PREFIX: &str = "/api/instructor";
+/// The pattern lab's controls.
+pub const LAB_PATH: &str = "/api/lab";
+/// Header carrying a browser's client id.
+pub const CLIENT_HEADER: &str = "x-wirescope-client";
+/// Header carrying the client's own correlation id for an exchange.
+pub const EXCHANGE_HEADER: &str = "x-wirescope-exchange";
+
+/// True when `path` is `prefix` itself or lies below it (`/api`, `/api/…`), not `/apixyz`.
+pub fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Whether a path belongs to the APIs (and is captured), not to the app's files.
+pub fn is_api_path(path: &str) -> bool {
+    API_PREFIXES.iter().any(|p| under(path, p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_prefixes_match_whole_segments() {
+        assert!(is_api_path("/api"));
+        assert!(is_api_path("/api/health"));
+        assert!(is_api_path("/ws/echo"));
+        assert!(is_api_path("/transcripts/1/x"));
+        assert!(is_api_path("/studentids"));
+        assert!(!is_api_path("/apis"));
+        assert!(!is_api_path("/docs"));
+        assert!(!is_api_path("/"));
+    }
+}

@@ -1,0 +1,359 @@
+//! The state of the whole server, and what each part of it is handed.
+//!
+//! [`AppState`] sits at the top: it holds every part (the log, the registries, the stores,
+//! the hubs). No module below imports it; each handler module declares the context it needs
+//! (`lab::Ctx`, `sessions::Ctx`, …) and this module builds them (axum's `FromRef`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::FromRef;
+
+use crate::access::{self, InstructorToken};
+use crate::capture::Capture;
+use crate::clock::{now_us, time_of_day};
+use crate::faults::Faults;
+use crate::idempotency::Idempotency;
+use crate::identity::Clients;
+use crate::log::{EventLog, LogConfig};
+use crate::secrets::Secrets;
+use crate::serve::Listening;
+use crate::shutdown::Shutdown;
+use crate::{assets, changes, events, health, instructor, lab, observe, rehearsal, sessions, transcripts};
+
+/// What the server is told at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The trunk-built app (`index.html` and its hashed assets). May be missing.
+    pub assets: PathBuf,
+    /// Where the server keeps its data. Created if missing; may hold other files.
+    pub data_dir: PathBuf,
+    /// Replace the transcripts database with a new, seeded one.
+    pub reset: bool,
+    /// Record traffic into the event log. Off (`--no-capture`, to measure what capture costs):
+    /// nothing is recorded, no event database is opened, no writer thread runs, and the
+    /// session routes answer 409.
+    pub capture: bool,
+    /// Largest body preview kept per captured message, in bytes.
+    pub preview_bytes: usize,
+    /// Sizes of the event log.
+    pub log: LogConfig,
+    /// How often `/ws/events` connections get a `tick`.
+    pub tick: std::time::Duration,
+    /// The instructor's token (when `None`: the one kept in the data directory, or a new one).
+    pub token: Option<String>,
+    /// Replace the kept instructor token with a new one (the old link stops working).
+    pub rotate_token: bool,
+    /// Chat lines a client may send in 10 seconds on `/ws/events`.
+    pub chat_limit: usize,
+}
+
+impl Config {
+    /// A configuration with these directories and everything else at its default.
+    pub fn new(assets: impl Into<PathBuf>, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            assets: assets.into(),
+            data_dir: data_dir.into(),
+            reset: false,
+            capture: true,
+            preview_bytes: 4096,
+            log: LogConfig::default(),
+            tick: events::TICK,
+            token: None,
+            rotate_token: false,
+            chat_limit: crate::limits::CHAT_LIMIT,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    DataDir(PathBuf, std::io::Error),
+    Transcripts(PathBuf, transcripts::StoreError),
+    EventLog(PathBuf, rusqlite::Error),
+    Token(PathBuf, std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::DataDir(p, e) => write!(f, "cannot create the data directory {}: {e}", p.display()),
+            StartError::Transcripts(p, e) => {
+                write!(f, "cannot open the transcripts database {}: {e}", p.display())
+            }
+            StartError::EventLog(p, e) => write!(f, "cannot open the event log {}: {e}", p.display()),
+            StartError::Token(p, e) => write!(f, "cannot keep the instructor token in {}: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// Shared by every handler. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    started: Instant,
+    shutdown: Shutdown,
+    transcripts: Arc<transcripts::Store>,
+    log: Arc<EventLog>,
+    clients: Arc<Clients>,
+    secrets: Arc<Secrets>,
+    changes: Arc<changes::ChangeFeed>,
+    hub: Arc<events::Hub>,
+    lab: Arc<lab::LabState>,
+    rehearsal: Arc<rehearsal::Rehearsal>,
+    token: InstructorToken,
+    faults: Arc<Faults>,
+    idempotency: Arc<Idempotency>,
+    listening: Listening,
+    highlight: Arc<instructor::Highlight>,
+}
+
+impl AppState {
+    /// Prepares the state: creates the data directory if it does not exist yet, and opens
+    /// (creating and seeding when absent, or replacing when `reset`) the transcripts database.
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+        let db = config.data_dir.join(transcripts::store::FILE_NAME);
+        let store = if config.reset { transcripts::Store::reset(&db) } else { transcripts::Store::open(&db) };
+        let store = store.map_err(|e| StartError::Transcripts(db.clone(), e))?;
+        let name = format!("started {}", time_of_day(now_us()));
+        let log = if config.capture {
+            EventLog::open(&config.data_dir, config.log, &name)
+                .map_err(|e| StartError::EventLog(config.data_dir.join(crate::log::db::FILE_NAME), e))?
+        } else {
+            EventLog::off(config.log)
+        };
+        let token = match &config.token {
+            Some(t) => t.clone(),
+            None => access::stored_token(&config.data_dir, config.rotate_token)
+                .map_err(|e| StartError::Token(config.data_dir.join(access::TOKEN_FILE), e))?,
+        };
+        let chat_limit = config.chat_limit;
+        let faults = Arc::new(Faults::with_log(log.clone()));
+        let secrets: Arc<Secrets> = Arc::default();
+        secrets.add(token.clone());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                started: Instant::now(),
+                shutdown: Shutdown::new(),
+                transcripts: Arc::new(store),
+                log,
+                clients: Arc::default(),
+                secrets,
+                changes: Arc::default(),
+                hub: Arc::new(events::Hub::new(chat_limit)),
+                lab: Arc::default(),
+                rehearsal: Arc::default(),
+                token: InstructorToken(token.into()),
+                faults,
+                idempotency: Arc::default(),
+                listening: Listening::default(),
+                highlight: Arc::default(),
+            }),
+        })
+    }
+
+    /// The transcripts' change feed (REST writes publish into it).
+    pub fn changes(&self) -> &Arc<changes::ChangeFeed> {
+        &self.inner.changes
+    }
+
+    /// Everyone on `/ws/events`.
+    pub fn hub(&self) -> &Arc<events::Hub> {
+        &self.inner.hub
+    }
+
+    /// The instructor's token.
+    pub fn token(&self) -> &str {
+        self.inner.token.as_str()
+    }
+
+    /// Faults, holding, "server down".
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.inner.faults
+    }
+
+    pub fn idempotency(&self) -> &Arc<Idempotency> {
+        &self.inner.idempotency
+    }
+
+    /// Where the server listens (set once bound).
+    pub fn set_local_addr(&self, addr: std::net::SocketAddr) {
+        self.inner.listening.set(addr);
+    }
+
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.inner.listening.get()
+    }
+
+    /// The lane the instructor highlights.
+    pub fn highlight(&self) -> Option<String> {
+        self.inner.highlight.get()
+    }
+
+    /// The pattern lab.
+    pub fn lab(&self) -> &Arc<lab::LabState> {
+        &self.inner.lab
+    }
+
+    /// The simulated students of a rehearsal.
+    pub fn rehearsal(&self) -> &Arc<rehearsal::Rehearsal> {
+        &self.inner.rehearsal
+    }
+
+    /// The event log every captured event goes to.
+    pub fn log(&self) -> &Arc<EventLog> {
+        &self.inner.log
+    }
+
+    /// The clients seen, and their nicknames.
+    pub fn clients(&self) -> &Arc<Clients> {
+        &self.inner.clients
+    }
+
+    /// Values never to be stored or shown (e.g. the instructor token).
+    pub fn secrets(&self) -> &Arc<Secrets> {
+        &self.inner.secrets
+    }
+
+    /// The capture layer for this state.
+    pub fn capture(&self) -> Capture {
+        Capture {
+            log: self.inner.log.clone(),
+            clients: self.inner.clients.clone(),
+            secrets: self.inner.secrets.clone(),
+            preview: self.inner.config.preview_bytes,
+            enabled: self.inner.config.capture,
+        }
+    }
+
+    /// The course's transcripts.
+    pub fn transcripts(&self) -> &Arc<transcripts::Store> {
+        &self.inner.transcripts
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Time since the state was created.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// The server-wide shutdown signal: long-lived connections watch it to close cleanly.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.inner.shutdown
+    }
+}
+
+impl FromRef<AppState> for Shutdown {
+    fn from_ref(s: &AppState) -> Self {
+        s.inner.shutdown.clone()
+    }
+}
+
+impl FromRef<AppState> for health::Started {
+    fn from_ref(s: &AppState) -> Self {
+        health::Started(s.inner.started)
+    }
+}
+
+impl FromRef<AppState> for assets::Dir {
+    fn from_ref(s: &AppState) -> Self {
+        assets::Dir(s.inner.config.assets.clone().into())
+    }
+}
+
+impl FromRef<AppState> for changes::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        changes::Ctx { feed: s.inner.changes.clone(), shutdown: s.inner.shutdown.clone() }
+    }
+}
+
+impl FromRef<AppState> for transcripts::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        transcripts::Ctx { store: s.inner.transcripts.clone(), changes: s.inner.changes.clone() }
+    }
+}
+
+impl FromRef<AppState> for events::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        events::Ctx {
+            hub: s.inner.hub.clone(),
+            changes: s.inner.changes.clone(),
+            shutdown: s.inner.shutdown.clone(),
+            tick: s.inner.config.tick,
+        }
+    }
+}
+
+impl FromRef<AppState> for lab::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        lab::Ctx {
+            lab: s.inner.lab.clone(),
+            hub: s.inner.hub.clone(),
+            shutdown: s.inner.shutdown.clone(),
+            token: s.inner.token.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for sessions::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        sessions::Ctx {
+            log: s.inner.log.clone(),
+            clients: s.inner.clients.clone(),
+            secrets: s.inner.secrets.clone(),
+            listening: s.inner.listening.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for observe::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        observe::Ctx {
+            log: s.inner.log.clone(),
+            clients: s.inner.clients.clone(),
+            shutdown: s.inner.shutdown.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for instructor::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        instructor::Ctx {
+            token: s.inner.token.clone(),
+            log: s.inner.log.clone(),
+            faults: s.inner.faults.clone(),
+            clients: s.inner.clients.clone(),
+            hub: s.inner.hub.clone(),
+            transcripts: s.inner.transcripts.clone(),
+            highlight: s.inner.highlight.clone(),
+            listening: s.inner.listening.clone(),
+        }
+    }
+}
+
+impl FromRef<AppState> for rehearsal::Ctx {
+    fn from_ref(s: &AppState) -> Self {
+        rehearsal::Ctx {
+            token: s.inner.token.clone(),
+            rehearsal: s.inner.rehearsal.clone(),
+            clients: s.inner.clients.clone(),
+            log: s.inner.log.clone(),
+            shutdown: s.inner.shutdown.clone(),
+            listening: s.inner.listening.clone(),
+        }
+    }
+}
