@@ -23,6 +23,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 403: an instructor route without the instructor's token.
     Forbidden,
+    /// 403: a browser page on another origin (named) asked for a WebSocket or a change.
+    ForeignOrigin(String),
+    /// 408: the request body did not arrive in time.
+    RequestTimeout(String),
     /// 409: the server is not in a state to do this (e.g. sessions while capture is off).
     Conflict(String),
     /// 429 (with `Retry-After`, seconds): too many requests (a rate limit, or a fault).
@@ -47,8 +51,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::ForeignOrigin(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -68,6 +73,13 @@ impl ApiError {
             ApiError::UnsupportedMediaType(d) => ("Unsupported Media Type", Value::from(d.as_str())),
             ApiError::UpgradeRequired(d) => ("Upgrade Required", Value::from(d.as_str())),
             ApiError::Conflict(d) => ("Conflict", Value::from(d.as_str())),
+            ApiError::RequestTimeout(d) => ("Request Timeout", Value::from(d.as_str())),
+            ApiError::ForeignOrigin(o) => (
+                "Forbidden",
+                Value::from(format!(
+                    "a page on {o} may not use this server from a browser; start the server with --allow-origin {o} to allow it"
+                )),
+            ),
             ApiError::Forbidden => {
                 ("Forbidden", Value::from("this needs the instructor's token (Authorization: Bearer …)"))
             }

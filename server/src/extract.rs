@@ -47,7 +47,12 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
             return Err(too_large());
         }
-        let bytes = match Limited::new(req.into_body(), BODY_LIMIT).collect().await {
+        let read = Limited::new(req.into_body(), BODY_LIMIT).collect();
+        let Ok(read) = tokio::time::timeout(crate::limits::BODY_TIMEOUT, read).await else {
+            let secs = crate::limits::BODY_TIMEOUT.as_secs();
+            return Err(ApiError::RequestTimeout(format!("the request body did not arrive within {secs} s")));
+        };
+        let bytes = match read {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
             Err(e) => return Err(ApiError::BadRequest(format!("could not read the body: {e}"))),

@@ -37,6 +37,9 @@ struct Hold {
     waiting: Vec<Waiting>,
 }
 
+/// Most messages held at once; more pass through (noted), so a hold never grows without bound.
+pub const MAX_HELD: usize = 256;
+
 /// Faults in force, the hold, and whether the server plays dead.
 pub struct Faults {
     rules: Mutex<Vec<Fault>>,
@@ -227,7 +230,8 @@ impl Faults {
     }
 
     /// Holds a message (`what`, e.g. `GET /x` or `frame on /ws/echo`) while holding is on,
-    /// noting it held and then how it was released — the same for requests and frames.
+    /// noting it held and then how it was released — the same for requests and frames. At
+    /// most [`MAX_HELD`] wait at once; past that a message passes, noted as not held.
     async fn hold_noted(
         &self,
         client: &str,
@@ -236,23 +240,15 @@ impl Faults {
         what: &str,
         note: impl Fn(String, NoteKind),
     ) {
-        if !self.hold.lock().unwrap_or_else(PoisonError::into_inner).on {
-            return;
-        }
-        note(format!("held: {what}"), NoteKind::Held);
-        match self.hold(client, method, path).await {
-            Some(true) => note(format!("released: {what}"), NoteKind::Released),
-            Some(false) => note(format!("released after the hold timeout: {what}"), NoteKind::Released),
-            None => {}
-        }
-    }
-
-    /// If holding is on, waits until released (or the timeout); answers whether it held.
-    async fn hold(&self, client: &str, method: &str, path: &str) -> Option<bool> {
         let (rx, timeout, id) = {
             let mut h = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
             if !h.on {
-                return None;
+                return;
+            }
+            if h.waiting.len() >= MAX_HELD {
+                drop(h);
+                note(format!("not held ({MAX_HELD} messages wait already): {what}"), NoteKind::Held);
+                return;
             }
             let (tx, rx) = oneshot::channel();
             let id = self.next_held.fetch_add(1, Ordering::Relaxed);
@@ -266,11 +262,13 @@ impl Faults {
             h.waiting.push(Waiting { held, release: tx });
             (rx, Duration::from_millis(h.timeout_ms), id)
         };
-        let released = tokio::time::timeout(timeout, rx).await.is_ok();
-        if !released {
+        note(format!("held: {what}"), NoteKind::Held);
+        if tokio::time::timeout(timeout, rx).await.is_ok() {
+            note(format!("released: {what}"), NoteKind::Released);
+        } else {
             self.hold.lock().unwrap_or_else(PoisonError::into_inner).waiting.retain(|w| w.held.id != id);
+            note(format!("released after the hold timeout: {what}"), NoteKind::Released);
         }
-        Some(released)
     }
 }
 
@@ -365,7 +363,14 @@ pub async fn middleware(State(faults): State<Arc<Faults>>, mut req: Request, nex
     }
     let res = if duplicate {
         let (parts, body) = req.into_parts();
-        let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        // Kept whole to be sent twice: at most the largest body any handler takes.
+        let bytes = match http_body_util::Limited::new(body, crate::limits::BODY_LIMIT).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(_) => {
+                let why = format!("the body is larger than {} bytes (1 MiB)", crate::limits::BODY_LIMIT);
+                return ApiError::PayloadTooLarge(why).into_response();
+            }
+        };
         faults.note(&client, NoteKind::Fault, "request delivered twice".to_owned());
         let first = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
         let _ = next.clone().run(first).await;
@@ -414,6 +419,27 @@ mod tests {
         assert_eq!(f.take("/x", "c").len(), 2);
         assert_eq!(f.take("/x", "c"), [FaultKind::Duplicate]);
         assert_eq!(f.list()[0].applied, 3);
+    }
+
+    #[tokio::test]
+    async fn the_hold_queue_is_bounded() {
+        let f = Arc::new(Faults::default());
+        f.set_hold(true, Some(60_000));
+        let waiting: Vec<_> = (0..MAX_HELD)
+            .map(|_| {
+                let f = f.clone();
+                tokio::spawn(async move { f.hold_frame("c-ana", "frame on /ws/echo").await })
+            })
+            .collect();
+        while f.hold_state().held.len() < MAX_HELD {
+            tokio::task::yield_now().await;
+        }
+        // One more passes at once instead of waiting behind the full queue.
+        tokio::time::timeout(Duration::from_secs(5), f.hold_frame("c-ben", "one more"))
+            .await
+            .expect("a message past the bound is not held");
+        assert_eq!(f.hold_state().held.len(), MAX_HELD);
+        waiting.iter().for_each(tokio::task::JoinHandle::abort);
     }
 
     #[test]

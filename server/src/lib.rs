@@ -24,6 +24,7 @@ pub mod ws;
 // Middleware.
 pub mod faults;
 pub mod idempotency;
+pub mod origin;
 // Handlers, one module per API group.
 pub mod assets;
 pub mod changes;
@@ -42,7 +43,7 @@ pub mod state;
 
 use axum::Router;
 use axum::extract::FromRef;
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 pub use error::ApiError;
@@ -51,6 +52,7 @@ pub use state::{AppState, Config, StartError};
 
 /// The whole HTTP surface of the server.
 pub fn app(state: AppState) -> Router {
+    let secrets = state.secrets().clone();
     Router::new()
         .merge(health::routes().with_state(FromRef::from_ref(&state)))
         .merge(openapi::routes())
@@ -67,10 +69,15 @@ pub fn app(state: AppState) -> Router {
         .fallback_service(assets::service(FromRef::from_ref(&state)))
         .layer(axum::middleware::from_fn_with_state(state.idempotency().clone(), idempotency::middleware))
         .layer(axum::middleware::from_fn_with_state(state.faults().clone(), faults::middleware))
+        .layer(axum::middleware::from_fn_with_state(state.origins().clone(), origin::middleware))
         .layer(state.capture())
         .layer(
+            // Spans name the method and the path, scrubbed (never the query or headers), so no
+            // log line holds the token.
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .make_span_with(move |req: &axum::http::Request<axum::body::Body>| {
+                    tracing::debug_span!("request", method = %req.method(), path = %secrets.scrub(req.uri().path()))
+                })
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
 }

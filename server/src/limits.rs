@@ -16,3 +16,6 @@ pub const NAME_WINDOW: Duration = Duration::from_secs(60);
 pub const NICKNAME_CHARS: usize = 40;
 /// Clients described by the registry; later ones are still captured, but not described.
 pub const MAX_CLIENTS: usize = 50_000;
+/// Longest a client may take to send a request body (`Config::body_timeout`): one that
+/// trickles in slower is cut with 408, and nobody else waits for it.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -51,6 +51,12 @@ struct Cli {
     #[arg(long)]
     rotate_token: bool,
 
+    /// Also let browser pages on this origin (e.g. `https://course.example.edu`) open
+    /// WebSockets and change things; the server's own origin and `trunk serve`'s are always
+    /// allowed. Repeatable.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+
     /// The trunk-built app to serve.
     #[arg(long, value_name = "DIR", default_value = "dist")]
     assets: PathBuf,
@@ -91,6 +97,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = Config::new(&cli.assets, &cli.data_dir);
     config.reset = cli.reset;
     config.rotate_token = cli.rotate_token;
+    config.allowed_origins = cli.allow_origins;
     config.capture = !cli.no_capture;
     config.preview_bytes = cli.preview_bytes;
     config.log.ring = cli.ring.max(1);

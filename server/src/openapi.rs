@@ -2,8 +2,9 @@
 //! types, served at `/api/openapi.json`.
 //!
 //! Errors every operation can meet (404 for an unknown path below it, 405 for a wrong method;
-//! 400 for an unreadable path or query where there are parameters; 413 and 415 for operations
-//! with a body) are added once, here, to every operation.
+//! 400 for an unreadable path or query where there are parameters; 408, 413 and 415 for
+//! operations with a body; 403 for a browser page on a foreign origin, on every operation that
+//! changes something outside the open transcript API) are added once, here, to every operation.
 
 use std::sync::OnceLock;
 
@@ -72,9 +73,12 @@ pub fn document() -> &'static Value {
             "MethodNotAllowed": error_response("The path does not accept this method; `Allow` lists the ones it does"),
             "PayloadTooLarge": error_response("The body is larger than 1 MiB"),
             "UnsupportedMediaType": error_response("The body is not `application/json`"),
+            "RequestTimeout": error_response("The body did not arrive in time (30 s)"),
+            "ForeignOrigin": error_response("A browser page on another origin may not do this (see `--allow-origin`)"),
         });
         let paths = doc["paths"].as_object_mut().expect("the document has paths");
-        for item in paths.values_mut() {
+        for (path, item) in paths.iter_mut() {
+            let open = ["/transcripts", "/studentids"].iter().any(|p| crate::paths::under(path, p));
             let Some(item) = item.as_object_mut() else { continue };
             for (method, op) in item.iter_mut() {
                 if !["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
@@ -92,8 +96,12 @@ pub fn document() -> &'static Value {
                     add("400", "BadRequest");
                 }
                 if has_body {
+                    add("408", "RequestTimeout");
                     add("413", "PayloadTooLarge");
                     add("415", "UnsupportedMediaType");
+                }
+                if method != "get" && !open {
+                    add("403", "ForeignOrigin");
                 }
             }
         }

@@ -43,6 +43,19 @@ impl Secrets {
         body
     }
 
+    /// `text` itself when it holds no secret (no copy), else with every secret replaced.
+    pub fn scrub_owned(&self, text: String) -> String {
+        let secrets = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        if !secrets.iter().any(|s| text.contains(s.as_str())) {
+            return text;
+        }
+        let mut out = text;
+        for s in secrets.iter() {
+            out = out.replace(s.as_str(), REDACTED);
+        }
+        out
+    }
+
     /// `text` with every secret replaced by `[redacted]`.
     pub fn scrub(&self, text: &str) -> String {
         let secrets = self.0.read().unwrap_or_else(PoisonError::into_inner);

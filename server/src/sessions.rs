@@ -83,23 +83,53 @@ pub async fn events(State(state): State<Ctx>, PathText(p): PathText) -> Result<i
         .parse::<u64>()
         .map_err(|_| ApiError::Validation([("id".to_owned(), "must be an integer".to_owned())].into()))?;
     let log = recording(&state.log)?.clone();
-    let lines = tokio::task::spawn_blocking(move || {
-        log.flush();
-        match log.db() {
-            Some(db) => match db.session(id) {
-                Ok(Some(_)) => db.session_events(id).map(Some),
-                Ok(None) => Ok(None),
-                Err(e) => Err(e),
-            },
-            None => Ok(None),
+    let found = {
+        let log = log.clone();
+        tokio::task::spawn_blocking(move || {
+            log.flush();
+            log.db().map(|db| db.session(id)).transpose().map(Option::flatten)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+    };
+    if found.is_none() {
+        return Err(ApiError::NotFound(format!("no session {id}")));
+    }
+    // Streamed page by page (never the whole session in memory), up to what was recorded
+    // when it was asked for: `[`, each page's events, `]`.
+    let upto = log.latest_seq();
+    let stream = futures_util::stream::unfold(Some((0u64, true)), move |at| {
+        let log = log.clone();
+        async move {
+            let (after, first) = at?;
+            let page = tokio::task::spawn_blocking(move || match log.db() {
+                Some(db) => db.session_page(id, after, EXPORT_PAGE),
+                None => Ok(Vec::new()),
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r.map_err(std::io::Error::other));
+            let mut page = match page {
+                Ok(page) => page,
+                Err(e) => return Some((Err(e), None)),
+            };
+            page.retain(|(seq, _)| *seq <= upto);
+            let Some(last) = page.last().map(|(seq, _)| *seq) else {
+                let end = if first { "[]" } else { "]" };
+                return Some((Ok(bytes::Bytes::from_static(end.as_bytes())), None));
+            };
+            let mut out = String::from(if first { "[" } else { "," });
+            for (i, (_, line)) in page.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(line);
+            }
+            Some((Ok(bytes::Bytes::from(out)), Some((last, false))))
         }
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .ok_or_else(|| ApiError::NotFound(format!("no session {id}")))?;
-    let body = format!("[{}]", lines.join(","));
-    Ok(([(header::CONTENT_TYPE, "application/json")], body))
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], axum::body::Body::from_stream(stream)))
 }
 
 /// Chunks read from the database per page of an export.

@@ -17,13 +17,14 @@ use crate::faults::Faults;
 use crate::idempotency::Idempotency;
 use crate::identity::Clients;
 use crate::log::{EventLog, LogConfig};
+use crate::origin::Origins;
 use crate::secrets::Secrets;
 use crate::serve::Listening;
 use crate::shutdown::Shutdown;
 use crate::{assets, changes, events, health, instructor, lab, observe, rehearsal, sessions, transcripts};
 
-/// What the server is told at start.
-#[derive(Debug, Clone)]
+/// What the server is told at start. Its `Debug` never shows the token.
+#[derive(Clone)]
 pub struct Config {
     /// The trunk-built app (`index.html` and its hashed assets). May be missing.
     pub assets: PathBuf,
@@ -47,6 +48,29 @@ pub struct Config {
     pub rotate_token: bool,
     /// Chat lines a client may send in 10 seconds on `/ws/events`.
     pub chat_limit: usize,
+    /// Browser origins allowed besides the server's own and `trunk serve`'s (`--allow-origin`).
+    pub allowed_origins: Vec<String>,
+    /// How long a client may take to send a request body before it is cut (408).
+    pub body_timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("assets", &self.assets)
+            .field("data_dir", &self.data_dir)
+            .field("reset", &self.reset)
+            .field("capture", &self.capture)
+            .field("preview_bytes", &self.preview_bytes)
+            .field("log", &self.log)
+            .field("tick", &self.tick)
+            .field("token", &self.token.as_ref().map(|_| crate::secrets::REDACTED))
+            .field("rotate_token", &self.rotate_token)
+            .field("chat_limit", &self.chat_limit)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("body_timeout", &self.body_timeout)
+            .finish()
+    }
 }
 
 impl Config {
@@ -63,6 +87,8 @@ impl Config {
             token: None,
             rotate_token: false,
             chat_limit: crate::limits::CHAT_LIMIT,
+            allowed_origins: Vec::new(),
+            body_timeout: crate::limits::BODY_TIMEOUT,
         }
     }
 }
@@ -114,6 +140,7 @@ struct Inner {
     idempotency: Arc<Idempotency>,
     listening: Listening,
     highlight: Arc<instructor::Highlight>,
+    origins: Origins,
 }
 
 impl AppState {
@@ -141,6 +168,8 @@ impl AppState {
         let faults = Arc::new(Faults::with_log(log.clone()));
         let secrets: Arc<Secrets> = Arc::default();
         secrets.add(token.clone());
+        log.scrub_with(secrets.clone());
+        let origins = Origins::new(&config.allowed_origins);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -159,6 +188,7 @@ impl AppState {
                 idempotency: Arc::default(),
                 listening: Listening::default(),
                 highlight: Arc::default(),
+                origins,
             }),
         })
     }
@@ -226,6 +256,11 @@ impl AppState {
         &self.inner.secrets
     }
 
+    /// The browser origins allowed to open WebSockets and change things.
+    pub fn origins(&self) -> &Origins {
+        &self.inner.origins
+    }
+
     /// The capture layer for this state.
     pub fn capture(&self) -> Capture {
         Capture {
@@ -234,6 +269,7 @@ impl AppState {
             secrets: self.inner.secrets.clone(),
             preview: self.inner.config.preview_bytes,
             enabled: self.inner.config.capture,
+            body_timeout: self.inner.config.body_timeout,
         }
     }
 

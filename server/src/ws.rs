@@ -56,8 +56,11 @@ pub enum Control {
 struct Entry {
     client: String,
     path: String,
-    ctl: mpsc::UnboundedSender<Control>,
+    ctl: mpsc::Sender<Control>,
 }
+
+/// Controls waiting for one socket; a socket acts on the first (a close or a cut ends it).
+const CONTROL_QUEUE: usize = 4;
 
 /// Every open WebSocket that faults and moderation may reach (observers are not in it).
 #[derive(Default)]
@@ -73,13 +76,9 @@ impl std::fmt::Debug for Sockets {
 }
 
 impl Sockets {
-    fn register(
-        self: &Arc<Self>,
-        client: String,
-        path: String,
-    ) -> (Registration, mpsc::UnboundedReceiver<Control>) {
+    fn register(self: &Arc<Self>, client: String, path: String) -> (Registration, mpsc::Receiver<Control>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(CONTROL_QUEUE);
         self.open.lock().unwrap_or_else(PoisonError::into_inner).insert(id, Entry { client, path, ctl: tx });
         (Registration { sockets: self.clone(), id }, rx)
     }
@@ -90,7 +89,10 @@ impl Sockets {
         let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         open.values()
             .filter(|e| client.is_none_or(|c| e.client == c) && path.is_none_or(|p| e.path.starts_with(p)))
-            .filter(|e| e.ctl.send(ctl.clone()).is_ok())
+            // A full queue already holds a close or a cut this socket will act on first.
+            .filter(|e| {
+                matches!(e.ctl.try_send(ctl.clone()), Ok(()) | Err(mpsc::error::TrySendError::Full(_)))
+            })
             .count()
     }
 
@@ -301,7 +303,7 @@ type Socket = TapIo<Box<dyn Io>>;
 /// An open server-side WebSocket.
 pub struct WebSocket {
     stream: WebSocketStream<Socket>,
-    ctl: Option<mpsc::UnboundedReceiver<Control>>,
+    ctl: Option<mpsc::Receiver<Control>>,
     /// Swap the server's data frames in pairs (a fault).
     reorder: bool,
     /// A data frame waiting for its partner (reordering).
@@ -461,5 +463,21 @@ impl WebSocket {
             Some((code, reason)) => self.close(code, reason).await,
             None => tracing::debug!(error = %e, "websocket ended"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sockets_control_queue_is_bounded() {
+        let sockets = Arc::new(Sockets::default());
+        let (_registration, rx) = sockets.register("c-ana".to_owned(), "/ws/echo".to_owned());
+        for _ in 0..10 {
+            assert_eq!(sockets.control(Some("c-ana"), None, &Control::Cut), 1, "still reached");
+        }
+        assert_eq!(rx.len(), CONTROL_QUEUE);
+        assert_eq!(sockets.control(Some("c-ben"), None, &Control::Cut), 0);
     }
 }

@@ -140,3 +140,38 @@ async fn what_a_browser_adds_is_scrubbed_too() {
     assert!(text.contains("/api/instructor/room?t=[redacted]"), "the row is there, scrubbed");
     assert!(!text.contains(&token), "no token anywhere");
 }
+
+#[tokio::test]
+async fn a_session_is_read_back_page_by_page_never_whole() {
+    let s = TestServer::with_config(|c| c.log.ring = 8);
+    // Forty stored chunks: more than one page of them.
+    for n in 0..40 {
+        let at = protocol::Stamps { client_us: None, server_us: Some(server::clock::now_us()) };
+        let note = protocol::Note { what: protocol::NoteKind::Fault, text: format!("note {n}") };
+        s.state.log().record("c-ana", 0, None, at, protocol::EventKind::Note(note));
+        let log = s.state.log().clone();
+        tokio::task::spawn_blocking(move || log.flush()).await.unwrap();
+    }
+    let session = s.state.log().session();
+    let res = s.get(&format!("/api/sessions/{session}/events")).await;
+    assert_eq!(res.status(), 200);
+    let mut body = res.into_body();
+    let mut pieces = Vec::new();
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            pieces.push(data);
+        }
+    }
+    assert!(pieces.len() >= 3, "streamed in pages, not at once: {} pieces", pieces.len());
+    let all: Vec<u8> = pieces.concat();
+    let events: Vec<protocol::Event> = serde_json::from_slice(&all).unwrap();
+    let notes: Vec<u64> =
+        events.iter().filter(|e| matches!(e.kind, protocol::EventKind::Note(_))).map(|e| e.seq).collect();
+    assert_eq!(notes.len(), 40);
+    assert!(notes.windows(2).all(|w| w[0] < w[1]), "in seq order");
+    // An empty session is an empty array (the request that reads it is in the next one).
+    let empty = s.state.log().new_session("empty").unwrap().unwrap();
+    s.state.log().new_session("after").unwrap().unwrap();
+    let res = s.get(&format!("/api/sessions/{empty}/events")).await;
+    assert_eq!(body_json(res).await, serde_json::json!([]));
+}

@@ -117,3 +117,82 @@ async fn data_dir_is_created_and_may_hold_other_files() {
     assert!(server::AppState::new(server::Config::new(parent.path().join("dist"), &dir)).is_ok());
     assert_eq!(std::fs::read_to_string(dir.join("notes.txt")).unwrap(), "mine");
 }
+
+#[tokio::test]
+async fn a_page_on_another_origin_may_not_open_a_websocket_or_change_anything() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = TestServer::without_app();
+    let (addr, _t) = s.spawn().await;
+    let with_origin = |origin: &str| {
+        let mut req = format!("ws://{addr}/ws/events").into_client_request().unwrap();
+        req.headers_mut().insert("origin", origin.parse().unwrap());
+        req
+    };
+    // A foreign page: 403 with a JSON body, before any upgrade.
+    match tokio_tungstenite::connect_async(with_origin("http://evil.example")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            assert_eq!(res.status(), 403);
+            let body: serde_json::Value = serde_json::from_slice(res.body().as_deref().unwrap()).unwrap();
+            assert!(
+                body["details"].as_str().unwrap().contains("--allow-origin http://evil.example"),
+                "{body}"
+            );
+        }
+        other => panic!("a foreign origin was let in: {other:?}"),
+    }
+    // The server's own page, and programs that send no Origin, are let in.
+    tokio_tungstenite::connect_async(with_origin(&format!("http://{addr}"))).await.expect("own origin");
+    tokio_tungstenite::connect_async(format!("ws://{addr}/ws/events"))
+        .await
+        .expect("no origin: not a browser");
+    // A change outside the transcript API is refused; the transcript API stays open to all.
+    let post = |uri: &str, origin: &str| {
+        Request::post(uri)
+            .header(header::ORIGIN, origin)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::HOST, "127.0.0.1:8081")
+            .body(Body::from(r#"{"studentName":"Eve"}"#))
+            .unwrap()
+    };
+    let refused = s.send(post("/api/instructor/session", "http://evil.example")).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(body_json(refused).await["details"].as_str().unwrap().contains("may not use this server"));
+    assert_eq!(s.send(post("/transcripts", "http://evil.example")).await.status(), StatusCode::OK);
+    let own = s.send(post("/api/instructor/session", "http://127.0.0.1:8081")).await;
+    assert_eq!(
+        own.status(),
+        StatusCode::FORBIDDEN,
+        "own origin passes the origin check; the token is still needed"
+    );
+    assert!(body_json(own).await["details"].as_str().unwrap().contains("instructor's token"));
+    let listed = TestServer::with_config(|c| c.allowed_origins = vec!["https://course.example.edu/".into()]);
+    let res = listed.send(post("/api/lab", "https://course.example.edu")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(
+        body_json(res).await["details"].as_str().unwrap().contains("instructor's token"),
+        "an allowed origin passes"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_is_cut_and_nobody_else_waits() {
+    use std::io::{Read, Write};
+    let s = TestServer::with_config(|c| c.body_timeout = std::time::Duration::from_secs(1));
+    let (addr, _t) = s.spawn().await;
+    let slow = tokio::task::spawn_blocking(move || {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        let head = "POST /transcripts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{";
+        c.write_all(head.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    // While it trickles, others are answered.
+    let (status, _) =
+        tokio::task::spawn_blocking(move || common::http(addr, "GET", "/transcripts/1", None)).await.unwrap();
+    assert_eq!(status, 200);
+    let answer = slow.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within 1 s"), "{answer}");
+}

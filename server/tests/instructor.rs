@@ -141,6 +141,63 @@ async fn the_token_never_appears_in_captured_data() {
 }
 
 #[tokio::test]
+async fn the_token_is_in_no_note_name_agent_or_export() {
+    let s = server();
+    let (addr, _t) = s.spawn().await;
+    let leaky = format!("Ana {TOKEN}");
+    let moderate = format!(r#"{{"nickname":"{leaky}"}}"#);
+    tokio::task::spawn_blocking(move || {
+        let (k, v) = bearer();
+        // A new client whose user agent carries the token, and a nickname that does.
+        let agent = format!("curl {TOKEN}");
+        let first = http_with(
+            addr,
+            "GET",
+            "/api/health",
+            &[("X-Wirescope-Client", "c-leak"), ("User-Agent", &agent)],
+            None,
+        );
+        assert_eq!(first.map(|r| r.0), Some(200));
+        let named = http_with(addr, "PATCH", "/api/instructor/clients/c-leak", &[(k, &v)], Some(&moderate));
+        assert_eq!(named.map(|r| r.0), Some(204));
+        // A fault note that names the path of the request it refused.
+        let down = http_with(addr, "POST", "/api/instructor/down", &[(k, &v)], Some(r#"{"seconds":1}"#));
+        assert_eq!(down.map(|r| r.0), Some(200));
+        let refused = http_with(
+            addr,
+            "GET",
+            &format!("/transcripts/{TOKEN}"),
+            &[("X-Wirescope-Client", "c-leak")],
+            None,
+        );
+        assert_eq!(refused, None, "the server is down");
+    })
+    .await
+    .unwrap();
+    let events = s
+        .wait_events("the refusal noted", |evs| {
+            evs.iter()
+                .any(|e| matches!(&e.kind, EventKind::Note(n) if n.text.starts_with("server down: GET")))
+        })
+        .await;
+    let json = serde_json::to_string(&events).unwrap();
+    assert!(!json.contains(TOKEN), "the token leaked into the log: {json}");
+    assert!(json.contains("Ana [redacted]") && json.contains("curl [redacted]"), "{json}");
+    // Every export of the session, written from the log, holds none of it either (once the
+    // one-second outage, which refuses exports too, is over).
+    while s.state.faults().down_for_s() > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for format in ["trace", "har", "mermaid"] {
+        let uri = format!("/api/sessions/current/export?format={format}");
+        let text = common::body_text(s.get(&uri).await).await;
+        assert!(!text.contains(TOKEN), "{format} export holds the token");
+        assert!(text.contains("[redacted]") || format == "mermaid", "{format}: {text}");
+    }
+    assert!(!format!("{:?}", s.state.config()).contains(TOKEN), "Debug of the config shows the token");
+}
+
+#[tokio::test]
 async fn held_requests_wait_until_released_and_the_timeout_releases_them() {
     let s = server();
     let (addr, _t) = s.spawn().await;
@@ -486,4 +543,25 @@ async fn a_rehearsal_plays_the_students_over_real_sockets_until_stopped() {
     assert_eq!(state["students"], 2, "{state}");
     assert_eq!(instructor(addr, "DELETE", "/api/instructor/rehearsal", None).await, 204);
     assert_eq!(s.state.rehearsal().state().students, 0, "stopped at once");
+}
+
+#[tokio::test]
+async fn a_duplicated_request_keeps_at_most_the_largest_body_a_handler_takes() {
+    use protocol::instructor::{FaultKind, NewFault, Target};
+    let s = server();
+    s.state.faults().add(NewFault { target: Target::default(), fault: FaultKind::Duplicate, times: None });
+    let big = format!(r#"{{"studentName":"{}"}}"#, "x".repeat(server::limits::BODY_LIMIT));
+    let req = axum::http::Request::post("/transcripts")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(big))
+        .unwrap();
+    let res = s.send(req).await;
+    assert_eq!(res.status(), 413);
+    // A body within the limit is still delivered twice.
+    let req = axum::http::Request::post("/transcripts")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(r#"{"studentName":"Twice"}"#))
+        .unwrap();
+    assert_eq!(s.send(req).await.status(), 200);
+    assert_eq!(s.state.transcripts().ids_named("Twice").len(), 2);
 }

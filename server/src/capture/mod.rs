@@ -19,12 +19,14 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, Response, StatusCode, header};
+use axum::response::IntoResponse;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use protocol::{EventKind, Header, HttpRequest, HttpResponse, Stamps, WsAccept, WsUpgrade};
 use tower::{Layer, Service};
 
 use crate::clock::{now_us, server_now as now};
+use crate::error::ApiError;
 use crate::identity::{Clients, addr_key, client_id, query_param, remote_ip};
 use crate::log::EventLog;
 use crate::paths::{EXCHANGE_HEADER, OBSERVE_PATH, is_api_path};
@@ -48,6 +50,8 @@ pub struct Capture {
     pub preview: usize,
     /// Off: requests pass untouched (for measuring what capture costs).
     pub enabled: bool,
+    /// Longest a request body may take to arrive (then 408).
+    pub body_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for Capture {
@@ -91,8 +95,13 @@ impl Capture {
 }
 
 /// Reads a request body up to [`BUFFER_LIMIT`]: answers what was read, the body to hand on
-/// (the same bytes, then whatever was not read), and the full size if known.
-async fn buffer(body: Body, declared: Option<u64>) -> (Bytes, Body, u64) {
+/// (the same bytes, then whatever was not read), the full size if known, and whether the
+/// body was still arriving at `deadline` (then what was read is all there is).
+async fn buffer(
+    body: Body,
+    declared: Option<u64>,
+    deadline: tokio::time::Instant,
+) -> (Bytes, Body, u64, bool) {
     let mut body = body;
     let mut head = BytesMut::new();
     loop {
@@ -103,9 +112,14 @@ async fn buffer(body: Body, declared: Option<u64>) -> (Bytes, Body, u64) {
             let first =
                 futures_util::stream::once(futures_util::future::ready(Ok::<_, axum::Error>(head.clone())));
             let chained = futures_util::StreamExt::chain(first, rest);
-            return (head, Body::from_stream(chained), declared.unwrap_or(seen).max(seen));
+            return (head, Body::from_stream(chained), declared.unwrap_or(seen).max(seen), false);
         }
-        match body.frame().await {
+        let Ok(frame) = tokio::time::timeout_at(deadline, body.frame()).await else {
+            let head = head.freeze();
+            let size = declared.unwrap_or(head.len() as u64);
+            return (head, Body::empty(), size, true);
+        };
+        match frame {
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
                     head.extend_from_slice(&data);
@@ -115,7 +129,7 @@ async fn buffer(body: Body, declared: Option<u64>) -> (Bytes, Body, u64) {
             Some(Err(_)) | None => {
                 let head = head.freeze();
                 let size = head.len() as u64;
-                return (head.clone(), Body::from(head), size);
+                return (head.clone(), Body::from(head), size, false);
             }
         }
     }
@@ -211,7 +225,8 @@ where
                 headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
             let req_headers = cap.headers(req.headers());
             let (parts, body) = req.into_parts();
-            let (head, body, size) = buffer(body, declared).await;
+            let deadline = tokio::time::Instant::now() + cap.body_timeout;
+            let (head, body, size, late) = buffer(body, declared, deadline).await;
             let body_preview = (size > 0).then(|| cap.body(&head, size));
             let request = HttpRequest {
                 method: parts.method.to_string(),
@@ -222,7 +237,15 @@ where
             };
             log.record(&client, exchange, client_ref, at, EventKind::HttpRequest(request));
 
-            let res = crate::cause::scope(exchange, inner.call(Request::from_parts(parts, body))).await?;
+            let res = if late {
+                // A body trickling in slower than the deadline: cut (the connection closes,
+                // since the rest of the body is never read), and nobody else waits for it.
+                let secs = cap.body_timeout.as_secs_f64();
+                ApiError::RequestTimeout(format!("the request body did not arrive within {secs} s"))
+                    .into_response()
+            } else {
+                crate::cause::scope(exchange, inner.call(Request::from_parts(parts, body))).await?
+            };
             if let Some(DropConnection(why)) = res.extensions().get::<DropConnection>() {
                 let message = format!("no answer: {why}");
                 let failure = protocol::Failure { from: protocol::Side::Server, message };

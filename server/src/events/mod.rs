@@ -59,11 +59,23 @@ struct Conn {
     overflow: Arc<AtomicBool>,
 }
 
-#[derive(Default)]
 struct Room {
     members: HashSet<u64>,
     history: VecDeque<ChatLine>,
+    /// Last join, leave or line: an empty room is forgotten [`ROOM_KEEP`] after it.
+    touched: Instant,
 }
+
+impl Default for Room {
+    fn default() -> Self {
+        Self { members: HashSet::new(), history: VecDeque::new(), touched: Instant::now() }
+    }
+}
+
+/// How long an empty room keeps its history for whoever comes back.
+pub const ROOM_KEEP: Duration = Duration::from_secs(3600);
+/// Most rooms at once; a join that would open one more is refused.
+pub const MAX_ROOMS: usize = 1000;
 
 #[derive(Default)]
 struct Inner {
@@ -185,6 +197,25 @@ impl Hub {
         }
     }
 
+    /// Forgets what no longer matters at `now`: empty rooms untouched for [`ROOM_KEEP`], and
+    /// rate-limit entries with nothing left in their windows. Run on every tick.
+    pub fn sweep(&self, now: Instant) {
+        let mut inner = self.lock();
+        let window = CHAT_WINDOW.max(crate::limits::NAME_WINDOW);
+        inner.recent.retain(|_, (chat, names)| {
+            chat.iter().chain(names.iter()).any(|t| now.saturating_duration_since(*t) <= window)
+        });
+        inner
+            .rooms
+            .retain(|_, r| !r.members.is_empty() || now.saturating_duration_since(r.touched) < ROOM_KEEP);
+    }
+
+    /// Rooms and rate entries held (for tests and the bench).
+    pub fn sizes(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.rooms.len(), inner.recent.len())
+    }
+
     /// Starts (once) the hub's own tasks: the tick, and forwarding transcript changes.
     fn start(&self, state: &Ctx) {
         self.started.call_once(|| {
@@ -196,6 +227,7 @@ impl Hub {
                     every.tick().await;
                     let Some(hub) = hub.upgrade() else { return };
                     hub.broadcast(&ServerMsg::Tick { watchers: hub.watchers() }, None);
+                    hub.sweep(Instant::now());
                 }
             });
             let hub = Arc::downgrade(&state.hub);
@@ -292,10 +324,14 @@ impl Hub {
                 if !valid_room(&room) {
                     return err("join: a room name is 1 to 40 letters, digits, spaces, - or _");
                 }
+                if !inner.rooms.contains_key(&room) && inner.rooms.len() >= MAX_ROOMS {
+                    return err("join: too many rooms are open; join one that exists");
+                }
                 let Some(conn) = inner.conns.get_mut(&id) else { return Vec::new() };
                 conn.rooms.insert(room.clone());
                 let r = inner.rooms.entry(room.clone()).or_default();
                 r.members.insert(id);
+                r.touched = Instant::now();
                 vec![ServerMsg::History {
                     members: r.members.len() as u32,
                     messages: r.history.iter().cloned().collect(),
@@ -309,6 +345,7 @@ impl Hub {
                 }
                 if let Some(r) = inner.rooms.get_mut(&room) {
                     r.members.remove(&id);
+                    r.touched = Instant::now();
                 }
                 Vec::new()
             }
@@ -340,6 +377,7 @@ impl Hub {
                 };
                 let Inner { conns, rooms, .. } = &mut *inner;
                 let r = rooms.entry(room).or_default();
+                r.touched = Instant::now();
                 r.history.push_back(line.clone());
                 if r.history.len() > ROOM_HISTORY {
                     r.history.pop_front();
@@ -491,6 +529,35 @@ fn describe(text: &str, e: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_rooms_and_old_rate_entries_are_forgotten_and_rooms_are_capped() {
+        let hub = Hub::new(5);
+        let (id, _rx, _) = hub.add("c-ana".to_owned());
+        let mut pp = None;
+        for room in ["a", "b"] {
+            assert!(matches!(
+                hub.handle(id, ClientMsg::Join { room: room.into() }, &mut pp)[..],
+                [ServerMsg::History { .. }]
+            ));
+        }
+        hub.handle(id, ClientMsg::Chat { room: "a".into(), text: "hi".into() }, &mut pp);
+        hub.handle(id, ClientMsg::Leave { room: "b".into() }, &mut pp);
+        assert_eq!(hub.sizes(), (2, 1));
+        // An hour on: the empty room goes, the one with a member stays; the chat entry goes.
+        hub.sweep(Instant::now() + ROOM_KEEP + Duration::from_secs(1));
+        assert_eq!(hub.sizes(), (1, 0));
+        for n in 1..MAX_ROOMS {
+            let got = hub.handle(id, ClientMsg::Join { room: format!("r{n}") }, &mut pp);
+            assert!(matches!(got[..], [ServerMsg::History { .. }]), "room {n}");
+        }
+        let refused = hub.handle(id, ClientMsg::Join { room: "one-too-many".into() }, &mut pp);
+        assert!(
+            matches!(&refused[..], [ServerMsg::Error { message, .. }] if message.contains("too many rooms")),
+            "{refused:?}"
+        );
+        assert_eq!(hub.sizes().0, MAX_ROOMS);
+    }
 
     #[test]
     fn room_names_are_short_and_plain() {

@@ -255,19 +255,6 @@ impl LogDb {
         Ok(out)
     }
 
-    /// The events of one session, oldest first.
-    pub fn session_events(&self, session: u64) -> rusqlite::Result<Vec<String>> {
-        let conn = self.read.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut stmt =
-            conn.prepare_cached("SELECT data FROM chunks WHERE session = ?1 ORDER BY first_seq")?;
-        let rows = stmt.query_map(params![session as i64], |r| r.get::<_, String>(0))?;
-        let mut out = Vec::new();
-        for data in rows {
-            out.extend(data?.lines().map(str::to_owned));
-        }
-        Ok(out)
-    }
-
     /// Up to `chunks` stored chunks of one session after `seq` (exclusive): its events, oldest
     /// first. Whole sessions are read page by page with this, never all at once.
     pub fn session_page(

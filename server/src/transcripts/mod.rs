@@ -60,7 +60,7 @@ pub fn routes() -> Router<Ctx> {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::any())
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([header::CONTENT_TYPE])
+        .allow_headers([header::CONTENT_TYPE, header::HeaderName::from_static(crate::idempotency::HEADER)])
         .max_age(std::time::Duration::from_secs(600));
     Router::new()
         .route("/transcripts", get(list).post(create))

@@ -86,6 +86,10 @@ impl TestServer {
     }
 }
 
+pub async fn body_text(res: Response<Body>) -> String {
+    String::from_utf8(body_bytes(res).await).unwrap()
+}
+
 pub async fn body_bytes(res: Response<Body>) -> Vec<u8> {
     res.into_body().collect().await.unwrap().to_bytes().to_vec()
 }
@@ -146,8 +150,23 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, json: Option<&str>) -> (
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let status = raw[9..12].parse().unwrap();
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    (status, if chunked { dechunk(body) } else { body.to_owned() })
+}
+
+/// The body of a chunked answer, its chunks joined.
+pub fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = &after[n + 2..];
+    }
+    out
 }
 
 /// One HTTP/1.1 request with extra headers over a fresh connection; answers (status, head,
