@@ -6,12 +6,11 @@ use gloo_net::http::{Method, RequestBuilder};
 use protocol::{Body, EventKind, Failure, Header, Health, HttpRequest, HttpResponse, Side};
 use serde::de::DeserializeOwned;
 
-use crate::recorder::{PREVIEW_BYTES, Recorder};
+// This browser's client id and its id for each exchange (so its record and the server's can
+// be joined) travel in headers both ends name from `protocol`.
+use protocol::{CLIENT_HEADER, EXCHANGE_HEADER, IDEMPOTENCY_HEADER};
 
-/// This browser's client id, on every request.
-pub const CLIENT_HEADER: &str = "X-Wirescope-Client";
-/// This browser's id for the exchange, so its record and the server's can be joined.
-pub const EXCHANGE_HEADER: &str = "X-Wirescope-Exchange";
+use crate::recorder::{PREVIEW_BYTES, Recorder};
 
 /// What an API call answered, when it was not what the caller hoped for.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +175,7 @@ pub async fn exchange_retrying(
 ) -> Result<Answer, ApiFailure> {
     let key = idempotency_key();
     let extra: Vec<(&str, String)> =
-        if method == Method::POST { vec![("Idempotency-Key", key)] } else { Vec::new() };
+        if method == Method::POST { vec![(IDEMPOTENCY_HEADER, key)] } else { Vec::new() };
     let mut attempt = 0;
     loop {
         attempt += 1;

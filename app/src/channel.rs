@@ -99,8 +99,8 @@ impl Channel {
         self.status.set(Status::Connecting);
         // After a reconnect, the changes missed while away are replayed from the last one seen.
         let path = match self.changes.with_untracked(|v| v.last().map(|c| c.seq)) {
-            Some(seq) => format!("/ws/events?since={seq}"),
-            None => "/ws/events".to_owned(),
+            Some(seq) => format!("{}?since={seq}", protocol::EVENTS_PATH),
+            None => protocol::EVENTS_PATH.to_owned(),
         };
         let result = Socket::connect(rec, &path, move |socket, ev| match ev {
             SocketEvent::Open => {

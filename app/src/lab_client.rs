@@ -144,7 +144,7 @@ impl Subscriber {
         }
         // WebSocket: room `lab` on /ws/events.
         let m = sub.measured;
-        let socket = Socket::connect(rec, "/ws/events", move |s, ev| match ev {
+        let socket = Socket::connect(rec, protocol::EVENTS_PATH, move |s, ev| match ev {
             SocketEvent::Open => {
                 m[3].update(|x| x.requests += 1);
                 if let Ok(t) = serde_json::to_string(&ClientMsg::Join { room: "lab".into() }) {

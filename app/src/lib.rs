@@ -1,6 +1,7 @@
 //! wirescope's front end. `model` holds the logic as plain, tested types; `components` and
-//! `pages` render it; `api` (HTTP) and `ws` (WebSocket) are the only modules that touch the
-//! network, and they record every step they take through the [`recorder::Recorder`].
+//! `pages` render it; the network layer (`api`, `ws`, `observer`, `channel`, `lab_client`;
+//! see `app/layers.txt`) is all that touches the network, and what this browser sends and
+//! receives is recorded through the [`recorder::Recorder`].
 
 pub mod api;
 pub mod channel;

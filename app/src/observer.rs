@@ -129,7 +129,7 @@ pub fn start(rec: Recorder) -> Observer {
 fn connect(rec: Recorder, obs: Observer, pending: Rc<Pending>, attempt: u32) {
     let since = rec.timeline().with_untracked(Timeline::latest_seq);
     let nick = rec.nickname.get_untracked();
-    let mut path = format!("/ws/observe?client={}", rec.client());
+    let mut path = format!("{}?client={}", protocol::OBSERVE_PATH, rec.client());
     if since > 0 {
         path.push_str(&format!("&since={since}"));
     }

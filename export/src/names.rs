@@ -55,12 +55,25 @@ impl Names {
         if client == me {
             return "You".to_owned();
         }
-        let info = self.get(client);
-        if let Some(addr) = client.strip_prefix("addr:") {
-            let agent = info.and_then(|i| i.user_agent.as_deref()).map_or("client", agent_name);
-            return format!("{agent} · {addr}");
+        if let Some(which) = program(client) {
+            return format!("{} · {which}", agent_of(self.get(client)));
         }
         cut(client, 12)
+    }
+}
+
+/// For the lane of a program without an id, what tells it apart: its pseudonym (`anon:…`), or
+/// the address of a trace recorded before pseudonyms (`addr:…`).
+pub fn program(client: &str) -> Option<&str> {
+    client.strip_prefix("anon:").or_else(|| client.strip_prefix("addr:"))
+}
+
+/// What kind of program a client is: as recorded, else from a user agent an older trace kept.
+pub fn agent_of(info: Option<&ClientInfo>) -> &str {
+    match info {
+        Some(ClientInfo { agent: Some(a), .. }) => a,
+        Some(ClientInfo { user_agent: Some(ua), .. }) => agent_name(ua),
+        _ => "client",
     }
 }
 

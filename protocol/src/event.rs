@@ -110,11 +110,29 @@ impl EventKind {
 pub struct ClientInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nickname: Option<String>,
-    /// Remote address (IP) the client connected from.
+    /// What kind of program it is (`browser`, `curl`, `python`, …), from its user agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Remote address (IP) the client connected from: only in what the instructor reads
+    /// (`GET /api/instructor/clients`), never in the event log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub addr: Option<String>,
+    /// The full user agent: only for the instructor, like `addr`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    /// What every screen may know of a client: its nickname and kind, not its address or
+    /// user agent.
+    pub fn public(&self) -> ClientInfo {
+        ClientInfo {
+            nickname: self.nickname.clone(),
+            agent: self.agent.clone(),
+            addr: None,
+            user_agent: None,
+        }
+    }
 }
 
 /// Something the server did to the traffic, or to the session, that every screen shows.

@@ -27,6 +27,17 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Microseconds since the Unix epoch.
 pub type Micros = i64;
 
+/// Header by which a browser names itself (its client id) on every request.
+pub const CLIENT_HEADER: &str = "x-wirescope-client";
+/// Header carrying the browser's own correlation id for an exchange.
+pub const EXCHANGE_HEADER: &str = "x-wirescope-exchange";
+/// Header that makes a `POST` safe to retry: the same key, the same answer.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// The observer stream: the event log, live, for every screen.
+pub const OBSERVE_PATH: &str = "/ws/observe";
+/// The lecture's typed WebSocket: presence, rooms, chat, pushed changes.
+pub const EVENTS_PATH: &str = "/ws/events";
+
 /// The lane (the `client` of events) of what belongs to no client: the server itself, its
 /// notes and presence. Both ends draw it as the server's lane.
 pub const SERVER_LANE: &str = "server";

@@ -1,8 +1,9 @@
 //! The fault console's machinery: deliberate disturbances applied to matching requests and
 //! connections, holding requests until the instructor releases them, and "server down".
 //!
-//! Never touched: the app's static files, observers (`/ws/observe`) and instructor calls.
-//! Every fault applied is recorded as a note on the exchange it hit, so every screen draws it.
+//! Never touched: the app's static files, observers (`/ws/observe`), instructor calls and the
+//! lab's controls (`/api/lab`). Every fault applied to a request is recorded as a note on the
+//! exchange it hit, and a held frame as a note on its client's lane, so every screen draws it.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -22,7 +23,7 @@ use crate::clock::server_now;
 use crate::error::ApiError;
 use crate::identity::client_key;
 use crate::log::EventLog;
-use crate::paths::{INSTRUCTOR_PREFIX, LAB_PATH, OBSERVE_PATH, is_api_path, under};
+use crate::paths::{INSTRUCTOR_PREFIX, LAB_PATH, OBSERVE_PATH, is_api_path};
 use crate::serve::drop_connection;
 use crate::ws::{Control, FrameGate, SocketSpec, Sockets};
 
@@ -116,14 +117,18 @@ impl Faults {
     /// A WebSocket frame from `client` arrived: while holding is on, it waits for the
     /// instructor (or the timeout) before the server reads it.
     pub async fn hold_frame(&self, client: &str, what: &str) {
-        let note = |text: String, kind: NoteKind| self.note(client, kind, text);
+        // A frame's note belongs to no exchange: it is drawn on the client's lane.
+        let note = |text: String, kind: NoteKind| self.note_on(client, 0, kind, text);
         self.hold_noted(client, "FRAME", what, what, note).await;
     }
 
     /// Notes what a fault did, on the exchange being handled (if it is a recorded one).
     fn note(&self, client: &str, what: NoteKind, text: String) {
+        self.note_on(client, crate::cause::current().unwrap_or(0), what, text);
+    }
+
+    fn note_on(&self, client: &str, exchange: u64, what: NoteKind, text: String) {
         if let Some(log) = &self.log {
-            let exchange = crate::cause::current().unwrap_or(0);
             log.record(client, exchange, None, server_now(), EventKind::Note(Note { what, text }));
         }
     }
@@ -276,7 +281,7 @@ impl Faults {
 /// what only the instructor does (`/api/instructor/…`, and starting or stopping the lab at
 /// `/api/lab`; the lab's feeds stay open to faults).
 pub fn exempt(path: &str) -> bool {
-    !is_api_path(path) || path == OBSERVE_PATH || under(path, INSTRUCTOR_PREFIX) || path == LAB_PATH
+    !is_api_path(path) || path == OBSERVE_PATH || path.starts_with(INSTRUCTOR_PREFIX) || path == LAB_PATH
 }
 
 impl FrameGate for Faults {

@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 
 use crate::identity::client_key;
 
-pub const HEADER: &str = "idempotency-key";
+pub const HEADER: &str = protocol::IDEMPOTENCY_HEADER;
 pub const REPLAYED: &str = "idempotent-replayed";
 const KEEP: Duration = Duration::from_secs(600);
 const MAX_KEYS: usize = 10_000;

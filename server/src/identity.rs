@@ -80,12 +80,14 @@ impl Clients {
         }
         let info = ClientInfo {
             nickname: None,
+            agent: Some(export::names::agent_name(user_agent.unwrap_or("")).to_owned()),
             addr: addr.map(str::to_owned),
             user_agent: user_agent.map(str::to_owned),
         };
-        known.insert(key.to_owned(), info.clone());
+        let public = info.public();
+        known.insert(key.to_owned(), info);
         drop(known);
-        log.describe(key, info);
+        log.describe(key, public);
     }
 
     /// A nickname the client asked for itself: at most [`NAME_LIMIT`] changes a
@@ -152,9 +154,9 @@ impl Clients {
             return;
         }
         info.nickname = new;
-        let info = info.clone();
+        let public = info.public();
         drop(known);
-        log.describe(key, info);
+        log.describe(key, public);
     }
 
     /// Whether the client was seen before.
@@ -163,12 +165,22 @@ impl Clients {
     }
 
     /// Every known client and what it is called now (for a screen that joins late), at most
-    /// [`ROSTER_LIMIT`]: named clients first, then the rest, each group by key.
+    /// [`ROSTER_LIMIT`]: named clients first, then the rest, each group by key. What every
+    /// screen may know: no address, no user agent.
     pub fn roster(&self) -> Vec<protocol::ClientEntry> {
+        self.entries(ClientInfo::public)
+    }
+
+    /// The same with each client's address and user agent: the instructor's alone.
+    pub fn private_roster(&self) -> Vec<protocol::ClientEntry> {
+        self.entries(ClientInfo::clone)
+    }
+
+    fn entries(&self, show: impl Fn(&ClientInfo) -> ClientInfo) -> Vec<protocol::ClientEntry> {
         let known = self.known.read().unwrap_or_else(PoisonError::into_inner);
         let mut all: Vec<protocol::ClientEntry> = known
             .iter()
-            .map(|(k, info)| protocol::ClientEntry { client: k.clone(), info: info.clone() })
+            .map(|(k, info)| protocol::ClientEntry { client: k.clone(), info: show(info) })
             .collect();
         drop(known);
         all.sort_by(|a, b| {
@@ -189,11 +201,11 @@ pub fn normalize(nickname: &str) -> String {
 }
 
 /// The lane key of a request's client: its `X-Wirescope-Client` id (or `client=` on a
-/// WebSocket URL), else `addr:IP`.
+/// WebSocket URL), else the pseudonym of its address ([`pseudonym`]).
 pub fn client_key<B>(req: &Request<B>) -> String {
     match client_id(req) {
         Some(id) => id.to_owned(),
-        None => addr_key(remote_ip(req).as_deref()),
+        None => pseudonym(remote_ip(req).as_deref()),
     }
 }
 
@@ -210,8 +222,15 @@ pub fn remote_ip<B>(req: &Request<B>) -> Option<String> {
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())
 }
 
-pub fn addr_key(ip: Option<&str>) -> String {
-    format!("addr:{}", ip.unwrap_or("unknown"))
+/// The lane key of a client without an id: `anon:` and a keyed hash of its address, the same
+/// for the whole run of the server and different in the next (the key is random), so no
+/// screen learns the address from it. The instructor maps it back
+/// (`GET /api/instructor/clients`).
+pub fn pseudonym(ip: Option<&str>) -> String {
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
+    let Some(ip) = ip else { return "anon:unknown".to_owned() };
+    let hash = std::hash::BuildHasher::hash_one(KEY.get_or_init(Default::default), ip);
+    format!("anon:{:08x}", hash >> 32)
 }
 
 /// The value of `name` in a query string, as written.

@@ -381,6 +381,12 @@ async fn whoami(_: Instructor, State(state): State<Ctx>, req: axum::extract::Req
     StatusCode::NO_CONTENT
 }
 
+/// Every client with what only the instructor sees: its address and user agent (a lane
+/// `anon:…` is the pseudonym of an address; screens never learn which).
+async fn list_clients(_: Instructor, State(state): State<Ctx>) -> Json<Vec<protocol::ClientEntry>> {
+    Json(state.clients.private_roster())
+}
+
 /// The instructor's lane title until the instructor picks another.
 pub const INSTRUCTOR_NAME: &str = "Instructor";
 
@@ -398,6 +404,7 @@ pub fn routes() -> Router<Ctx> {
         .route("/api/instructor/session", post(new_session))
         .route("/api/instructor/sessions/{id}", axum::routing::patch(rename_session).delete(delete_session))
         .route("/api/instructor/highlight", post(highlight))
+        .route("/api/instructor/clients", get(list_clients))
         .route("/api/instructor/clients/{client}", axum::routing::patch(moderate))
         .route("/api/instructor/clients/{client}/kick", post(kick))
 }

@@ -3,16 +3,13 @@
 
 /// Path prefixes that belong to the server's APIs; the app is never served under them.
 pub const API_PREFIXES: [&str; 4] = ["/api", "/ws", "/transcripts", "/studentids"];
-/// The observer stream: never captured itself.
-pub const OBSERVE_PATH: &str = "/ws/observe";
+/// The observer stream (never captured itself), the events socket, and the headers by which
+/// a client names itself and its exchanges: shared with the app.
+pub use protocol::{CLIENT_HEADER, EVENTS_PATH, EXCHANGE_HEADER, OBSERVE_PATH};
 /// Where the instructor's routes live (all of them need the token).
 pub const INSTRUCTOR_PREFIX: &str = "/api/instructor";
 /// The pattern lab's controls.
 pub const LAB_PATH: &str = "/api/lab";
-/// Header carrying a browser's client id.
-pub const CLIENT_HEADER: &str = "x-wirescope-client";
-/// Header carrying the client's own correlation id for an exchange.
-pub const EXCHANGE_HEADER: &str = "x-wirescope-exchange";
 
 /// True when `path` is `prefix` itself or lies below it (`/api`, `/api/…`), not `/apixyz`.
 pub fn under(path: &str, prefix: &str) -> bool {

@@ -268,7 +268,7 @@ impl AppState {
             clients: self.inner.clients.clone(),
             secrets: self.inner.secrets.clone(),
             preview: self.inner.config.preview_bytes,
-            enabled: self.inner.config.capture,
+            enabled: self.inner.log.is_recording(),
             body_timeout: self.inner.config.body_timeout,
         }
     }

@@ -102,7 +102,7 @@ async fn clients_without_an_id_get_a_lane_per_address_and_static_files_are_not_r
     s.get("/app-123.js").await;
     let evs = s.events();
     assert_eq!(kinds(&evs), ["client", "request", "response"]);
-    assert_eq!(evs[1].client, "addr:unknown", "no connection info in a oneshot call");
+    assert_eq!(evs[1].client, "anon:unknown", "no connection info in a oneshot call");
     assert!(matches!(&evs[0].kind, EventKind::Client(info) if info.nickname.is_none()));
 }
 
@@ -236,7 +236,7 @@ async fn a_connection_cut_without_a_close_frame_is_recorded_as_1006() {
     next(&mut ws).await;
     drop(ws);
     let evs = s.wait_events("the cut", |e| kinds(e).contains(&"cut")).await;
-    assert_eq!(evs.last().unwrap().client, format!("addr:{}", "127.0.0.1"));
+    assert_eq!(evs.last().unwrap().client, server::identity::pseudonym(Some("127.0.0.1")));
     let EventKind::WsClose(c) = &evs.last().unwrap().kind else { unreachable!() };
     assert_eq!((c.from, c.clean, c.close.as_ref()), (Side::Client, false, None));
 }
@@ -285,4 +285,41 @@ async fn invalid_utf8_closes_with_1007() {
         Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 1007),
         other => panic!("expected close 1007, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_program_without_an_id_is_a_pseudonym_and_no_screen_learns_its_address_or_agent() {
+    let s = TestServer::without_app();
+    let (addr, _task) = s.spawn().await;
+    let agent = "curl/8.5.0 (lab machine 17)";
+    tokio::task::spawn_blocking(move || {
+        let headers = [("User-Agent", agent), ("X-Forwarded-For", "10.1.2.3")];
+        let got = common::http_with(addr, "GET", "/api/health", &headers, None);
+        assert_eq!(got.map(|r| r.0), Some(200));
+    })
+    .await
+    .unwrap();
+    // What an observer is sent: the events as recorded, and the roster after `hello`.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/observe")).await.unwrap();
+    let mut seen = String::new();
+    while !seen.contains("\"type\":\"events\"") {
+        if let Message::Text(t) = next(&mut ws).await {
+            seen.push_str(&t);
+        }
+    }
+    let lane = server::identity::pseudonym(Some("127.0.0.1"));
+    assert!(lane.starts_with("anon:") && !lane.contains("127.0.0.1"), "{lane}");
+    assert!(seen.contains(&lane), "{seen}");
+    assert!(seen.contains("\"agent\":\"curl\""), "the kind of program is told: {seen}");
+    assert!(!seen.contains("10.1.2.3"), "{seen}");
+    assert!(!seen.contains("\"addr\"") && !seen.contains("lab machine 17"), "{seen}");
+    assert!(seen.contains("\"name\":\"user-agent\",\"value\":\"[curl]\""), "{seen}");
+    // The instructor alone maps the pseudonym back.
+    let auth = format!("Bearer {}", s.state.token());
+    let req =
+        Request::get("/api/instructor/clients").header("authorization", &auth).body(Body::empty()).unwrap();
+    let clients = body_json(s.send(req).await).await;
+    let entry = clients.as_array().unwrap().iter().find(|c| c["client"] == lane.as_str()).expect("listed");
+    assert_eq!((entry["addr"].as_str(), entry["userAgent"].as_str()), (Some("127.0.0.1"), Some(agent)));
+    assert_eq!(s.get("/api/instructor/clients").await.status(), 403);
 }

@@ -406,11 +406,11 @@ pub fn DiagramCard() -> impl IntoView {
     view! {
         <section class="card diagram-card">
             <div class="diagram-toolbar">
-                <crate::components::StatusLine />
-                <crate::components::FilterBar />
-                <crate::components::ExportMenu />
+                <crate::components::toolbar::StatusLine />
+                <crate::components::toolbar::FilterBar />
+                <crate::components::exports::ExportMenu />
             </div>
-            <crate::components::PlaybackBar />
+            <crate::components::presenter::PlaybackBar />
             <LiveDiagram />
             <Legend />
         </section>

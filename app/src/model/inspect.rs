@@ -149,8 +149,16 @@ pub fn inspect(t: &Timeline, key: ItemKey, utc_offset_min: i32) -> Vec<Section> 
         },
     );
     if let Some(i) = info {
-        who.row("address", i.addr.clone().unwrap_or_default());
-        who.row("user agent", i.user_agent.clone().unwrap_or_default());
+        // The address and user agent reach only the instructor, and not through the log.
+        if let Some(agent) = &i.agent {
+            who.row("kind", agent.clone());
+        }
+        if let Some(addr) = &i.addr {
+            who.row("address", addr.clone());
+        }
+        if let Some(ua) = &i.user_agent {
+            who.row("user agent", ua.clone());
+        }
     }
     who.row("direction", if ev.kind.from() == Side::Client { "client → server" } else { "server → client" });
     who.row(
@@ -232,8 +240,8 @@ mod tests {
             at: Stamps::default(),
             kind: EventKind::Client(ClientInfo {
                 nickname: Some("Ana".into()),
-                addr: Some("10.0.0.5".into()),
-                user_agent: None,
+                agent: Some("browser".into()),
+                ..ClientInfo::default()
             }),
         });
         let req = HttpRequest {
@@ -261,7 +269,11 @@ mod tests {
         assert!(s[2].rows.contains(&("server time".into(), "0.4 ms".into())));
         assert!(s[2].rows.contains(&("round trip".into(), "1.9 ms".into())));
         assert!(s[3].rows.contains(&("client".into(), "Ana (c-ana)".into())));
-        assert!(s[3].rows.contains(&("address".into(), "10.0.0.5".into())));
+        assert!(s[3].rows.contains(&("kind".into(), "browser".into())));
+        assert!(
+            !s[3].rows.iter().any(|(k, _)| k == "address"),
+            "no address reaches a screen through the log"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub use super::describe::Tone;
 use super::describe::label;
 use super::time;
 use super::timeline::{Item, ItemKey, Timeline};
-use export::names::{agent_name, cut};
+use export::names::{agent_of, cut, program};
 
 /// Lane key of the server, as `protocol` names it.
 pub use protocol::SERVER_LANE;
@@ -267,16 +267,15 @@ pub fn slant(transit_us: Option<i64>, row: f64) -> f64 {
     }
 }
 
-/// A short name for a client lane: its nickname, else what it is (`curl · 10.0.0.7`), else
-/// its id, cut.
+/// A short name for a client lane: its nickname, else what it is (`curl · 1a2b3c4d`, its
+/// pseudonym), else its id, cut.
 pub fn client_title(t: &Timeline, key: &str) -> String {
     let info = t.client(key);
     if let Some(n) = info.and_then(|i| i.nickname.as_deref()) {
         return n.to_owned();
     }
-    if let Some(addr) = key.strip_prefix("addr:") {
-        let agent = info.and_then(|i| i.user_agent.as_deref()).map_or("client", agent_name);
-        return format!("{agent} · {addr}");
+    if let Some(which) = program(key) {
+        return format!("{} · {which}", agent_of(info));
     }
     cut(key, 12)
 }
@@ -722,16 +721,16 @@ mod tests {
         server(
             &mut t,
             2,
-            "addr:10.0.0.7",
+            "anon:1a2b3c4d",
             0,
             0,
-            EventKind::Client(ClientInfo { user_agent: Some("curl/8.5".into()), ..ClientInfo::default() }),
+            EventKind::Client(ClientInfo { agent: Some("curl".into()), ..ClientInfo::default() }),
         );
         server(&mut t, 3, "c-ana", 1, 10, req("/transcripts"));
-        server(&mut t, 4, "addr:10.0.0.7", 2, 20, req("/transcripts/1"));
+        server(&mut t, 4, "anon:1a2b3c4d", 2, 20, req("/transcripts/1"));
         let d = lay(&t, 1200.0);
         let titles: Vec<&str> = d.lanes.iter().map(|l| l.title.as_str()).collect();
-        assert_eq!(titles, ["This browser", "Ana", "curl · 10.0.0.7", "Server"]);
+        assert_eq!(titles, ["This browser", "Ana", "curl · 1a2b3c4d", "Server"]);
         assert!(d.lanes.windows(2).all(|w| w[1].x > w[0].x));
 
         for (i, c) in ["c-b", "c-c", "c-d", "c-e", "c-f", "c-g", "c-h"].iter().enumerate() {

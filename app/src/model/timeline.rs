@@ -468,7 +468,7 @@ mod tests {
     #[test]
     fn repeats_are_ignored_notes_update_state_and_capacity_is_kept() {
         let mut t = Timeline::new("me", 3);
-        let info = ClientInfo { nickname: Some("Ana".into()), addr: None, user_agent: None };
+        let info = ClientInfo { nickname: Some("Ana".into()), ..ClientInfo::default() };
         t.add_server(server(1, "c-ana", 0, None, EventKind::Client(info)));
         t.add_server(server(
             2,

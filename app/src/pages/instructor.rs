@@ -4,8 +4,8 @@
 
 use gloo_net::http::Method;
 use leptos::prelude::*;
-use protocol::Event;
 use protocol::instructor::{FaultKind, NewFault, Room, Target};
+use protocol::{ClientEntry, Event};
 
 use crate::api::instructor::call;
 use crate::api::{self, Answer, ApiFailure};
@@ -28,6 +28,8 @@ pub fn Instructor() -> impl IntoView {
     let lecture = Lecture::from_context();
     let room = RwSignal::new(None::<Room>);
     let sessions = RwSignal::new(Vec::<SessionRow>::new());
+    // Where each client connects from and what it says it is: the instructor's alone.
+    let whereabouts = RwSignal::new(std::collections::HashMap::<String, (String, String)>::new());
     let (result, set_result) = signal(String::new());
 
     let refresh = move || {
@@ -37,6 +39,14 @@ pub fn Instructor() -> impl IntoView {
                 && let Ok(r) = a.json::<Room>()
             {
                 room.set(Some(r));
+            }
+            if let Ok(a) = call(&rec, &token, Method::GET, "/api/instructor/clients", None).await
+                && let Ok(list) = a.json::<Vec<ClientEntry>>()
+            {
+                let info = |c: ClientEntry| {
+                    (c.client, (c.info.addr.unwrap_or_default(), c.info.user_agent.unwrap_or_default()))
+                };
+                whereabouts.set(list.into_iter().map(info).collect());
             }
             if let Ok(a) = api::exchange(&rec, Method::GET, "/api/sessions", None).await
                 && let Ok(s) = a.json::<Vec<SessionRow>>()
@@ -344,10 +354,16 @@ pub fn Instructor() -> impl IntoView {
                                 children=move |(key, title)| {
                                     let nick = RwSignal::new(title.clone());
                                     let (k1, k2, k3, k4, k5) = (key.clone(), key.clone(), key.clone(), key.clone(), key.clone());
+                                    let (k6, k7) = (key.clone(), key.clone());
                                     let muted = Memo::new(move |_| room.with(|r| r.as_ref().is_some_and(|r| r.muted.contains(&k5))));
                                     view! {
                                         <tr data-client=key.clone()>
-                                            <td><code>{key.clone()}</code></td>
+                                            <td>
+                                                <code>{key.clone()}</code>
+                                                <div class="hint address" title=move || whereabouts.with(|w| w.get(&k7).map(|v| v.1.clone()).unwrap_or_default())>
+                                                    {move || whereabouts.with(|w| w.get(&k6).map(|v| v.0.clone()).unwrap_or_default())}
+                                                </div>
+                                            </td>
                                             <td><input type="text" bind:value=nick aria-label="Nickname" /></td>
                                             <td class="actions">
                                                 <button class="btn" on:click=move |_| send(Method::PATCH, format!("/api/instructor/clients/{k1}"), Some(serde_json::json!({"nickname": nick.get_untracked()}).to_string()), "rename")>"rename"</button>

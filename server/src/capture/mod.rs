@@ -3,8 +3,8 @@
 //! WebSocket frame. Handlers never see it: they run inside the layer, and what they set off
 //! is linked to the exchange through [`crate::cause`].
 //!
-//! Recorded for each HTTP exchange: the client (its `X-Wirescope-Client` id, or its remote
-//! address), a correlation id, method, path, query, headers and body previews (secrets
+//! Recorded for each HTTP exchange: the client (its `X-Wirescope-Client` id, or a pseudonym of
+//! its remote address), a correlation id, method, path, query, headers and body previews (secrets
 //! redacted) of request and response, and the server's receive and respond times. Static files
 //! of the app are not recorded, nor the observer stream's own frames (no feedback loop).
 
@@ -27,7 +27,7 @@ use tower::{Layer, Service};
 
 use crate::clock::{now_us, server_now as now};
 use crate::error::ApiError;
-use crate::identity::{Clients, addr_key, client_id, query_param, remote_ip};
+use crate::identity::{Clients, client_id, pseudonym, query_param, remote_ip};
 use crate::log::EventLog;
 use crate::paths::{EXCHANGE_HEADER, OBSERVE_PATH, is_api_path};
 use crate::secrets::{REDACTED, Secrets};
@@ -36,6 +36,9 @@ pub use tap::{Tap, TapIo};
 
 /// Headers whose values are never stored or shown.
 const SECRET_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+/// Headers that carry a client's address: stored as `[address]` (the instructor maps lanes to
+/// addresses through the client registry instead).
+const ADDRESS_HEADERS: [&str; 4] = ["x-forwarded-for", "x-real-ip", "forwarded", "true-client-ip"];
 /// Request bodies up to this size are read before the handler runs, so the request event
 /// carries its preview; a larger one is recorded with what was read by then.
 const BUFFER_LIMIT: usize = (1 << 20) + 1;
@@ -81,6 +84,11 @@ impl Capture {
             .map(|(name, value)| {
                 let value = if SECRET_HEADERS.contains(&name.as_str()) {
                     REDACTED.to_owned()
+                } else if name == header::USER_AGENT {
+                    // Every screen sees what kind of program it is, only the instructor more.
+                    format!("[{}]", export::names::agent_name(&String::from_utf8_lossy(value.as_bytes())))
+                } else if ADDRESS_HEADERS.contains(&name.as_str()) {
+                    "[address]".to_owned()
                 } else {
                     self.secrets.scrub(&String::from_utf8_lossy(value.as_bytes()))
                 };
@@ -172,7 +180,7 @@ where
             let addr = if known { None } else { remote_ip(&req) };
             let client: Arc<str> = match id {
                 Some(id) => id.into(),
-                None => addr_key(addr.as_deref()).into(),
+                None => pseudonym(addr.as_deref()).into(),
             };
             let client_ref = headers
                 .get(EXCHANGE_HEADER)

@@ -38,7 +38,7 @@ pub struct Ctx {
 
 /// `/ws/events`.
 pub fn routes() -> Router<Ctx> {
-    Router::new().route("/ws/events", get(upgrade))
+    Router::new().route(crate::paths::EVENTS_PATH, get(upgrade))
 }
 
 /// Messages a connection may have waiting before it counts as too slow.

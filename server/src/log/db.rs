@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::Entry;
+use super::entry::Entry;
 
 pub const FILE_NAME: &str = "events.sqlite3";
 

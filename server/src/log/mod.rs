@@ -9,6 +9,7 @@
 //! as unpersisted and reported).
 
 pub mod db;
+pub mod entry;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -23,15 +24,7 @@ use tokio::sync::broadcast;
 use crate::secrets::Secrets;
 
 pub use db::{LogDb, SessionInfo};
-
-/// One recorded event: its `seq`, its server time and its JSON (serialized once, shared by
-/// every observer and the writer).
-#[derive(Debug)]
-pub struct Entry {
-    pub seq: u64,
-    pub server_us: i64,
-    pub json: Box<str>,
-}
+pub use entry::Entry;
 
 /// How the log is sized.
 #[derive(Debug, Clone, Copy)]
