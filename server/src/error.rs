@@ -23,6 +23,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     /// 403: an instructor route without the instructor's token.
     Forbidden,
+    /// 403: something that is the instructor's until shared (an unpublished session).
+    Private(String),
     /// 403: a browser page on another origin (named) asked for a WebSocket or a change.
     ForeignOrigin(String),
     /// 408: the request body did not arrive in time.
@@ -51,7 +53,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UpgradeRequired(_) => StatusCode::UPGRADE_REQUIRED,
-            ApiError::Forbidden | ApiError::ForeignOrigin(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::ForeignOrigin(_) | ApiError::Private(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -73,6 +75,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(d) => ("Unsupported Media Type", Value::from(d.as_str())),
             ApiError::UpgradeRequired(d) => ("Upgrade Required", Value::from(d.as_str())),
             ApiError::Conflict(d) => ("Conflict", Value::from(d.as_str())),
+            ApiError::Private(d) => ("Forbidden", Value::from(d.as_str())),
             ApiError::RequestTimeout(d) => ("Request Timeout", Value::from(d.as_str())),
             ApiError::ForeignOrigin(o) => (
                 "Forbidden",

@@ -140,9 +140,7 @@ async fn remove_fault(
     State(state): State<Ctx>,
     PathText(p): PathText,
 ) -> Result<StatusCode, ApiError> {
-    let id = p[0]
-        .parse::<u64>()
-        .map_err(|_| ApiError::Validation([("id".to_owned(), "must be an integer".to_owned())].into()))?;
+    let id = crate::sessions::session_id(&p[0])?;
     if state.faults.remove(id) {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -324,20 +322,28 @@ async fn rename_session(
     PathText(p): PathText,
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode, ApiError> {
-    let id = p[0]
-        .parse::<u64>()
-        .map_err(|_| ApiError::Validation([("id".to_owned(), "must be an integer".to_owned())].into()))?;
+    let id = crate::sessions::session_id(&p[0])?;
     let n: Named = parse(body)?;
     let name = n.name.unwrap_or_default().trim().chars().take(80).collect::<String>();
     if name.is_empty() {
         return Err(ApiError::Validation([("name".to_owned(), "must not be empty".to_owned())].into()));
     }
     let log = crate::sessions::recording(&state.log)?.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        log.command(|reply| crate::log::db::Command::Rename { id, name, reply })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    session_command(log, id, move |reply| crate::log::db::Command::Rename { id, name, reply }).await
+}
+
+/// Runs a command on a stored session (on the writer's thread): 204 when done, 404 when no
+/// such session.
+async fn session_command(
+    log: Arc<EventLog>,
+    id: u64,
+    command: impl FnOnce(std::sync::mpsc::Sender<rusqlite::Result<bool>>) -> crate::log::db::Command
+    + Send
+    + 'static,
+) -> Result<StatusCode, ApiError> {
+    let done = tokio::task::spawn_blocking(move || log.command(command))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     match done {
         Some(Ok(true)) => Ok(StatusCode::NO_CONTENT),
         Some(Ok(false)) | None => Err(ApiError::NotFound(format!("no session {id}"))),
@@ -345,30 +351,39 @@ async fn rename_session(
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Publish {
+    published: bool,
+}
+
+/// Publishes an earlier session for everyone to replay (`{"published": true}`), or takes it
+/// back (`false`).
+async fn publish_session(
+    _: Instructor,
+    State(state): State<Ctx>,
+    PathText(p): PathText,
+    JsonBody(body): JsonBody,
+) -> Result<StatusCode, ApiError> {
+    let id = crate::sessions::session_id(&p[0])?;
+    let Publish { published } = parse(body)?;
+    let log = crate::sessions::recording(&state.log)?.clone();
+    session_command(log, id, move |reply| crate::log::db::Command::Publish { id, published, reply }).await
+}
+
 async fn delete_session(
     _: Instructor,
     State(state): State<Ctx>,
     PathText(p): PathText,
 ) -> Result<StatusCode, ApiError> {
-    let id = p[0]
-        .parse::<u64>()
-        .map_err(|_| ApiError::Validation([("id".to_owned(), "must be an integer".to_owned())].into()))?;
+    let id = crate::sessions::session_id(&p[0])?;
     if id == crate::sessions::recording(&state.log)?.session() {
         return Err(ApiError::BadRequest(
             "the session being recorded cannot be deleted; start a new one first".to_owned(),
         ));
     }
     let log = state.log.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        log.command(|reply| crate::log::db::Command::Delete { id, reply })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    match done {
-        Some(Ok(true)) => Ok(StatusCode::NO_CONTENT),
-        Some(Ok(false)) | None => Err(ApiError::NotFound(format!("no session {id}"))),
-        Some(Err(e)) => Err(ApiError::Internal(e.to_string())),
-    }
+    session_command(log, id, move |reply| crate::log::db::Command::Delete { id, reply }).await
 }
 
 /// Answers whether the token is right; the instructor's own lane, while it has no name,
@@ -403,6 +418,7 @@ pub fn routes() -> Router<Ctx> {
         .route("/api/instructor/reset", post(reset))
         .route("/api/instructor/session", post(new_session))
         .route("/api/instructor/sessions/{id}", axum::routing::patch(rename_session).delete(delete_session))
+        .route("/api/instructor/sessions/{id}/publish", post(publish_session))
         .route("/api/instructor/highlight", post(highlight))
         .route("/api/instructor/clients", get(list_clients))
         .route("/api/instructor/clients/{client}", axum::routing::patch(moderate))

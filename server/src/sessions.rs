@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,6 +15,7 @@ use export::Format;
 use export::merge::{Merger, Observations};
 use serde::Deserialize;
 
+use crate::access::{InstructorToken, is_instructor};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathText, QueryText, from_object};
 use crate::identity::{Clients, valid_client_id};
@@ -29,12 +30,44 @@ pub struct Ctx {
     pub clients: Arc<Clients>,
     pub secrets: Arc<Secrets>,
     pub listening: Listening,
+    pub token: InstructorToken,
 }
 
 /// The log, if it records anything: with `--no-capture` there are no sessions, and every
 /// session route (these and the instructor's) answers 409.
 pub fn recording(log: &Arc<EventLog>) -> Result<&Arc<EventLog>, ApiError> {
     if log.is_recording() { Ok(log) } else { Err(capture_off()) }
+}
+
+/// The log, once session `id` is known to exist and this request may read it: the session
+/// being recorded is everyone's (every screen watches it live); an earlier one is the
+/// instructor's until published (flushed first, so what is read is complete).
+async fn readable(state: &Ctx, headers: &HeaderMap, id: u64) -> Result<Arc<EventLog>, ApiError> {
+    let log = recording(&state.log)?.clone();
+    let found = {
+        let log = log.clone();
+        tokio::task::spawn_blocking(move || {
+            log.flush();
+            log.db().map(|db| db.session(id)).transpose().map(Option::flatten)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+    };
+    let Some(info) = found else { return Err(ApiError::NotFound(format!("no session {id}"))) };
+    if info.published || id == log.session() || is_instructor(headers, &state.token) {
+        Ok(log)
+    } else {
+        Err(ApiError::Private(format!(
+            "session {id} is the instructor's until the instructor publishes it for replay"
+        )))
+    }
+}
+
+/// A session id from a path: an integer, else 422.
+pub fn session_id(text: &str) -> Result<u64, ApiError> {
+    text.parse::<u64>()
+        .map_err(|_| ApiError::Validation([("id".to_owned(), "must be an integer".to_owned())].into()))
 }
 
 /// The answer of every session route when the server records nothing.
@@ -52,20 +85,26 @@ pub fn routes() -> Router<Ctx> {
         .route("/api/sessions/{id}/export", get(export).post(export_with))
 }
 
-/// Every recorded session, newest first.
+/// Recorded sessions, newest first: the one being recorded and those the instructor published
+/// (with the instructor's token: all of them).
 #[utoipa::path(get, path = "/api/sessions", tag = "server", operation_id = "listSessions",
     responses(
         (status = 200, description = "Sessions, newest first", body = Vec<Object>),
         (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
     ))]
-pub async fn list(State(state): State<Ctx>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+pub async fn list(State(state): State<Ctx>, headers: HeaderMap) -> Result<Json<Vec<SessionInfo>>, ApiError> {
     let log = recording(&state.log)?.clone();
+    let all = is_instructor(&headers, &state.token);
+    let current = log.session();
     let list = tokio::task::spawn_blocking(move || log.db().map(|db| db.sessions()))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .transpose()
         .map_err(|e| ApiError::Internal(e.to_string()))?
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| all || s.published || s.id == current)
+        .collect();
     Ok(Json(list))
 }
 
@@ -74,28 +113,18 @@ pub async fn list(State(state): State<Ctx>) -> Result<Json<Vec<SessionInfo>>, Ap
     params(("id" = u64, Path, description = "The session's id", minimum = 0)),
     responses(
         (status = 200, description = "The session's events", body = Vec<Object>),
+        (status = 403, description = "An earlier session the instructor has not published", body = crate::error::ErrorBody),
         (status = 404, description = "No such session", body = crate::error::ErrorBody),
         (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
         (status = 422, description = "The id is not an integer", body = crate::error::ValidationFailed),
     ))]
-pub async fn events(State(state): State<Ctx>, PathText(p): PathText) -> Result<impl IntoResponse, ApiError> {
-    let id = p[0]
-        .parse::<u64>()
-        .map_err(|_| ApiError::Validation([("id".to_owned(), "must be an integer".to_owned())].into()))?;
-    let log = recording(&state.log)?.clone();
-    let found = {
-        let log = log.clone();
-        tokio::task::spawn_blocking(move || {
-            log.flush();
-            log.db().map(|db| db.session(id)).transpose().map(Option::flatten)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-    };
-    if found.is_none() {
-        return Err(ApiError::NotFound(format!("no session {id}")));
-    }
+pub async fn events(
+    State(state): State<Ctx>,
+    headers: HeaderMap,
+    PathText(p): PathText,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = session_id(&p[0])?;
+    let log = readable(&state, &headers, id).await?;
     // Streamed page by page (never the whole session in memory), up to what was recorded
     // when it was asked for: `[`, each page's events, `]`.
     let upto = log.latest_seq();
@@ -187,18 +216,21 @@ fn export_target(state: &Ctx, id: &str, q: &HashMap<String, String>) -> Result<(
     responses(
         (status = 200, description = "The session as a file (an attachment): JSON for `trace` and `har`, text for `mermaid`",
             content((Object = "application/json"), (String = "text/plain"))),
+        (status = 403, description = "An earlier session the instructor has not published", body = crate::error::ErrorBody),
         (status = 404, description = "No such session", body = crate::error::ErrorBody),
         (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
         (status = 422, description = "The id, format or client id is not valid", body = crate::error::ValidationFailed),
     ))]
 pub async fn export(
     State(state): State<Ctx>,
+    headers: HeaderMap,
     PathText(p): PathText,
     QueryText(q): QueryText,
 ) -> Result<Response, ApiError> {
     let (session, format) = export_target(&state, &p[0], &q)?;
-    stream_export(state, session, format, q.get("me").cloned().unwrap_or_default(), Observations::default())
-        .await
+    let log = readable(&state, &headers, session).await?;
+    let me = q.get("me").cloned().unwrap_or_default();
+    stream_export(state, log, session, format, me, Observations::default()).await
 }
 
 /// The same, with what only this browser saw merged in: its own send and receive times and
@@ -213,12 +245,14 @@ pub async fn export(
         (status = 200, description = "The session as a file (an attachment): JSON for `trace` and `har`, text for `mermaid`",
             content((Object = "application/json"), (String = "text/plain"))),
         (status = 400, description = "Malformed JSON", body = crate::error::InvalidParameters),
+        (status = 403, description = "An earlier session the instructor has not published", body = crate::error::ErrorBody),
         (status = 404, description = "No such session", body = crate::error::ErrorBody),
         (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
         (status = 422, description = "The id, format, client id or observations are not valid", body = crate::error::ValidationFailed),
     ))]
 pub async fn export_with(
     State(state): State<Ctx>,
+    headers: HeaderMap,
     PathText(p): PathText,
     QueryText(q): QueryText,
     JsonBody(body): JsonBody,
@@ -229,7 +263,8 @@ pub async fn export_with(
     if !me.is_empty() && !valid_client_id(&me) {
         return Err(ApiError::Validation([("me".to_owned(), "must be a client id".to_owned())].into()));
     }
-    stream_export(state, session, format, me, body.observations).await
+    let log = readable(&state, &headers, session).await?;
+    stream_export(state, log, session, format, me, body.observations).await
 }
 
 /// Exports being written at once; more wait their turn.
@@ -239,25 +274,12 @@ const STALLED: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn stream_export(
     state: Ctx,
+    log: Arc<EventLog>,
     session: u64,
     format: Format,
     me: String,
     mut observations: Observations,
 ) -> Result<Response, ApiError> {
-    let log = recording(&state.log)?.clone();
-    let found = {
-        let log = log.clone();
-        tokio::task::spawn_blocking(move || {
-            log.flush();
-            log.db().map(|db| db.session(session)).transpose().map(Option::flatten)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-    };
-    if found.is_none() {
-        return Err(ApiError::NotFound(format!("no session {session}")));
-    }
     // What a browser saw is about the session it watches: the current one. Whatever it sent
     // is scrubbed like everything the server records (a request typed on the API page that
     // never arrived may carry the token).

@@ -352,6 +352,7 @@ impl FromRef<AppState> for sessions::Ctx {
             clients: s.inner.clients.clone(),
             secrets: s.inner.secrets.clone(),
             listening: s.inner.listening.clone(),
+            token: s.inner.token.clone(),
         }
     }
 }

@@ -59,8 +59,18 @@ fn a_data_directory_with_other_files_is_fine_and_they_stay() {
     assert_eq!(std::fs::read_to_string(dir.path().join("notes.md")).unwrap(), "mine");
 }
 
-fn sessions(addr: std::net::SocketAddr) -> Vec<Value> {
-    let (status, body) = http(addr, "GET", "/api/sessions", None);
+/// A GET as the instructor (earlier sessions are the instructor's): (status, body).
+fn as_instructor(dir: &std::path::Path, addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let token = std::fs::read_to_string(dir.join("instructor-token")).unwrap();
+    let auth = format!("Bearer {}", token.trim());
+    let (status, head, body) =
+        common::http_with(addr, "GET", path, &[("Authorization", &auth)], None).unwrap();
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    (status, if chunked { common::dechunk(&body) } else { body })
+}
+
+fn sessions(dir: &std::path::Path, addr: std::net::SocketAddr) -> Vec<Value> {
+    let (status, body) = as_instructor(dir, addr, "/api/sessions");
     assert_eq!(status, 200, "{body}");
     serde_json::from_str::<Value>(&body).unwrap().as_array().unwrap().clone()
 }
@@ -104,10 +114,12 @@ async fn sigterm_closes_websockets_with_1001_and_keeps_every_event() {
     assert!(status.success(), "a clean exit: {status:?}");
 
     let server = RealServer::start(dir.path(), &[]);
-    let before = sessions(server.addr);
+    let before = sessions(dir.path(), server.addr);
     let first = before.iter().min_by_key(|s| s["id"].as_u64()).unwrap();
     let id = first["id"].as_u64().unwrap();
-    let (_, events) = http(server.addr, "GET", &format!("/api/sessions/{id}/events"), None);
+    let (status, _) = http(server.addr, "GET", &format!("/api/sessions/{id}/events"), None);
+    assert_eq!(status, 403, "an earlier session is the instructor's until published");
+    let (_, events) = as_instructor(dir.path(), server.addr, &format!("/api/sessions/{id}/events"));
     let events: Vec<Value> = serde_json::from_str(&events).unwrap();
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
     for kind in ["httpRequest", "httpResponse", "wsUpgrade", "wsFrame", "wsClose"] {
@@ -115,7 +127,7 @@ async fn sigterm_closes_websockets_with_1001_and_keeps_every_event() {
     }
     let last = first["lastSeq"].as_u64().unwrap();
     assert_eq!(http(server.addr, "GET", "/transcripts/2", None).0, 200);
-    let after = sessions(server.addr);
+    let after = sessions(dir.path(), server.addr);
     let now = after.iter().find(|s| s["id"].as_u64() != Some(id)).expect("a new session");
     assert_eq!(now["firstSeq"].as_u64(), Some(last + 1), "numbering goes on without a gap: {after:?}");
 }

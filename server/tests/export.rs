@@ -172,6 +172,45 @@ async fn a_session_is_read_back_page_by_page_never_whole() {
     // An empty session is an empty array (the request that reads it is in the next one).
     let empty = s.state.log().new_session("empty").unwrap().unwrap();
     s.state.log().new_session("after").unwrap().unwrap();
-    let res = s.get(&format!("/api/sessions/{empty}/events")).await;
-    assert_eq!(body_json(res).await, serde_json::json!([]));
+    let req = Request::get(format!("/api/sessions/{empty}/events"))
+        .header("authorization", format!("Bearer {}", s.state.token()))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(body_json(s.send(req).await).await, serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn an_earlier_session_is_the_instructors_until_published() {
+    let s = lecture().await;
+    let earlier = s.state.log().session();
+    s.state.log().new_session("next").unwrap().unwrap();
+    let auth = format!("Bearer {}", s.state.token());
+    let as_instructor =
+        |uri: String| Request::get(uri).header("authorization", &auth).body(Body::empty()).unwrap();
+    let listed =
+        |v: Value| v.as_array().unwrap().iter().map(|s| s["id"].as_u64().unwrap()).collect::<Vec<_>>();
+    // A student: the current session only; the earlier one, its events and exports refused.
+    assert!(!listed(body_json(s.get("/api/sessions").await).await).contains(&earlier));
+    for uri in
+        [format!("/api/sessions/{earlier}/events"), format!("/api/sessions/{earlier}/export?format=har")]
+    {
+        let res = s.get(&uri).await;
+        assert_eq!(res.status(), 403, "{uri}");
+        assert!(
+            body_json(res).await["details"].as_str().unwrap().contains("until the instructor publishes it")
+        );
+    }
+    assert_eq!(s.get("/api/sessions/current/export").await.status(), 200, "the live session is everyone's");
+    // The instructor sees it all, and publishes it.
+    assert!(listed(body_json(s.send(as_instructor("/api/sessions".into())).await).await).contains(&earlier));
+    assert_eq!(s.send(as_instructor(format!("/api/sessions/{earlier}/events"))).await.status(), 200);
+    let publish = Request::post(format!("/api/instructor/sessions/{earlier}/publish"))
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"published":true}"#))
+        .unwrap();
+    assert_eq!(s.send(publish).await.status(), 204);
+    assert!(listed(body_json(s.get("/api/sessions").await).await).contains(&earlier));
+    assert_eq!(s.get(&format!("/api/sessions/{earlier}/events")).await.status(), 200);
+    assert_eq!(s.get(&format!("/api/sessions/{earlier}/export?format=mermaid")).await.status(), 200);
 }

@@ -8,7 +8,7 @@ use protocol::instructor::{FaultKind, NewFault, Room, Target};
 use protocol::{ClientEntry, Event};
 
 use crate::api::instructor::call;
-use crate::api::{self, Answer, ApiFailure};
+use crate::api::{Answer, ApiFailure};
 use crate::lecture::Lecture;
 use crate::model::Timeline;
 use crate::model::layout::client_title;
@@ -20,6 +20,9 @@ struct SessionRow {
     id: u64,
     name: String,
     events: u64,
+    /// Published for students to replay; else the instructor's alone.
+    #[serde(default)]
+    published: bool,
 }
 
 #[component]
@@ -48,7 +51,7 @@ pub fn Instructor() -> impl IntoView {
                 };
                 whereabouts.set(list.into_iter().map(info).collect());
             }
-            if let Ok(a) = api::exchange(&rec, Method::GET, "/api/sessions", None).await
+            if let Ok(a) = call(&rec, &token, Method::GET, "/api/sessions", None).await
                 && let Ok(s) = a.json::<Vec<SessionRow>>()
             {
                 sessions.set(s);
@@ -159,8 +162,9 @@ pub fn Instructor() -> impl IntoView {
     let session_name = RwSignal::new(String::new());
 
     let replay = move |id: u64, name: String| {
+        let Some(token) = lecture.token.get_untracked() else { return };
         leptos::task::spawn_local(async move {
-            match api::exchange(&rec, Method::GET, &format!("/api/sessions/{id}/events"), None)
+            match call(&rec, &token, Method::GET, &format!("/api/sessions/{id}/events"), None)
                 .await
                 .and_then(|a| a.json::<Vec<Event>>())
             {
@@ -324,9 +328,9 @@ pub fn Instructor() -> impl IntoView {
                     <ul class="sessions" id="session-list">
                         <For
                             each=move || sessions.get()
-                            key=|s| (s.id, s.name.clone(), s.events)
+                            key=|s| (s.id, s.name.clone(), s.events, s.published)
                             children=move |s| {
-                                let (id, name) = (s.id, s.name.clone());
+                                let (id, name, published) = (s.id, s.name.clone(), s.published);
                                 let rename = RwSignal::new(s.name.clone());
                                 view! {
                                     <li data-session=id>
@@ -336,6 +340,10 @@ pub fn Instructor() -> impl IntoView {
                                             send(Method::PATCH, format!("/api/instructor/sessions/{id}"), Some(serde_json::json!({"name": rename.get_untracked()}).to_string()), "rename");
                                         }>"rename"</button>
                                         <button class="btn replay-session" on:click=move |_| replay(id, name.clone())>"replay"</button>
+                                        <button class="btn publish-session" title="Published sessions can be replayed by students"
+                                            on:click=move |_| send(Method::POST, format!("/api/instructor/sessions/{id}/publish"), Some(serde_json::json!({"published": !published}).to_string()), "publish")>
+                                            {if published { "unpublish" } else { "publish" }}
+                                        </button>
                                         <button class="btn icon" aria-label="delete" on:click=move |_| { send(Method::DELETE, format!("/api/instructor/sessions/{id}"), None, "delete session"); }>"✕"</button>
                                     </li>
                                 }

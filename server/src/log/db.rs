@@ -160,6 +160,8 @@ pub struct SessionInfo {
     pub events: u64,
     pub first_seq: Option<u64>,
     pub last_seq: Option<u64>,
+    /// Published by the instructor for everyone to replay; else the instructor's alone.
+    pub published: bool,
 }
 
 /// Read access to the log on disk (the writer thread has its own connection).
@@ -186,6 +188,12 @@ fn open(path: Option<&Path>) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch(SCHEMA)?;
+    // Added after the first release: a session is the instructor's until published.
+    let has_published =
+        conn.prepare("SELECT 1 FROM pragma_table_info('sessions') WHERE name = 'published'")?.exists([])?;
+    if !has_published {
+        conn.execute_batch("ALTER TABLE sessions ADD COLUMN published INTEGER NOT NULL DEFAULT 0")?;
+    }
     Ok(conn)
 }
 
@@ -282,7 +290,8 @@ impl LogDb {
     pub fn sessions(&self) -> rusqlite::Result<Vec<SessionInfo>> {
         let conn = self.read.lock().unwrap_or_else(PoisonError::into_inner);
         let mut stmt = conn.prepare_cached(
-            "SELECT s.id, s.name, s.started_us, s.ended_us, COALESCE(SUM(c.events), 0), MIN(c.first_seq), MAX(c.last_seq)
+            "SELECT s.id, s.name, s.started_us, s.ended_us, COALESCE(SUM(c.events), 0), MIN(c.first_seq), MAX(c.last_seq),
+                    s.published
              FROM sessions s LEFT JOIN chunks c ON c.session = s.id GROUP BY s.id ORDER BY s.id DESC",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -294,6 +303,7 @@ impl LogDb {
                 events: r.get::<_, i64>(4)? as u64,
                 first_seq: r.get::<_, Option<i64>>(5)?.map(|v| v as u64),
                 last_seq: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+                published: r.get::<_, i64>(7)? != 0,
             })
         })?;
         rows.collect()
@@ -325,6 +335,12 @@ pub enum Command {
     },
     Delete {
         id: u64,
+        reply: std::sync::mpsc::Sender<rusqlite::Result<bool>>,
+    },
+    /// Publish a session for everyone to replay, or take it back.
+    Publish {
+        id: u64,
+        published: bool,
         reply: std::sync::mpsc::Sender<rusqlite::Result<bool>>,
     },
     /// Answers once everything sent before it is committed.
@@ -391,6 +407,13 @@ pub fn writer(
                             let r = conn.execute(
                                 "UPDATE sessions SET name = ?1 WHERE id = ?2",
                                 params![name, id as i64],
+                            );
+                            let _ = reply.send(r.map(|n| n > 0));
+                        }
+                        Command::Publish { id, published, reply } => {
+                            let r = conn.execute(
+                                "UPDATE sessions SET published = ?1 WHERE id = ?2",
+                                params![i64::from(published), id as i64],
                             );
                             let _ = reply.send(r.map(|n| n > 0));
                         }
