@@ -89,13 +89,16 @@ test('two browsers see each other live, each in its own lane, and inspect what t
   await ben.context.close();
 });
 
-test('a client without an id (curl) gets a lane of its own, named by its address', async () => {
+test('a client without an id (curl) gets a lane of its own, named by a pseudonym, never its address', async () => {
   const { page, context } = await openPage(browser, server.url, VIEWPORTS.laptop);
   await page.waitForSelector('.link-live');
   const res = await fetch(`${server.url}/studentids?name=blake`, { headers: { 'user-agent': 'curl/8.5.0' } });
   assert.deepEqual(await res.json(), [2, 3]);
-  await page.waitForFunction(() =>
-    [...document.querySelectorAll('svg.diagram-head .lane-title')].some((t) => t.textContent === 'curl · 127.0.0.1'));
+  const title = await page.waitForFunction(() =>
+    [...document.querySelectorAll('svg.diagram-head .lane-title')]
+      .map((t) => t.textContent).find((t) => /^curl · [0-9a-f]{8}$/.test(t)));
+  assert.match(await title.jsonValue(), /^curl · [0-9a-f]{8}$/);
+  assert.ok(!(await page.textContent('body')).includes('127.0.0.1'), 'no address on a student screen');
   await page.screenshot({ path: join(ARTIFACTS, 'tap-curl-lane.png') });
   await context.close();
 });
@@ -115,4 +118,39 @@ test('many clients fold into one aggregate lane with counts', async () => {
   await page.waitForTimeout(300);
   await page.screenshot({ path: join(ARTIFACTS, 'tap-aggregate-phone.png'), fullPage: true });
   await context.close();
+});
+
+test('only the instructor page shows where a client connects from; an earlier session is published from it', async () => {
+  const auth = { authorization: `Bearer ${server.token}` };
+  // An earlier session: the one recorded so far, once a new one starts.
+  const before = await (await fetch(`${server.url}/api/sessions`, { headers: auth })).json();
+  const earlier = before[0].id;
+  assert.equal((await fetch(`${server.url}/api/instructor/session`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{"name":"after"}' })).status, 204);
+  assert.equal((await fetch(`${server.url}/api/sessions/${earlier}/events`)).status, 403, 'a student may not read it yet');
+
+  for (const [name, viewport] of [['laptop', VIEWPORTS.laptop], ['phone', VIEWPORTS.phone]]) {
+    const { page, context } = await openPage(browser, server.instructor, viewport);
+    await page.click('nav a[href="/instructor"]');
+    await page.waitForFunction(() => [...document.querySelectorAll('#moderation .address')].some((a) => a.textContent.trim() === '127.0.0.1'));
+    assert.ok(await page.$('#moderation tr[data-client^="anon:"]'), 'a program without an id is listed by its pseudonym');
+    await page.waitForSelector(`li[data-session="${earlier}"] .publish-session`);
+    await page.screenshot({ path: join(ARTIFACTS, `tap-instructor-clients-${name}.png`), fullPage: true });
+    await context.close();
+  }
+  const { page, context } = await openPage(browser, server.instructor, VIEWPORTS.laptop);
+  await page.click('nav a[href="/instructor"]');
+  await page.click(`li[data-session="${earlier}"] .publish-session`);
+  await page.waitForFunction((id) => document.querySelector(`li[data-session="${id}"] .publish-session`)?.textContent.trim() === 'unpublish', earlier);
+  assert.equal((await fetch(`${server.url}/api/sessions/${earlier}/events`)).status, 200, 'published: everyone may replay it');
+  await context.close();
+
+  // A student's screen: the programs at this address (this test's own requests) on one lane,
+  // named by kind and pseudonym (its newest request keeps it from folding); no address.
+  await fetch(`${server.url}/transcripts/1`, { headers: { 'user-agent': 'python-requests/2.31' } });
+  const student = await openPage(browser, server.url, VIEWPORTS.laptop);
+  await student.page.waitForFunction(() =>
+    [...document.querySelectorAll('svg.diagram-head g.lane')].some((g) =>
+      g.dataset.lane.startsWith('anon:') && /^[a-z]+ · [0-9a-f]{8}$/i.test(g.querySelector('.lane-title').textContent)));
+  assert.ok(!(await student.page.content()).includes('127.0.0.1'), 'no address on a student screen');
+  await student.context.close();
 });
