@@ -44,7 +44,7 @@ impl Names {
     }
 
     /// A lane's title in an export: the nickname; for the exporting browser without one, "You";
-    /// for a program without an id, its kind and address; else the id, shortened.
+    /// for a program without an id, its kind and pseudonym; else the id, shortened.
     pub fn title(&self, client: &str, me: &str) -> String {
         if client == SERVER_LANE {
             return "Server".to_owned();

@@ -15,7 +15,8 @@ use crate::Micros;
 pub struct Event {
     /// Position in the log that recorded it: strictly increasing, never reused.
     pub seq: u64,
-    /// The lane it belongs to: a browser's client id, or `addr:IP` for clients without one.
+    /// The lane it belongs to: a browser's client id, or `anon:…` (a pseudonym of its address)
+    /// for a client without one.
     pub client: String,
     /// Correlation id shared by the events of one HTTP exchange or one WebSocket connection.
     pub exchange: u64,

@@ -47,16 +47,25 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
             return Err(too_large());
         }
-        let read = Limited::new(req.into_body(), BODY_LIMIT).collect();
-        let Ok(read) = tokio::time::timeout(crate::limits::BODY_TIMEOUT, read).await else {
-            let secs = crate::limits::BODY_TIMEOUT.as_secs();
-            return Err(ApiError::RequestTimeout(format!("the request body did not arrive within {secs} s")));
-        };
-        let bytes = match read {
-            Ok(collected) => collected.to_bytes(),
-            Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
-            Err(e) => return Err(ApiError::BadRequest(format!("could not read the body: {e}"))),
-        };
+        let mut body = Limited::new(req.into_body(), BODY_LIMIT);
+        let start = tokio::time::Instant::now();
+        let mut bytes = bytes::BytesMut::new();
+        loop {
+            let due = crate::limits::body_due(start, crate::limits::BODY_GRACE, bytes.len());
+            let Ok(frame) = tokio::time::timeout_at(due, body.frame()).await else {
+                return Err(ApiError::RequestTimeout(slow_body(crate::limits::BODY_GRACE)));
+            };
+            match frame {
+                None => break,
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        bytes.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) if e.is::<LengthLimitError>() => return Err(too_large()),
+                Some(Err(e)) => return Err(ApiError::BadRequest(format!("could not read the body: {e}"))),
+            }
+        }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadRequest("malformed JSON: the body is empty".to_owned()));
         }
@@ -64,6 +73,15 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .map(JsonBody)
             .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))
     }
+}
+
+/// Why a body was cut: it came slower than the server waits for.
+pub fn slow_body(grace: std::time::Duration) -> String {
+    format!(
+        "the request body came too slowly (after the first {} s, at least {} bytes a second on average)",
+        grace.as_secs_f64(),
+        crate::limits::MIN_BODY_RATE
+    )
 }
 
 /// A JSON object as `T`, as a 422 naming what is wrong otherwise. serde alone would read an

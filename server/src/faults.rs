@@ -371,10 +371,11 @@ pub async fn middleware(State(faults): State<Arc<Faults>>, mut req: Request, nex
         // Kept whole to be sent twice: at most the largest body any handler takes.
         let bytes = match http_body_util::Limited::new(body, crate::limits::BODY_LIMIT).collect().await {
             Ok(c) => c.to_bytes(),
-            Err(_) => {
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 let why = format!("the body is larger than {} bytes (1 MiB)", crate::limits::BODY_LIMIT);
                 return ApiError::PayloadTooLarge(why).into_response();
             }
+            Err(e) => return ApiError::BadRequest(format!("could not read the body: {e}")).into_response(),
         };
         faults.note(&client, NoteKind::Fault, "request delivered twice".to_owned());
         let first = Request::from_parts(parts.clone(), Body::from(bytes.clone()));

@@ -15,6 +15,7 @@ use protocol::ClientInfo;
 
 use crate::limits::{MAX_CLIENTS, NAME_LIMIT, NAME_WINDOW, NICKNAME_CHARS};
 use crate::paths::CLIENT_HEADER;
+use crate::secrets::Secrets;
 
 /// Where the registry records what it learns about a client (the event log).
 pub trait Recorder {
@@ -40,6 +41,8 @@ pub struct Clients {
     /// Name changes a client asked for itself: recent times, and whether the instructor set
     /// its name (then the client cannot change it).
     renames: Mutex<HashMap<String, (VecDeque<Instant>, bool)>>,
+    /// Scrubbed out of every name (a nickname may be made of the token).
+    secrets: Arc<Secrets>,
 }
 
 /// Why a client's own nickname change was refused.
@@ -98,7 +101,7 @@ impl Clients {
         key: &str,
         nickname: &str,
     ) -> Result<(), RenameRefused> {
-        let nickname = normalize(nickname);
+        let nickname = self.clean(nickname);
         if self.nickname(key).unwrap_or_default() == nickname {
             return Ok(());
         }
@@ -128,7 +131,7 @@ impl Clients {
 
     /// The instructor names a client: the name stays until the instructor changes it.
     pub fn rename_by_instructor(&self, log: &(impl Recorder + ?Sized), key: &str, nickname: &str) {
-        let nickname = normalize(nickname);
+        let nickname = self.clean(nickname);
         let mut renames = self.renames.lock().unwrap_or_else(PoisonError::into_inner);
         renames.entry(key.to_owned()).or_default().1 = !nickname.is_empty();
         self.rename(log, key, nickname);
@@ -139,7 +142,7 @@ impl Clients {
     pub fn name_if_unnamed(&self, log: &(impl Recorder + ?Sized), key: &str, nickname: &str) {
         let renames = self.renames.lock().unwrap_or_else(PoisonError::into_inner);
         if self.nickname(key).is_none() {
-            self.rename(log, key, normalize(nickname));
+            self.rename(log, key, self.clean(nickname));
         }
         drop(renames);
     }
@@ -157,6 +160,16 @@ impl Clients {
         let public = info.public();
         drop(known);
         log.describe(key, public);
+    }
+
+    /// A registry whose names are scrubbed of `secrets`.
+    pub fn new(secrets: Arc<Secrets>) -> Self {
+        Self { secrets, ..Self::default() }
+    }
+
+    /// A nickname as stored: scrubbed, trimmed and cut.
+    fn clean(&self, nickname: &str) -> String {
+        normalize(&self.secrets.scrub(nickname))
     }
 
     /// Whether the client was seen before.

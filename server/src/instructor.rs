@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::events::Hub;
 use crate::extract::{JsonBody, PathText};
 use crate::faults::Faults;
-use crate::identity::{Clients, client_key};
+use crate::identity::{Clients, client_id};
 use crate::log::EventLog;
 use crate::serve::Listening;
 use crate::transcripts::Store;
@@ -389,9 +389,9 @@ async fn delete_session(
 /// Answers whether the token is right; the instructor's own lane, while it has no name,
 /// is named "Instructor" on every screen.
 async fn whoami(_: Instructor, State(state): State<Ctx>, req: axum::extract::Request) -> StatusCode {
-    let key = client_key(&req);
-    if !key.starts_with("addr:") {
-        state.clients.name_if_unnamed(&state.log, &key, INSTRUCTOR_NAME);
+    // Only a browser with an id: a program's lane is shared by everything at its address.
+    if let Some(id) = client_id(&req) {
+        state.clients.name_if_unnamed(&state.log, id, INSTRUCTOR_NAME);
     }
     StatusCode::NO_CONTENT
 }

@@ -16,6 +16,15 @@ pub const NAME_WINDOW: Duration = Duration::from_secs(60);
 pub const NICKNAME_CHARS: usize = 40;
 /// Clients described by the registry; later ones are still captured, but not described.
 pub const MAX_CLIENTS: usize = 50_000;
-/// Longest a client may take to send a request body (`Config::body_timeout`): one that
-/// trickles in slower is cut with 408, and nobody else waits for it.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request body may take this long (`Config::body_grace`) before it must keep up
+/// [`MIN_BODY_RATE`] on average; one that trickles in slower is cut with 408, and nobody else
+/// waits for it.
+pub const BODY_GRACE: Duration = Duration::from_secs(10);
+/// Bytes a second a request body must average once its grace is over (a phone on a weak
+/// signal sends far more; a client sending a byte a second is cut).
+pub const MIN_BODY_RATE: f64 = 1024.0;
+
+/// When the next bytes of a body begun at `start`, of which `received` arrived, are due.
+pub fn body_due(start: tokio::time::Instant, grace: Duration, received: usize) -> tokio::time::Instant {
+    start + grace + Duration::from_secs_f64(received as f64 / MIN_BODY_RATE)
+}

@@ -1,6 +1,8 @@
 //! `/ws/observe`: the event log as a stream, for every screen that draws it.
 //!
-//! On connect: `hello`, then the events after `since` (default: the most recent ones), then
+//! On connect: `hello`, then the events after `since` (default: the most recent ones) of the
+//! current session (an earlier one is read through `/api/sessions`, the instructor's until
+//! published), then
 //! every new event as it is recorded, in `seq` order, without gaps or duplicates. Events are
 //! sent in batches (`events`), as many as are waiting. An observer that falls behind the live
 //! stream by more than its queue gets `lagged` and is caught up from the log (memory, then
@@ -134,6 +136,8 @@ async fn follow(mut socket: WebSocket, state: &Ctx, client: Option<String>, sinc
     let mut rx = log.subscribe();
     let latest = log.latest_seq();
     let mut last = since.map_or_else(|| latest.saturating_sub(SNAPSHOT), |s| s.min(latest));
+    // Only the current session: an earlier one is the instructor's until published.
+    last = last.max(log.session_first_seq().saturating_sub(1));
     let hello = ObserverMsg::Hello {
         version: protocol::PROTOCOL_VERSION,
         server_time_us: crate::clock::now_us(),

@@ -4,8 +4,8 @@
 //! (curl, the course's clients, tests) are not browsers and pass; the transcript API keeps
 //! its open CORS, as the activity needs.
 //!
-//! Allowed: the server's own origin (the `Host` the request came to), the `trunk serve`
-//! development origin, and each `--allow-origin`.
+//! Allowed: the server's own origin (the `Host` the request came to, when that is an address
+//! or `localhost`), the `trunk serve` development origin, and each `--allow-origin`.
 
 use std::sync::Arc;
 
@@ -38,12 +38,17 @@ impl Origins {
         Self(all.into())
     }
 
-    /// Whether a browser page at `origin` may use a request that came to `host`.
+    /// Whether a browser page at `origin` may use a request that came to `host`. The page is
+    /// the server's own when its origin is the `Host` the request came to, and that host is
+    /// an address or `localhost`: a name could be made to point here by its owner (DNS
+    /// rebinding), so a server reached by name lists its name with `--allow-origin`.
     pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {
         let origin = origin.trim_end_matches('/').to_ascii_lowercase();
         let own = host.is_some_and(|h| {
             let h = h.to_ascii_lowercase();
-            origin == format!("http://{h}") || origin == format!("https://{h}")
+            let name = h.rsplit_once(':').map_or(h.as_str(), |(n, _)| n).trim_matches(['[', ']']);
+            let literal = name == "localhost" || name.parse::<std::net::IpAddr>().is_ok();
+            literal && (origin == format!("http://{h}") || origin == format!("https://{h}"))
         });
         own || self.0.contains(&origin)
     }
@@ -88,6 +93,10 @@ mod tests {
         assert!(!o.allows("http://evil.example", Some("127.0.0.1:8081")));
         assert!(!o.allows("http://127.0.0.1:8081.evil.example", Some("127.0.0.1:8081")));
         assert!(!o.allows("null", Some("127.0.0.1:8081")));
+        assert!(o.allows("http://[::1]:8081", Some("[::1]:8081")));
+        assert!(o.allows("http://localhost:8081", Some("localhost:8081")));
+        // A name its owner points here (DNS rebinding) is no origin of the server's own.
+        assert!(!o.allows("http://evil.example:8081", Some("evil.example:8081")));
     }
 
     #[test]

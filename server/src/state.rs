@@ -50,8 +50,8 @@ pub struct Config {
     pub chat_limit: usize,
     /// Browser origins allowed besides the server's own and `trunk serve`'s (`--allow-origin`).
     pub allowed_origins: Vec<String>,
-    /// How long a client may take to send a request body before it is cut (408).
-    pub body_timeout: std::time::Duration,
+    /// How long a request body may take before it must keep up 1 KiB/s on average (else 408).
+    pub body_grace: std::time::Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -68,7 +68,7 @@ impl std::fmt::Debug for Config {
             .field("rotate_token", &self.rotate_token)
             .field("chat_limit", &self.chat_limit)
             .field("allowed_origins", &self.allowed_origins)
-            .field("body_timeout", &self.body_timeout)
+            .field("body_grace", &self.body_grace)
             .finish()
     }
 }
@@ -88,7 +88,7 @@ impl Config {
             rotate_token: false,
             chat_limit: crate::limits::CHAT_LIMIT,
             allowed_origins: Vec::new(),
-            body_timeout: crate::limits::BODY_TIMEOUT,
+            body_grace: crate::limits::BODY_GRACE,
         }
     }
 }
@@ -177,7 +177,7 @@ impl AppState {
                 shutdown: Shutdown::new(),
                 transcripts: Arc::new(store),
                 log,
-                clients: Arc::default(),
+                clients: Arc::new(Clients::new(secrets.clone())),
                 secrets,
                 changes: Arc::default(),
                 hub: Arc::new(events::Hub::new(chat_limit)),
@@ -269,7 +269,7 @@ impl AppState {
             secrets: self.inner.secrets.clone(),
             preview: self.inner.config.preview_bytes,
             enabled: self.inner.log.is_recording(),
-            body_timeout: self.inner.config.body_timeout,
+            body_grace: self.inner.config.body_grace,
         }
     }
 

@@ -299,7 +299,13 @@ async fn a_program_without_an_id_is_a_pseudonym_and_no_screen_learns_its_address
     })
     .await
     .unwrap();
-    // What an observer is sent: the events as recorded, and the roster after `hello`.
+    // The instructor asks where everyone is: the answer is recorded by its size only.
+    let auth = format!("Bearer {}", s.state.token());
+    let req =
+        Request::get("/api/instructor/clients").header("authorization", &auth).body(Body::empty()).unwrap();
+    let clients = body_json(s.send(req).await).await;
+    // What an observer is sent: the events as recorded (the instructor's call among them), and
+    // the roster after `hello`.
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/observe")).await.unwrap();
     let mut seen = String::new();
     while !seen.contains("\"type\":\"events\"") {
@@ -310,15 +316,12 @@ async fn a_program_without_an_id_is_a_pseudonym_and_no_screen_learns_its_address
     let lane = server::identity::pseudonym(Some("127.0.0.1"));
     assert!(lane.starts_with("anon:") && !lane.contains("127.0.0.1"), "{lane}");
     assert!(seen.contains(&lane), "{seen}");
+    assert!(seen.contains("/api/instructor/clients"), "the instructor's call is drawn: {seen}");
     assert!(seen.contains("\"agent\":\"curl\""), "the kind of program is told: {seen}");
     assert!(!seen.contains("10.1.2.3"), "{seen}");
     assert!(!seen.contains("\"addr\"") && !seen.contains("lab machine 17"), "{seen}");
     assert!(seen.contains("\"name\":\"user-agent\",\"value\":\"[curl]\""), "{seen}");
     // The instructor alone maps the pseudonym back.
-    let auth = format!("Bearer {}", s.state.token());
-    let req =
-        Request::get("/api/instructor/clients").header("authorization", &auth).body(Body::empty()).unwrap();
-    let clients = body_json(s.send(req).await).await;
     let entry = clients.as_array().unwrap().iter().find(|c| c["client"] == lane.as_str()).expect("listed");
     assert_eq!((entry["addr"].as_str(), entry["userAgent"].as_str()), (Some("127.0.0.1"), Some(agent)));
     assert_eq!(s.get("/api/instructor/clients").await.status(), 403);

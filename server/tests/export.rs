@@ -214,3 +214,31 @@ async fn an_earlier_session_is_the_instructors_until_published() {
     assert_eq!(s.get(&format!("/api/sessions/{earlier}/events")).await.status(), 200);
     assert_eq!(s.get(&format!("/api/sessions/{earlier}/export?format=mermaid")).await.status(), 200);
 }
+
+#[tokio::test]
+async fn an_observer_sees_the_current_session_only_whatever_it_asks() {
+    let s = lecture().await;
+    let first = s.state.log().session_first_seq();
+    s.state.log().new_session("next").unwrap().unwrap();
+    assert_eq!(get_as(&s, "c-ana", "/transcripts/1").await, 200);
+    let now = s.state.log().session_first_seq();
+    assert!(now > first + 10, "the lecture's events came before ({first} → {now})");
+    let (addr, _t) = s.spawn().await;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws/observe?since=0")).await.unwrap();
+    loop {
+        let tokio_tungstenite::tungstenite::Message::Text(t) = common::next_frame(&mut ws).await else {
+            continue;
+        };
+        let msg: Value = serde_json::from_str(&t).unwrap();
+        if msg["type"] == "events" {
+            let seqs: Vec<u64> =
+                msg["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+            assert!(
+                !seqs.is_empty() && seqs.iter().all(|q| *q >= now),
+                "only this session: {seqs:?} (from {now})"
+            );
+            break;
+        }
+    }
+}

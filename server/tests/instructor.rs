@@ -195,6 +195,15 @@ async fn the_token_is_in_no_note_name_agent_or_export() {
         assert!(text.contains("[redacted]") || format == "mermaid", "{format}: {text}");
     }
     assert!(!format!("{:?}", s.state.config()).contains(TOKEN), "Debug of the config shows the token");
+    // The roster a screen gets after `hello` names the client scrubbed too.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/observe")).await.unwrap();
+    let mut roster = String::new();
+    while !roster.contains(r#""type":"clients""#) {
+        if let Message::Text(t) = common::next_frame(&mut ws).await {
+            roster = t.to_string();
+        }
+    }
+    assert!(roster.contains("Ana [redacted]") && !roster.contains(TOKEN), "{roster}");
 }
 
 #[tokio::test]
@@ -550,13 +559,23 @@ async fn a_duplicated_request_keeps_at_most_the_largest_body_a_handler_takes() {
     use protocol::instructor::{FaultKind, NewFault, Target};
     let s = server();
     s.state.faults().add(NewFault { target: Target::default(), fault: FaultKind::Duplicate, times: None });
-    let big = format!(r#"{{"studentName":"{}"}}"#, "x".repeat(server::limits::BODY_LIMIT));
+    // Sent in pieces with no Content-Length, so only reading it shows how big it is.
+    let piece = bytes::Bytes::from("x".repeat(64 * 1024));
+    let pieces = (0..20).map(move |_| Ok::<_, std::io::Error>(piece.clone()));
     let req = axum::http::Request::post("/transcripts")
         .header("content-type", "application/json")
-        .body(axum::body::Body::from(big))
+        .body(axum::body::Body::from_stream(futures_util::stream::iter(pieces)))
         .unwrap();
     let res = s.send(req).await;
     assert_eq!(res.status(), 413);
+    // Refused before it was kept whole (or delivered): no "delivered twice" for it.
+    let twice = |s: &TestServer| {
+        s.events()
+            .iter()
+            .filter(|e| matches!(&e.kind, EventKind::Note(n) if n.text == "request delivered twice"))
+            .count()
+    };
+    assert_eq!(twice(&s), 0);
     // A body within the limit is still delivered twice.
     let req = axum::http::Request::post("/transcripts")
         .header("content-type", "application/json")
@@ -564,4 +583,5 @@ async fn a_duplicated_request_keeps_at_most_the_largest_body_a_handler_takes() {
         .unwrap();
     assert_eq!(s.send(req).await.status(), 200);
     assert_eq!(s.state.transcripts().ids_named("Twice").len(), 2);
+    assert_eq!(twice(&s), 1);
 }

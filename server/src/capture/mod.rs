@@ -29,7 +29,7 @@ use crate::clock::{now_us, server_now as now};
 use crate::error::ApiError;
 use crate::identity::{Clients, client_id, pseudonym, query_param, remote_ip};
 use crate::log::EventLog;
-use crate::paths::{EXCHANGE_HEADER, OBSERVE_PATH, is_api_path};
+use crate::paths::{EXCHANGE_HEADER, INSTRUCTOR_PREFIX, OBSERVE_PATH, is_api_path, under};
 use crate::secrets::{REDACTED, Secrets};
 use crate::serve::DropConnection;
 pub use tap::{Tap, TapIo};
@@ -53,8 +53,8 @@ pub struct Capture {
     pub preview: usize,
     /// Off: requests pass untouched (for measuring what capture costs).
     pub enabled: bool,
-    /// Longest a request body may take to arrive (then 408).
-    pub body_timeout: std::time::Duration,
+    /// How long a request body may take before it must keep up a minimum rate (then 408).
+    pub body_grace: std::time::Duration,
 }
 
 impl std::fmt::Debug for Capture {
@@ -104,14 +104,11 @@ impl Capture {
 
 /// Reads a request body up to [`BUFFER_LIMIT`]: answers what was read, the body to hand on
 /// (the same bytes, then whatever was not read), the full size if known, and whether the
-/// body was still arriving at `deadline` (then what was read is all there is).
-async fn buffer(
-    body: Body,
-    declared: Option<u64>,
-    deadline: tokio::time::Instant,
-) -> (Bytes, Body, u64, bool) {
+/// body came too slowly ([`crate::limits::body_due`]; then what was read is all there is).
+async fn buffer(body: Body, declared: Option<u64>, grace: std::time::Duration) -> (Bytes, Body, u64, bool) {
     let mut body = body;
     let mut head = BytesMut::new();
+    let start = tokio::time::Instant::now();
     loop {
         if head.len() >= BUFFER_LIMIT {
             let seen = head.len() as u64;
@@ -122,7 +119,8 @@ async fn buffer(
             let chained = futures_util::StreamExt::chain(first, rest);
             return (head, Body::from_stream(chained), declared.unwrap_or(seen).max(seen), false);
         }
-        let Ok(frame) = tokio::time::timeout_at(deadline, body.frame()).await else {
+        let due = crate::limits::body_due(start, grace, head.len());
+        let Ok(frame) = tokio::time::timeout_at(due, body.frame()).await else {
             let head = head.freeze();
             let size = declared.unwrap_or(head.len() as u64);
             return (head, Body::empty(), size, true);
@@ -233,8 +231,12 @@ where
                 headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
             let req_headers = cap.headers(req.headers());
             let (parts, body) = req.into_parts();
-            let deadline = tokio::time::Instant::now() + cap.body_timeout;
-            let (head, body, size, late) = buffer(body, declared, deadline).await;
+            // The answers meant for the instructor alone (clients with their addresses, every
+            // session) are recorded by their size only.
+            let private = under(parts.uri.path(), INSTRUCTOR_PREFIX)
+                || (under(parts.uri.path(), "/api/sessions")
+                    && parts.headers.contains_key(header::AUTHORIZATION));
+            let (head, body, size, late) = buffer(body, declared, cap.body_grace).await;
             let body_preview = (size > 0).then(|| cap.body(&head, size));
             let request = HttpRequest {
                 method: parts.method.to_string(),
@@ -246,11 +248,9 @@ where
             log.record(&client, exchange, client_ref, at, EventKind::HttpRequest(request));
 
             let res = if late {
-                // A body trickling in slower than the deadline: cut (the connection closes,
-                // since the rest of the body is never read), and nobody else waits for it.
-                let secs = cap.body_timeout.as_secs_f64();
-                ApiError::RequestTimeout(format!("the request body did not arrive within {secs} s"))
-                    .into_response()
+                // A body trickling in too slowly: cut (the connection closes, since the rest
+                // of the body is never read), and nobody else waits for it.
+                ApiError::RequestTimeout(crate::extract::slow_body(cap.body_grace)).into_response()
             } else {
                 crate::cause::scope(exchange, inner.call(Request::from_parts(parts, body))).await?
             };
@@ -269,7 +269,17 @@ where
             } else {
                 let (parts, body) = res.into_parts();
                 let bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
-                let preview = (!bytes.is_empty()).then(|| cap.body(&bytes, bytes.len() as u64));
+                let preview = (!bytes.is_empty()).then(|| {
+                    if private {
+                        protocol::Body {
+                            size: bytes.len() as u64,
+                            truncated: true,
+                            ..protocol::Body::default()
+                        }
+                    } else {
+                        cap.body(&bytes, bytes.len() as u64)
+                    }
+                });
                 (Response::from_parts(parts, Body::from(bytes)), preview)
             };
             let response = HttpResponse { status: status.as_u16(), streaming, headers, body };

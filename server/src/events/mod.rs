@@ -76,6 +76,8 @@ impl Default for Room {
 pub const ROOM_KEEP: Duration = Duration::from_secs(3600);
 /// Most rooms at once; a join that would open one more is refused.
 pub const MAX_ROOMS: usize = 1000;
+/// Most rooms one connection is in at once (so no one connection fills [`MAX_ROOMS`]).
+pub const ROOMS_PER_CONNECTION: usize = 20;
 
 #[derive(Default)]
 struct Inner {
@@ -270,6 +272,7 @@ impl Hub {
         for room in &conn.rooms {
             if let Some(r) = inner.rooms.get_mut(room) {
                 r.members.remove(&id);
+                r.touched = Instant::now();
             }
         }
         let connected = self.open.fetch_sub(1, Ordering::Relaxed) - 1;
@@ -323,6 +326,10 @@ impl Hub {
             ClientMsg::Join { room } => {
                 if !valid_room(&room) {
                     return err("join: a room name is 1 to 40 letters, digits, spaces, - or _");
+                }
+                let Some(conn) = inner.conns.get(&id) else { return Vec::new() };
+                if !conn.rooms.contains(&room) && conn.rooms.len() >= ROOMS_PER_CONNECTION {
+                    return err("join: you are in 20 rooms already; leave one first");
                 }
                 if !inner.rooms.contains_key(&room) && inner.rooms.len() >= MAX_ROOMS {
                     return err("join: too many rooms are open; join one that exists");
@@ -547,11 +554,28 @@ mod tests {
         // An hour on: the empty room goes, the one with a member stays; the chat entry goes.
         hub.sweep(Instant::now() + ROOM_KEEP + Duration::from_secs(1));
         assert_eq!(hub.sizes(), (1, 0));
-        for n in 1..MAX_ROOMS {
-            let got = hub.handle(id, ClientMsg::Join { room: format!("r{n}") }, &mut pp);
-            assert!(matches!(got[..], [ServerMsg::History { .. }]), "room {n}");
+        let crowded = hub.handle(id, ClientMsg::Join { room: "r0".into() }, &mut pp);
+        assert!(matches!(crowded[..], [ServerMsg::History { .. }]));
+        for n in 2..=ROOMS_PER_CONNECTION {
+            hub.handle(id, ClientMsg::Join { room: format!("mine{n}") }, &mut pp);
         }
-        let refused = hub.handle(id, ClientMsg::Join { room: "one-too-many".into() }, &mut pp);
+        let refused = hub.handle(id, ClientMsg::Join { room: "one-more".into() }, &mut pp);
+        assert!(
+            matches!(&refused[..], [ServerMsg::Error { message }] if message.contains("20 rooms")),
+            "{refused:?}"
+        );
+        // Many connections together fill the hub up to its cap, and no further.
+        let mut n = hub.sizes().0;
+        while n < MAX_ROOMS {
+            let (other, _rx, _) = hub.add(format!("c-{n}"));
+            for _ in 0..ROOMS_PER_CONNECTION.min(MAX_ROOMS - n) {
+                let got = hub.handle(other, ClientMsg::Join { room: format!("r{n}") }, &mut pp);
+                assert!(matches!(got[..], [ServerMsg::History { .. }]), "room {n}");
+                n += 1;
+            }
+        }
+        let (last, _rx, _) = hub.add("c-last".to_owned());
+        let refused = hub.handle(last, ClientMsg::Join { room: "one-too-many".into() }, &mut pp);
         assert!(
             matches!(&refused[..], [ServerMsg::Error { message, .. }] if message.contains("too many rooms")),
             "{refused:?}"

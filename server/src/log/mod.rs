@@ -63,6 +63,8 @@ pub struct EventLog {
     /// Numbers reserved on disk (persisted logs only).
     reservation: Option<Arc<db::Reservation>>,
     session: AtomicU64,
+    /// The first `seq` of the current session: observers see nothing before it.
+    session_first: AtomicU64,
     unpersisted: AtomicU64,
     next_exchange: AtomicU64,
     observers: AtomicU32,
@@ -177,6 +179,7 @@ impl EventLog {
             db,
             reservation: None,
             session: AtomicU64::new(session),
+            session_first: AtomicU64::new(next_seq),
             unpersisted: AtomicU64::new(0),
             next_exchange: AtomicU64::new(1),
             observers: AtomicU32::new(0),
@@ -309,6 +312,12 @@ impl EventLog {
         self.session.load(Ordering::Relaxed)
     }
 
+    /// The first `seq` of the current session (an earlier session is read through
+    /// `/api/sessions`, where it is the instructor's until published, never by observers).
+    pub fn session_first_seq(&self) -> u64 {
+        self.session_first.load(Ordering::Relaxed)
+    }
+
     pub fn db(&self) -> Option<&LogDb> {
         self.db.as_ref()
     }
@@ -358,9 +367,11 @@ impl EventLog {
     /// Ends the current session and starts a new one (blocking); answers its id.
     pub fn new_session(&self, name: &str) -> Option<rusqlite::Result<u64>> {
         let now_us = crate::clock::now_us();
+        let first = self.ring.lock().unwrap_or_else(PoisonError::into_inner).next_seq;
         let r = self.command(|reply| db::Command::NewSession { name: name.to_owned(), now_us, reply });
         if let Some(Ok(id)) = &r {
             self.session.store(*id, Ordering::Relaxed);
+            self.session_first.store(first, Ordering::Relaxed);
         }
         r
     }
