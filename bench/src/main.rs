@@ -6,6 +6,8 @@
 //! - `observe URL --seconds S`: one observer that reads and discards (for the HTTP benchmark).
 //! - `load URL --rate R --seconds S`: R requests per second (keep-alive connections), for the
 //!   wire → screen benchmark.
+//! - `soak URL --clients N --rogues M --seconds S`: N well-behaved WebSocket clients, REST load
+//!   and M misbehaving clients at once; what the well-behaved got, errors, memory over time.
 //!
 //! Times are compared on the machine's own clock: run it on the server's machine.
 
@@ -13,6 +15,8 @@ use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod soak;
 
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
@@ -46,6 +50,19 @@ enum Cmd {
         url: String,
         #[arg(long, default_value_t = 60)]
         seconds: u64,
+    },
+    /// Well-behaved WebSocket clients, REST load and misbehaving clients at once.
+    Soak {
+        url: String,
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        #[arg(long, default_value_t = 50)]
+        rogues: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Process id of the server, to read its memory use and see it alive.
+        #[arg(long)]
+        pid: Option<u32>,
     },
     /// A steady request rate.
     Load {
@@ -266,6 +283,9 @@ async fn main() {
             .await;
         }
         Cmd::Load { url, rate, seconds, client } => load(url, rate, seconds, client).await,
+        Cmd::Soak { url, clients, rogues, seconds, pid } => {
+            soak::soak(url, clients, rogues, seconds, pid).await
+        }
     }
 }
 

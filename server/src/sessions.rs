@@ -162,7 +162,7 @@ pub async fn events(
 }
 
 /// Chunks read from the database per page of an export.
-const EXPORT_PAGE: usize = 16;
+const EXPORT_PAGE: usize = 4;
 /// Pieces of an export waiting for the network (each about one page).
 const EXPORT_QUEUE: usize = 4;
 

@@ -74,7 +74,8 @@ impl Default for Room {
 
 /// How long an empty room keeps its history for whoever comes back.
 pub const ROOM_KEEP: Duration = Duration::from_secs(3600);
-/// Most rooms at once; a join that would open one more is refused.
+/// Most rooms at once; a join that would open one more takes the place of the empty room
+/// untouched the longest, and is refused when none is empty.
 pub const MAX_ROOMS: usize = 1000;
 /// Most rooms one connection is in at once (so no one connection fills [`MAX_ROOMS`]).
 pub const ROOMS_PER_CONNECTION: usize = 20;
@@ -137,10 +138,26 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+/// Queues a message for a connection. A message that a later one supersedes (someone came
+/// or went, a tick, the lab's figures: the next tick, every few seconds, carries the true
+/// count of watchers) takes at most half the queue, and is dropped past it, so a crowd
+/// joining at once never crowds out chat lines and changes; anything else that finds the
+/// queue full marks the connection too slow, and it is closed with 1013.
 fn send_to(conn: &Conn, out: Out) {
-    if conn.tx.try_send(out).is_err() {
+    if supersedable(&out.0) {
+        if conn.tx.capacity() > QUEUE / 2 {
+            let _ = conn.tx.try_send(out);
+        }
+    } else if conn.tx.try_send(out).is_err() {
         conn.overflow.store(true, Ordering::Relaxed);
     }
+}
+
+fn supersedable(msg: &ServerMsg) -> bool {
+    matches!(
+        msg,
+        ServerMsg::Joined { .. } | ServerMsg::Left { .. } | ServerMsg::Tick { .. } | ServerMsg::LabReport(_)
+    )
 }
 
 impl Hub {
@@ -332,7 +349,19 @@ impl Hub {
                     return err("join: you are in 20 rooms already; leave one first");
                 }
                 if !inner.rooms.contains_key(&room) && inner.rooms.len() >= MAX_ROOMS {
-                    return err("join: too many rooms are open; join one that exists");
+                    // Full: the empty room untouched the longest makes way, else a refusal.
+                    let oldest = inner
+                        .rooms
+                        .iter()
+                        .filter(|(_, r)| r.members.is_empty())
+                        .min_by_key(|(_, r)| r.touched)
+                        .map(|(name, _)| name.clone());
+                    match oldest {
+                        Some(name) => {
+                            inner.rooms.remove(&name);
+                        }
+                        None => return err("join: too many rooms are open; join one that exists"),
+                    }
                 }
                 let Some(conn) = inner.conns.get_mut(&id) else { return Vec::new() };
                 conn.rooms.insert(room.clone());
@@ -581,6 +610,52 @@ mod tests {
             "{refused:?}"
         );
         assert_eq!(hub.sizes().0, MAX_ROOMS);
+        // Once a room is empty, a new one takes its place.
+        hub.handle(id, ClientMsg::Leave { room: "r0".into() }, &mut pp);
+        let got = hub.handle(last, ClientMsg::Join { room: "one-too-many".into() }, &mut pp);
+        assert!(matches!(got[..], [ServerMsg::History { .. }]), "{got:?}");
+        assert_eq!(hub.sizes().0, MAX_ROOMS);
+    }
+
+    #[test]
+    fn a_crowd_joining_at_once_never_crowds_out_a_chat_line() {
+        let hub = Hub::new(5);
+        let (slow, mut rx, overflow) = hub.add("c-slow".to_owned());
+        let (talker, _rx2, _) = hub.add("c-talk".to_owned());
+        let mut pp = None;
+        for id in [slow, talker] {
+            hub.handle(id, ClientMsg::Join { room: "lecture".into() }, &mut pp);
+        }
+        // Three hundred students arrive while this connection reads nothing.
+        for n in 0..300 {
+            let peer = Peer { client_id: format!("c-{n}"), name: format!("S{n}") };
+            hub.broadcast(&ServerMsg::Joined { peer, connected: n }, None);
+        }
+        hub.handle(talker, ClientMsg::Chat { room: "lecture".into(), text: "hello".into() }, &mut pp);
+        assert!(!overflow.load(Ordering::Relaxed), "not too slow: the arrivals took half the queue at most");
+        let mut got = Vec::new();
+        while let Ok((m, _)) = rx.try_recv() {
+            got.push(m);
+        }
+        assert_eq!(got.iter().filter(|m| matches!(m, ServerMsg::Joined { .. })).count(), QUEUE / 2);
+        assert!(
+            matches!(got.last(), Some(ServerMsg::Chat(line)) if line.text == "hello"),
+            "{:?}",
+            got.last()
+        );
+        // What is not superseded still marks a connection that stopped reading too slow.
+        for seq in 0..=QUEUE as u64 {
+            let change = protocol::channel::Change {
+                seq,
+                kind: protocol::channel::ChangeKind::StudentCreated,
+                student_id: 1,
+                course: None,
+                at_us: 0,
+                cause: None,
+            };
+            hub.broadcast(&ServerMsg::TranscriptChanged(change), None);
+        }
+        assert!(overflow.load(Ordering::Relaxed));
     }
 
     #[test]
