@@ -74,8 +74,10 @@ pub struct EventLog {
     recording: bool,
     /// The task that merges observers' comings and goings, started once.
     presence: std::sync::Once,
-    /// Values no event may hold (the token): scrubbed from every event as it is recorded,
-    /// whoever records it (capture, faults, the instructor's notes, the client registry).
+    /// Values no event may hold (the token): scrubbed from every note, name and failure as it
+    /// is recorded, whoever records it (faults, the instructor, the client registry). What the
+    /// capture layer records it has scrubbed itself, so exchanges and frames, the bulk of the
+    /// log, are not searched twice.
     secrets: std::sync::OnceLock<Arc<Secrets>>,
 }
 
@@ -133,7 +135,8 @@ impl EventLog {
         Arc::new(log)
     }
 
-    /// From now on, every event is scrubbed of these secrets before it is numbered and kept.
+    /// From now on, every note, name and failure is scrubbed of these secrets before it is
+    /// numbered and kept (capture scrubs what it records).
     pub fn scrub_with(&self, secrets: Arc<Secrets>) {
         let _ = self.secrets.set(secrets);
     }
@@ -223,11 +226,12 @@ impl EventLog {
         }
         // Serialized before the lock is taken, with `seq` 0 (always the first field); under the
         // lock only the number is put in front, so the lock is held for a copy, not a serializer.
+        let written_here = matches!(kind, EventKind::Note(_) | EventKind::Client(_) | EventKind::Failure(_));
         let event = Event { seq: 0, client: client.to_owned(), exchange, client_ref, cause, at, kind };
         let rest = match serde_json::to_string(&event) {
             Ok(json) => {
                 debug_assert!(json.starts_with(UNNUMBERED), "seq is an event's first field");
-                let json = match self.secrets.get() {
+                let json = match self.secrets.get().filter(|_| written_here) {
                     Some(s) => s.scrub_owned(json),
                     None => json,
                 };
