@@ -136,6 +136,10 @@ test('after the server was down, the browser reconnects on its own, draws each a
   await page.fill('#room-name', 'recovery');
   await page.click('#channel-card ~ section form.inline-form button[type=submit]');
   await page.waitForSelector('.rooms .chip');
+  // The server issued this browser an id for its limits and mute: a cookie no script can read.
+  const issued = async () => (await context.cookies()).find((c) => c.name === 'wirescope_id');
+  const before = await issued();
+  assert.ok(before?.httpOnly && before.sameSite === 'Strict' && /^k-[0-9a-f]{16}\./.test(before.value), JSON.stringify(before));
   await srv.stop({ keepData: true });
   await page.waitForFunction(() => document.querySelector('#channel-status').textContent.startsWith('lost'));
   // Attempts against the dead server fail, each drawn as a lost message.
@@ -148,6 +152,8 @@ test('after the server was down, the browser reconnects on its own, draws each a
   await page.fill('#chat-text', 'back again');
   await page.press('#chat-text', 'Enter');
   await page.waitForFunction(() => document.querySelector('#chat-log').textContent.includes('back again'));
+  // It came back with the same id: the restarted server (same data, same token) accepted it.
+  assert.equal((await issued()).value, before.value);
   const upgrades = await page.$$eval('svg.diagram g.arrow.mine .arrow-label', (ls) => ls.filter((l) => l.textContent.startsWith('GET /ws/events')).length);
   assert.ok(upgrades >= 2, `each attempt drawn: ${upgrades} upgrades`);
   await page.screenshot({ path: join(ARTIFACTS, 'push-reconnected.png') });

@@ -33,6 +33,8 @@ pub enum ApiError {
     Conflict(String),
     /// 429 (with `Retry-After`, seconds): too many requests (a rate limit, or a fault).
     TooManyRequests(u64),
+    /// 429 with `Retry-After` (seconds) and what exactly was too many.
+    Throttled(u64, String),
     /// 503 (with `Retry-After`, seconds): not now (a fault).
     Unavailable(u64),
     /// 426: a WebSocket endpoint asked without a WebSocket handshake.
@@ -56,7 +58,7 @@ impl ApiError {
             ApiError::Forbidden | ApiError::ForeignOrigin(_) | ApiError::Private(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::Throttled(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -89,6 +91,7 @@ impl ApiError {
             ApiError::TooManyRequests(s) => {
                 ("Too Many Requests", Value::from(format!("slow down: retry in {s} s")))
             }
+            ApiError::Throttled(_, d) => ("Too Many Requests", Value::from(d.as_str())),
             ApiError::Unavailable(s) => {
                 ("Service Unavailable", Value::from(format!("not now: retry in {s} s")))
             }
@@ -116,7 +119,7 @@ impl IntoResponse for ApiError {
                 headers
                     .insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("Upgrade"));
             }
-            ApiError::TooManyRequests(s) | ApiError::Unavailable(s) => {
+            ApiError::TooManyRequests(s) | ApiError::Throttled(s, _) | ApiError::Unavailable(s) => {
                 headers.insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(s));
             }
             _ => {}

@@ -235,6 +235,22 @@ pub fn remote_ip<B>(req: &Request<B>) -> Option<String> {
     req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())
 }
 
+/// The address a request came from (the client's, as [`crate::serve`] or a trusted balancer's
+/// header put it), if known. An extractor that never rejects.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoteIp(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RemoteIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(RemoteIp(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())))
+    }
+}
+
 /// The lane key of a client without an id: `anon:` and a keyed hash of its address, the same
 /// for the whole run of the server and different in the next (the key is random), so no
 /// screen learns the address from it. The instructor maps it back

@@ -300,7 +300,12 @@ async fn moderate(
     let client = p[0].clone();
     let m: Moderate = parse(body)?;
     if let Some(muted) = m.muted {
-        state.hub.set_muted(&client, muted);
+        state.hub.set_muted(&client, muted).map_err(|_| {
+            ApiError::Conflict(format!(
+                "{} clients are muted already; unmute one first",
+                crate::events::MAX_MUTED
+            ))
+        })?;
     }
     if let Some(nick) = m.nickname {
         state.clients.rename_by_instructor(&state.log, &client, &nick);

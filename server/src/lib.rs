@@ -12,6 +12,7 @@ pub mod clock;
 pub mod error;
 pub mod extract;
 pub mod identity;
+pub mod ids;
 pub mod limits;
 pub mod paths;
 pub mod secrets;
@@ -25,6 +26,7 @@ pub mod ws;
 pub mod faults;
 pub mod idempotency;
 pub mod origin;
+pub mod proxy;
 // Handlers, one module per API group.
 pub mod assets;
 pub mod changes;
@@ -71,6 +73,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.faults().clone(), faults::middleware))
         .layer(axum::middleware::from_fn_with_state(state.origins().clone(), origin::middleware))
         .layer(state.capture())
+        .layer(axum::middleware::from_fn_with_state(state.client_address_header(), proxy::middleware))
         .layer(
             // Spans name the method and the path, scrubbed (never the query or headers), so no
             // log line holds the token.

@@ -57,6 +57,18 @@ struct Cli {
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
 
+    /// Ids one address may be issued at once; one more every 2 s. Rate limits and mutes on
+    /// `/ws/events` key on these ids (a browser keeps its id as a cookie), so a client cannot
+    /// shake a limit off by renaming itself; a lecture hall behind one NAT address needs one
+    /// per phone.
+    #[arg(long, value_name = "N", default_value_t = server::ids::PER_ADDRESS)]
+    ids_per_address: u32,
+
+    /// Behind a balancer: trust this header (e.g. `X-Forwarded-For`) for the client's
+    /// address, taking its last entry. Never set it when clients reach the server directly.
+    #[arg(long, value_name = "HEADER")]
+    client_address_header: Option<axum::http::HeaderName>,
+
     /// The trunk-built app to serve.
     #[arg(long, value_name = "DIR", default_value = "dist")]
     assets: PathBuf,
@@ -98,6 +110,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.reset = cli.reset;
     config.rotate_token = cli.rotate_token;
     config.allowed_origins = cli.allow_origins;
+    config.ids_per_address = cli.ids_per_address;
+    config.client_address_header = cli.client_address_header;
     config.capture = !cli.no_capture;
     config.preview_bytes = cli.preview_bytes;
     config.log.ring = cli.ring.max(1);

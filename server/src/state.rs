@@ -16,6 +16,7 @@ use crate::clock::{now_us, time_of_day};
 use crate::faults::Faults;
 use crate::idempotency::Idempotency;
 use crate::identity::Clients;
+use crate::ids::Issuer;
 use crate::log::{EventLog, LogConfig};
 use crate::origin::Origins;
 use crate::secrets::Secrets;
@@ -52,6 +53,10 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// How long a request body may take before it must keep up 1 KiB/s on average (else 408).
     pub body_grace: std::time::Duration,
+    /// Ids one address may be issued at once (`--ids-per-address`; see [`crate::ids`]).
+    pub ids_per_address: u32,
+    /// The header a trusted balancer puts the client's address in (`--client-address-header`).
+    pub client_address_header: Option<axum::http::HeaderName>,
 }
 
 impl std::fmt::Debug for Config {
@@ -69,6 +74,8 @@ impl std::fmt::Debug for Config {
             .field("chat_limit", &self.chat_limit)
             .field("allowed_origins", &self.allowed_origins)
             .field("body_grace", &self.body_grace)
+            .field("ids_per_address", &self.ids_per_address)
+            .field("client_address_header", &self.client_address_header)
             .finish()
     }
 }
@@ -89,6 +96,8 @@ impl Config {
             chat_limit: crate::limits::CHAT_LIMIT,
             allowed_origins: Vec::new(),
             body_grace: crate::limits::BODY_GRACE,
+            ids_per_address: crate::ids::PER_ADDRESS,
+            client_address_header: None,
         }
     }
 }
@@ -141,6 +150,7 @@ struct Inner {
     listening: Listening,
     highlight: Arc<instructor::Highlight>,
     origins: Origins,
+    issuer: Arc<Issuer>,
 }
 
 impl AppState {
@@ -170,6 +180,7 @@ impl AppState {
         secrets.add(token.clone());
         log.scrub_with(secrets.clone());
         let origins = Origins::new(&config.allowed_origins);
+        let issuer = Arc::new(Issuer::new(&token, config.ids_per_address));
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -189,6 +200,7 @@ impl AppState {
                 listening: Listening::default(),
                 highlight: Arc::default(),
                 origins,
+                issuer,
             }),
         })
     }
@@ -254,6 +266,11 @@ impl AppState {
     /// Values never to be stored or shown (e.g. the instructor token).
     pub fn secrets(&self) -> &Arc<Secrets> {
         &self.inner.secrets
+    }
+
+    /// The header a trusted balancer writes the client's address into, if any.
+    pub fn client_address_header(&self) -> crate::proxy::ClientAddressHeader {
+        crate::proxy::ClientAddressHeader(self.inner.config.client_address_header.clone())
     }
 
     /// The browser origins allowed to open WebSockets and change things.
@@ -330,6 +347,7 @@ impl FromRef<AppState> for events::Ctx {
             changes: s.inner.changes.clone(),
             shutdown: s.inner.shutdown.clone(),
             tick: s.inner.config.tick,
+            issuer: s.inner.issuer.clone(),
         }
     }
 }

@@ -585,3 +585,151 @@ async fn a_duplicated_request_keeps_at_most_the_largest_body_a_handler_takes() {
     assert_eq!(s.state.transcripts().ids_named("Twice").len(), 2);
     assert_eq!(twice(&s), 1);
 }
+
+/// Connects to `/ws/events` as lane `client`, sending `headers`; the socket and the cookie
+/// the server set (if it issued an id), or the refusal's status and body.
+async fn events_as(
+    addr: std::net::SocketAddr,
+    client: &str,
+    headers: &[(&'static str, String)],
+) -> Result<(Ws, Option<String>), (u16, String)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/ws/events?client={client}").into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().append(*k, v.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, res)) => {
+            let cookie = res.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_owned());
+            Ok((ws, cookie.map(|c| c.split(';').next().unwrap().to_owned())))
+        }
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => {
+            let body = String::from_utf8_lossy(res.body().as_deref().unwrap_or_default()).into_owned();
+            Err((res.status().as_u16(), body))
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Sends a chat line to room `r` and answers the error it got (if any) once the line came
+/// back or was refused.
+async fn chat(ws: &mut Ws, text: &str) -> Option<String> {
+    ws.send(Message::text(format!(r#"{{"type":"chat","data":{{"room":"r","text":"{text}"}}}}"#)))
+        .await
+        .unwrap();
+    loop {
+        let m = next(ws).await.expect("an answer");
+        let t = m.to_text().unwrap();
+        if t.contains(r#""type":"error""#) {
+            return Some(t.to_owned());
+        }
+        if t.contains(text) {
+            return None;
+        }
+    }
+}
+
+async fn join(ws: &mut Ws) {
+    ws.send(Message::text(r#"{"type":"join","data":{"room":"r"}}"#)).await.unwrap();
+    while !next(ws).await.unwrap().to_text().unwrap().contains("history") {}
+}
+
+#[tokio::test]
+async fn a_client_that_renames_itself_keeps_its_mute_and_its_rate_limit() {
+    let s = server();
+    let (addr, _t) = s.spawn().await;
+    let (mut ana, cookie) = events_as(addr, "c-ana", &[]).await.unwrap();
+    let cookie = cookie.expect("the server issues an id on first contact");
+    assert!(cookie.starts_with("wirescope_id=k-"), "{cookie}");
+    join(&mut ana).await;
+    assert_eq!(chat(&mut ana, "first").await, None);
+    assert_eq!(
+        instructor(addr, "PATCH", "/api/instructor/clients/c-ana", Some(r#"{"muted":true}"#)).await,
+        204
+    );
+    assert!(chat(&mut ana, "muted?").await.unwrap().contains("muted"));
+    drop(ana);
+
+    // Back under another lane id, with the id the server issued: still muted, and the
+    // instructor sees the new lane as muted too.
+    let (mut again, set) = events_as(addr, "c-not-ana", &[("cookie", cookie.clone())]).await.unwrap();
+    assert_eq!(set, None, "a client with its id is not issued another");
+    join(&mut again).await;
+    assert!(chat(&mut again, "renamed").await.unwrap().contains("muted"));
+    assert_eq!(s.state.hub().muted(), ["c-ana", "c-not-ana"]);
+    // A made-up id is no id: that connection is issued a new one (and is not muted).
+    let (mut forged, set) =
+        events_as(addr, "c-ana2", &[("cookie", "wirescope_id=k-0123456789abcdef.00".to_owned())])
+            .await
+            .unwrap();
+    assert!(set.is_some_and(|c| c != cookie));
+    join(&mut forged).await;
+    assert_eq!(chat(&mut forged, "fresh").await, None);
+    // Unmuting the first lane frees the id, and every lane seen under it.
+    assert_eq!(
+        instructor(addr, "PATCH", "/api/instructor/clients/c-ana", Some(r#"{"muted":false}"#)).await,
+        204
+    );
+    assert_eq!(chat(&mut again, "free").await, None);
+    assert!(s.state.hub().muted().is_empty());
+
+    // The chat limit (5 lines in 10 s) follows the issued id across lane ids: two lines so far.
+    for i in 0..3 {
+        assert_eq!(chat(&mut again, &format!("line{i}")).await, None);
+    }
+    drop(again);
+    let (mut third, _) = events_as(addr, "c-third", &[("cookie", cookie)]).await.unwrap();
+    join(&mut third).await;
+    assert!(chat(&mut third, "sixth").await.unwrap().contains("slow down"));
+}
+
+#[tokio::test]
+async fn an_address_is_issued_only_so_many_ids() {
+    let s = TestServer::with_config(|c| c.ids_per_address = 2);
+    let (addr, _t) = s.spawn().await;
+    let (_a, kept) = events_as(addr, "c-a", &[]).await.unwrap();
+    let _b = events_as(addr, "c-b", &[]).await.unwrap();
+    let Err((status, body)) = events_as(addr, "c-c", &[]).await else {
+        panic!("a third id from one address")
+    };
+    assert_eq!(status, 429);
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(body["details"].as_str().unwrap().contains("too many new connections"), "{body}");
+    // A browser that kept its id is not counted: it comes back however often it likes.
+    for _ in 0..3 {
+        events_as(addr, "c-a", &[("cookie", kept.clone().unwrap())]).await.unwrap();
+    }
+    // Without the option, a forwarding header is not believed (anyone can write one).
+    let spoofed = events_as(addr, "c-d", &[("x-forwarded-for", "10.9.9.9".to_owned())]).await;
+    assert_eq!(spoofed.err().map(|e| e.0), Some(429));
+}
+
+#[tokio::test]
+async fn behind_a_trusted_balancer_each_forwarded_address_has_its_own_share() {
+    let s = TestServer::with_config(|c| {
+        c.token = Some(TOKEN.to_owned());
+        c.ids_per_address = 1;
+        c.client_address_header = Some(axum::http::HeaderName::from_static("x-forwarded-for"));
+    });
+    let (addr, _t) = s.spawn().await;
+    let via = |ip: &str| [("x-forwarded-for", format!("203.0.113.250, {ip}"))];
+    events_as(addr, "c-a", &via("10.0.0.1")).await.unwrap();
+    assert_eq!(events_as(addr, "c-b", &via("10.0.0.1")).await.err().map(|e| e.0), Some(429));
+    events_as(addr, "c-c", &via("10.0.0.2")).await.expect("another student behind the balancer");
+    // The instructor's roster shows the forwarded address, not the balancer's.
+    let (status, _, body) = tokio::task::spawn_blocking(move || {
+        let (k, v) = bearer();
+        http_with(
+            addr,
+            "GET",
+            "/api/instructor/clients",
+            &[(k, &v), ("X-Wirescope-Client", "c-z"), ("x-forwarded-for", "10.0.0.3")],
+            None,
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("10.0.0.1") && body.contains("10.0.0.2"), "{body}");
+}

@@ -2,6 +2,10 @@
 //! ping-pong demo, a periodic `tick`, and `transcriptChanged` pushed to every connection when
 //! a REST write succeeds (linked, in the event log, to the request that caused it).
 //!
+//! Rate limits and mutes key on the id the server issued the client ([`crate::ids`], a signed
+//! cookie), not on the lane id the client chose: a client that renames itself keeps its limits
+//! and its mute.
+//!
 //! Each connection has a bounded outgoing queue; a client too slow to keep up is closed with
 //! 1013 Try Again Later (it reconnects and rejoins) rather than slowing anyone else.
 
@@ -12,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use protocol::channel::{
@@ -22,7 +27,8 @@ use tokio::sync::mpsc;
 use crate::changes::ChangeFeed;
 use crate::error::ApiError;
 use crate::extract::QueryText;
-use crate::identity::valid_client_id;
+use crate::identity::{RemoteIp, valid_client_id};
+use crate::ids::Issuer;
 use crate::limits::{CHAT_LIMIT, CHAT_WINDOW, NAME_LIMIT, NICKNAME_CHARS as MAX_NAME};
 use crate::shutdown::Shutdown;
 use crate::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -34,6 +40,8 @@ pub struct Ctx {
     pub changes: Arc<ChangeFeed>,
     pub shutdown: Shutdown,
     pub tick: Duration,
+    /// Issues and checks the ids limits key on.
+    pub issuer: Arc<Issuer>,
 }
 
 /// `/ws/events`.
@@ -53,6 +61,8 @@ type Out = (ServerMsg, Option<u64>);
 
 struct Conn {
     peer: Peer,
+    /// The id the server issued this client: what its limits and mute key on.
+    key: String,
     greeted: bool,
     rooms: HashSet<String>,
     tx: mpsc::Sender<Out>,
@@ -84,11 +94,21 @@ pub const ROOMS_PER_CONNECTION: usize = 20;
 struct Inner {
     conns: HashMap<u64, Conn>,
     rooms: HashMap<String, Room>,
-    /// Clients the instructor muted (their chat is refused).
+    /// Lane ids the instructor muted (their chat is refused).
     muted: HashSet<String>,
-    /// Recent chat and hello times per client, for the rate limits.
+    /// Issued ids of muted clients, each with the lane ids seen under it: a muted client that
+    /// comes back under another lane id is still muted (and that lane is listed as muted).
+    muted_keys: HashMap<String, HashSet<String>>,
+    /// Recent chat and hello times per issued id, for the rate limits.
     recent: HashMap<String, (VecDeque<Instant>, VecDeque<Instant>)>,
 }
+
+/// Most clients muted at once (lane ids, and issued ids); a mute past it is refused.
+pub const MAX_MUTED: usize = 10_000;
+
+/// The instructor's mute list is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MuteListFull;
 
 /// Counts an action in a sliding window; false when over the limit.
 fn allow(times: &mut VecDeque<Instant>, limit: usize, window: Duration) -> bool {
@@ -196,13 +216,38 @@ impl Hub {
         m
     }
 
-    pub fn set_muted(&self, client: &str, muted: bool) {
+    /// Mutes (or unmutes) the lane `client`, and with it every issued id it is connected
+    /// under: renaming itself afterwards does not unmute it. Unmuting frees every lane seen
+    /// under those ids too.
+    pub fn set_muted(&self, client: &str, muted: bool) -> Result<(), MuteListFull> {
         let mut inner = self.lock();
+        let inner = &mut *inner;
+        let keys: Vec<String> =
+            inner.conns.values().filter(|c| c.peer.client_id == client).map(|c| c.key.clone()).collect();
         if muted {
+            let new_keys = keys.iter().filter(|k| !inner.muted_keys.contains_key(*k)).count();
+            if inner.muted.len() >= MAX_MUTED || inner.muted_keys.len() + new_keys > MAX_MUTED {
+                return Err(MuteListFull);
+            }
             inner.muted.insert(client.to_owned());
+            for key in keys {
+                inner.muted_keys.entry(key).or_default().insert(client.to_owned());
+            }
         } else {
             inner.muted.remove(client);
+            let freed: Vec<String> = inner
+                .muted_keys
+                .iter()
+                .filter(|(k, lanes)| lanes.contains(client) || keys.contains(k))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in freed {
+                for lane in inner.muted_keys.remove(&key).unwrap_or_default() {
+                    inner.muted.remove(&lane);
+                }
+            }
         }
+        Ok(())
     }
 
     /// The instructor renames a client on the channel.
@@ -239,6 +284,7 @@ impl Hub {
     fn start(&self, state: &Ctx) {
         self.started.call_once(|| {
             let hub = Arc::downgrade(&state.hub);
+            let issuer = Arc::downgrade(&state.issuer);
             let tick = state.tick;
             tokio::spawn(async move {
                 let mut every = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
@@ -247,6 +293,9 @@ impl Hub {
                     let Some(hub) = hub.upgrade() else { return };
                     hub.broadcast(&ServerMsg::Tick { watchers: hub.watchers() }, None);
                     hub.sweep(Instant::now());
+                    if let Some(issuer) = issuer.upgrade() {
+                        issuer.sweep(Instant::now());
+                    }
                 }
             });
             let hub = Arc::downgrade(&state.hub);
@@ -267,18 +316,28 @@ impl Hub {
         });
     }
 
-    fn add(&self, client_id: String) -> (u64, mpsc::Receiver<Out>, Arc<AtomicBool>) {
+    fn add(&self, client_id: String, key: String) -> (u64, mpsc::Receiver<Out>, Arc<AtomicBool>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(QUEUE);
         let overflow = Arc::new(AtomicBool::new(false));
         let conn = Conn {
             peer: Peer { name: client_id.clone(), client_id },
+            key,
             greeted: false,
             rooms: HashSet::new(),
             tx,
             overflow: overflow.clone(),
         };
-        self.lock().conns.insert(id, conn);
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        // A muted client back under another lane id: that lane is muted, and listed, at once.
+        if let Some(lanes) = inner.muted_keys.get_mut(&conn.key)
+            && inner.muted.len() < MAX_MUTED
+        {
+            lanes.insert(conn.peer.client_id.clone());
+            inner.muted.insert(conn.peer.client_id.clone());
+        }
+        inner.conns.insert(id, conn);
         self.open.fetch_add(1, Ordering::Relaxed);
         (id, rx, overflow)
     }
@@ -312,13 +371,13 @@ impl Hub {
                 if name.is_empty() {
                     return err("hello: name must not be empty");
                 }
-                let Some(client) = inner.conns.get(&id).map(|c| c.peer.client_id.clone()) else {
+                let Some(key) = inner.conns.get(&id).map(|c| c.key.clone()) else {
                     return Vec::new();
                 };
                 let renaming = inner.conns.get(&id).is_some_and(|c| c.greeted && c.peer.name != name);
                 if renaming
                     && !allow(
-                        &mut inner.recent.entry(client).or_default().1,
+                        &mut inner.recent.entry(key).or_default().1,
                         NAME_LIMIT,
                         crate::limits::NAME_WINDOW,
                     )
@@ -390,11 +449,18 @@ impl Hub {
                 if !conn.rooms.contains(&room) {
                     return err("chat: join the room first");
                 }
-                let client = conn.peer.client_id.clone();
-                if inner.muted.contains(&client) {
+                let (client, key) = (conn.peer.client_id.clone(), conn.key.clone());
+                let by_lane = inner.muted.contains(&client);
+                if by_lane || inner.muted_keys.contains_key(&key) {
+                    // Whichever way it was found, both are muted now: the lane shows as muted,
+                    // and the id stays muted under any other lane.
+                    if inner.muted.len() < MAX_MUTED && inner.muted_keys.len() < MAX_MUTED {
+                        inner.muted.insert(client.clone());
+                        inner.muted_keys.entry(key).or_default().insert(client);
+                    }
                     return err("chat: the instructor muted you");
                 }
-                if !allow(&mut inner.recent.entry(client).or_default().0, self.chat_limit, CHAT_WINDOW) {
+                if !allow(&mut inner.recent.entry(key).or_default().0, self.chat_limit, CHAT_WINDOW) {
                     return err(&format!(
                         "chat: slow down (at most {} lines in 10 seconds)",
                         self.chat_limit
@@ -456,7 +522,13 @@ fn valid_room(room: &str) -> bool {
         && !room.trim().is_empty()
 }
 
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Ctx>, QueryText(q): QueryText) -> Response {
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<Ctx>,
+    QueryText(q): QueryText,
+    RemoteIp(ip): RemoteIp,
+    headers: HeaderMap,
+) -> Response {
     let client_id = q.get("client").filter(|c| valid_client_id(c)).cloned();
     // `since`: the last transcript change this client saw; the ones after it are replayed.
     let since = match q.get("since").map(|s| s.parse::<u64>()) {
@@ -467,14 +539,30 @@ pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Ctx>, QueryText(q
             return ApiError::Validation([problem].into()).into_response();
         }
     };
+    // The id the server issued this client, or a new one (counted against its address).
+    let (key, issued) = match state.issuer.from_headers(&headers) {
+        Some(key) => (key.to_owned(), None),
+        None => match state.issuer.issue(ip, Instant::now()) {
+            Ok(value) => (value.split_once('.').map_or(value.as_str(), |(id, _)| id).to_owned(), Some(value)),
+            Err(refused @ crate::ids::Refused::TooMany(wait)) => {
+                return ApiError::Throttled(wait.as_secs().max(1), refused.to_string()).into_response();
+            }
+        },
+    };
     state.hub.start(&state);
-    ws.max_message_size(MAX_MESSAGE_BYTES).on_upgrade(move |socket| run(socket, state, client_id, since))
+    let mut res = ws
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| run(socket, state, client_id, key, since));
+    if let Some(cookie) = issued.and_then(|v| HeaderValue::from_str(&Issuer::set_cookie(&v)).ok()) {
+        res.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    res
 }
 
-async fn run(mut socket: WebSocket, state: Ctx, client_id: Option<String>, since: Option<u64>) {
+async fn run(mut socket: WebSocket, state: Ctx, client_id: Option<String>, key: String, since: Option<u64>) {
     let hub = state.hub.clone();
     let client_id = client_id.unwrap_or_else(|| format!("anon-{}", hub.next_id.load(Ordering::Relaxed)));
-    let (id, mut rx, overflow) = hub.add(client_id);
+    let (id, mut rx, overflow) = hub.add(client_id, key);
     // Subscribed first, then the backlog read: a change in between comes both ways and is sent
     // once (the live copy is skipped when the replay already had it).
     let backlog = since.map(|since| {
@@ -566,10 +654,16 @@ fn describe(text: &str, e: &serde_json::Error) -> String {
 mod tests {
     use super::*;
 
+    /// A connection of lane `client`, issued the id `k-{client}`.
+    fn add(hub: &Hub, client: impl Into<String>) -> (u64, mpsc::Receiver<Out>, Arc<AtomicBool>) {
+        let client = client.into();
+        hub.add(client.clone(), format!("k-{client}"))
+    }
+
     #[test]
     fn empty_rooms_and_old_rate_entries_are_forgotten_and_rooms_are_capped() {
         let hub = Hub::new(5);
-        let (id, _rx, _) = hub.add("c-ana".to_owned());
+        let (id, _rx, _) = add(&hub, "c-ana".to_owned());
         let mut pp = None;
         for room in ["a", "b"] {
             assert!(matches!(
@@ -596,14 +690,14 @@ mod tests {
         // Many connections together fill the hub up to its cap, and no further.
         let mut n = hub.sizes().0;
         while n < MAX_ROOMS {
-            let (other, _rx, _) = hub.add(format!("c-{n}"));
+            let (other, _rx, _) = add(&hub, format!("c-{n}"));
             for _ in 0..ROOMS_PER_CONNECTION.min(MAX_ROOMS - n) {
                 let got = hub.handle(other, ClientMsg::Join { room: format!("r{n}") }, &mut pp);
                 assert!(matches!(got[..], [ServerMsg::History { .. }]), "room {n}");
                 n += 1;
             }
         }
-        let (last, _rx, _) = hub.add("c-last".to_owned());
+        let (last, _rx, _) = add(&hub, "c-last".to_owned());
         let refused = hub.handle(last, ClientMsg::Join { room: "one-too-many".into() }, &mut pp);
         assert!(
             matches!(&refused[..], [ServerMsg::Error { message, .. }] if message.contains("too many rooms")),
@@ -620,8 +714,8 @@ mod tests {
     #[test]
     fn a_crowd_joining_at_once_never_crowds_out_a_chat_line() {
         let hub = Hub::new(5);
-        let (slow, mut rx, overflow) = hub.add("c-slow".to_owned());
-        let (talker, _rx2, _) = hub.add("c-talk".to_owned());
+        let (slow, mut rx, overflow) = add(&hub, "c-slow".to_owned());
+        let (talker, _rx2, _) = add(&hub, "c-talk".to_owned());
         let mut pp = None;
         for id in [slow, talker] {
             hub.handle(id, ClientMsg::Join { room: "lecture".into() }, &mut pp);
@@ -659,6 +753,25 @@ mod tests {
     }
 
     #[test]
+    fn a_mute_follows_the_issued_id_and_the_mute_list_is_capped() {
+        let hub = Hub::default();
+        let (_a, _rx, _) = hub.add("c-ana".into(), "k-1".into());
+        hub.set_muted("c-ana", true).unwrap();
+        let (_b, _rx2, _) = hub.add("c-renamed".into(), "k-1".into());
+        let (_c, _rx3, _) = hub.add("c-other".into(), "k-2".into());
+        assert_eq!(hub.muted(), ["c-ana", "c-renamed"], "listed as soon as it connects");
+        hub.set_muted("c-renamed", false).unwrap();
+        assert!(hub.muted().is_empty(), "unmuting any lane of the id frees them all");
+        for n in 0..MAX_MUTED {
+            hub.set_muted(&format!("c-{n}"), true).unwrap();
+        }
+        assert_eq!(hub.set_muted("c-one-more", true), Err(MuteListFull));
+        assert_eq!(hub.muted().len(), MAX_MUTED);
+        hub.set_muted("c-0", false).unwrap();
+        hub.set_muted("c-one-more", true).expect("room again after an unmute");
+    }
+
+    #[test]
     fn room_names_are_short_and_plain() {
         assert!(valid_room("lab"));
         assert!(valid_room("group 2_b"));
@@ -680,7 +793,7 @@ mod tests {
     #[test]
     fn ping_pong_runs_its_rounds_in_order() {
         let hub = Hub::default();
-        let (id, _rx, _) = hub.add("c-1".into());
+        let (id, _rx, _) = add(&hub, "c-1");
         let mut pp = None;
         assert_eq!(hub.handle(id, ClientMsg::Pingpong { rounds: 2 }, &mut pp), [ServerMsg::Ping { n: 1 }]);
         assert!(matches!(&hub.handle(id, ClientMsg::Pong { n: 2 }, &mut pp)[..], [ServerMsg::Error { .. }]));
