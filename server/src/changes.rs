@@ -35,8 +35,8 @@ pub fn routes() -> Router<Ctx> {
     Router::new().route("/api/changes", get(get_changes)).route("/api/changes/stream", get(stream_changes))
 }
 
-/// Changes kept for pollers that come back.
-const KEEP: usize = 1000;
+/// Changes kept in memory for pollers that come back.
+pub const KEEP: usize = 1000;
 /// Longest long-poll wait, in seconds.
 pub const MAX_WAIT: u64 = 25;
 
@@ -69,7 +69,30 @@ pub struct Changes {
 }
 
 impl ChangeFeed {
-    /// Records a change and tells every subscriber.
+    /// A feed that goes on from a durable one: `recent` (oldest first) kept, and numbering on
+    /// after `latest`. New changes come numbered, through [`ChangeFeed::announce`].
+    pub fn resume(recent: Vec<Change>, latest: u64) -> Self {
+        let mut kept: VecDeque<Change> = recent.into();
+        while kept.len() > KEEP {
+            kept.pop_front();
+        }
+        Self { inner: Mutex::new((latest + 1, kept)), tx: broadcast::channel(1024).0 }
+    }
+
+    /// Keeps a change numbered elsewhere (the store's outbox), in order, and tells every
+    /// subscriber.
+    pub fn announce(&self, change: Change) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.0 = inner.0.max(change.seq + 1);
+        inner.1.push_back(change.clone());
+        if inner.1.len() > KEEP {
+            inner.1.pop_front();
+        }
+        let _ = self.tx.send(change);
+    }
+
+    /// Numbers a change itself (a feed kept in memory only: the lab's), keeps it and tells
+    /// every subscriber.
     pub fn publish(
         &self,
         kind: ChangeKind,
@@ -235,11 +258,6 @@ pub async fn stream_changes(
 ) -> Result<impl IntoResponse, ApiError> {
     let since = stream_since(&q, &headers)?;
     Ok(stream(&ctx.feed, since, "transcriptChanged", ctx.shutdown))
-}
-
-/// Shared by the handlers: publishes a transcript change with the current request as its cause.
-pub fn publish(feed: &Arc<ChangeFeed>, kind: ChangeKind, student_id: StudentId, course: Option<String>) {
-    feed.publish(kind, student_id, course, crate::cause::current());
 }
 
 #[cfg(test)]

@@ -162,6 +162,8 @@ impl AppState {
         let db = config.data_dir.join(transcripts::store::FILE_NAME);
         let store = if config.reset { transcripts::Store::reset(&db) } else { transcripts::Store::open(&db) };
         let store = store.map_err(|e| StartError::Transcripts(db.clone(), e))?;
+        // The store on disk keeps the change feed (durable numbering); it is always on disk here.
+        let changes = store.feed().cloned().unwrap_or_default();
         let name = format!("started {}", time_of_day(now_us()));
         let log = if config.capture {
             EventLog::open(&config.data_dir, config.log, &name)
@@ -190,7 +192,7 @@ impl AppState {
                 log,
                 clients: Arc::new(Clients::new(secrets.clone())),
                 secrets,
-                changes: Arc::default(),
+                changes,
                 hub: Arc::new(events::Hub::new(chat_limit)),
                 lab: Arc::default(),
                 rehearsal: Arc::default(),

@@ -49,6 +49,32 @@ fn answered_writes_survive_sigkill_and_ids_are_never_reused() {
     assert!(dir.path().join(server::transcripts::store::FILE_NAME).is_file());
 }
 
+/// `GET /api/changes?since=N`: the `seq`s of the changes after N, and the newest `seq`.
+fn changes_since(s: &RealServer, since: u64) -> (Vec<u64>, u64) {
+    let (status, body) = http(s.addr, "GET", &format!("/api/changes?since={since}"), None);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let seqs = v["changes"].as_array().unwrap().iter().map(|c| c["seq"].as_u64().unwrap()).collect();
+    (seqs, v["latest"].as_u64().unwrap())
+}
+
+#[test]
+fn the_change_feed_numbers_on_across_a_sigkill_and_a_resuming_client_misses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RealServer::start(dir.path(), &[]);
+    let (_, id) = http(server.addr, "POST", "/transcripts", Some(r#"{"studentName":"before"}"#));
+    assert_eq!(http(server.addr, "POST", &format!("/transcripts/{id}/Net"), Some("90")).0, 204);
+    let (seen, latest) = changes_since(&server, 0);
+    assert_eq!(seen, [1, 2]);
+    // A client saw the first change only; then the server is killed, and a change is made
+    // after the restart.
+    server.kill();
+    let server = RealServer::start(dir.path(), &[]);
+    assert_eq!(changes_since(&server, 0), (vec![1, 2], latest), "kept across the kill");
+    assert_eq!(http(server.addr, "DELETE", &format!("/transcripts/{id}"), None).0, 204);
+    assert_eq!(changes_since(&server, 1), (vec![2, 3], 3), "each missed change once, none renumbered");
+}
+
 #[test]
 fn a_data_directory_with_other_files_is_fine_and_they_stay() {
     let dir = tempfile::tempdir().unwrap();

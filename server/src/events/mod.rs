@@ -567,7 +567,7 @@ async fn run(mut socket: WebSocket, state: Ctx, client_id: Option<String>, key: 
     // once (the live copy is skipped when the replay already had it).
     let backlog = since.map(|since| {
         let after = state.changes.since(since);
-        // A `since` past the newest change is from before a restart: replay the whole feed.
+        // A `since` past the newest change is from another database (`--reset`): replay it all.
         if since > after.latest { state.changes.since(0).changes } else { after.changes }
     });
     let replayed = backlog.as_ref().and_then(|b| b.last()).map_or(0, |c| c.seq);

@@ -220,14 +220,14 @@ impl Scratch {
             Some(t) if t.grades.len() < 100 => t.student.student_id,
             _ => {
                 let s = self.store.clone();
-                tokio::task::spawn_blocking(move || s.create("lab student", &[]))
+                tokio::task::spawn_blocking(move || s.create("lab student", &[], None))
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| format!("cannot create a scratch student: {e}"))?
             }
         };
         let (s, c) = (self.store.clone(), course.clone());
-        tokio::task::spawn_blocking(move || s.add_grade(id, &c, 50.0 + (n % 50) as f64))
+        tokio::task::spawn_blocking(move || s.add_grade(id, &c, 50.0 + (n % 50) as f64, None))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("grade {course} refused: {e}"))?;

@@ -13,7 +13,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, header};
 use axum::routing::get;
-use protocol::channel::ChangeKind;
 use protocol::{NewTranscript, StudentId, Transcript};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -35,10 +34,12 @@ impl From<StoreError> for ApiError {
 /// Runs a store write on the blocking pool.
 async fn write<R: Send + 'static>(
     store: &Arc<Store>,
-    f: impl FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
+    f: impl FnOnce(&Store, Option<u64>) -> Result<R, StoreError> + Send + 'static,
 ) -> Result<R, ApiError> {
     let store = store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
+    // The request being handled is the cause of the change the write records.
+    let cause = crate::cause::current();
+    tokio::task::spawn_blocking(move || f(&store, cause))
         .await
         .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
         .map_err(ApiError::from)
@@ -89,8 +90,7 @@ pub async fn list(State(state): State<Ctx>) -> Json<Vec<Transcript>> {
     ))]
 pub async fn create(State(state): State<Ctx>, JsonBody(body): JsonBody) -> Result<Json<StudentId>, ApiError> {
     let (name, grades) = validate::new_transcript(&body).map_err(ApiError::Validation)?;
-    let id = write(&state.store, move |s| s.create(&name, &grades)).await?;
-    crate::changes::publish(&state.changes, ChangeKind::StudentCreated, id, None);
+    let id = write(&state.store, move |s, cause| s.create(&name, &grades, cause)).await?;
     Ok(Json(id))
 }
 
@@ -126,8 +126,7 @@ pub async fn delete(State(state): State<Ctx>, PathText(p): PathText) -> Result<S
     let id = validate::student_id(&p[0], &mut problems);
     check(problems)?;
     let id = id.unwrap_or_default();
-    write(&state.store, move |s| s.delete(id)).await?;
-    crate::changes::publish(&state.changes, ChangeKind::StudentDeleted, id, None);
+    write(&state.store, move |s, cause| s.delete(id, cause)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -157,9 +156,7 @@ pub async fn add_grade(
     let (Some(id), Some(course), Some(grade)) = (id, course, grade) else {
         return Err(ApiError::Internal("validation passed without values".to_owned()));
     };
-    let c = course.clone();
-    write(&state.store, move |s| s.add_grade(id, &c, grade)).await?;
-    crate::changes::publish(&state.changes, ChangeKind::GradeAdded, id, Some(course));
+    write(&state.store, move |s, cause| s.add_grade(id, &course, grade, cause)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

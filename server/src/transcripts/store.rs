@@ -5,13 +5,26 @@
 //! only after it is committed (`synchronous = FULL`). Reads only touch the mirror. Ids come
 //! from `AUTOINCREMENT`, so they are never reused within a database, not even after a delete
 //! or a restart.
+//!
+//! A store on disk also keeps the change feed ([`ChangeFeed`]): each write records its change
+//! in a `changes` table in the same transaction (an outbox), and announces it to the feed in
+//! commit order before the lock is released. The feed's `seq` is that table's
+//! `AUTOINCREMENT` key, so it is durable: after a restart it goes on counting, and the last
+//! changes are read back, so a client resuming with `since` misses none and gets none twice.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
+use protocol::channel::{Change, ChangeKind};
 use protocol::{CourseGrade, Student, StudentId, Transcript};
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::changes::{ChangeFeed, KEEP};
+
+/// Changes kept in the database (older ones are deleted as new ones come); a client that
+/// was away for longer starts from the feed's oldest.
+pub const KEEP_STORED: i64 = 10_000;
 
 /// Why a store operation did not happen.
 #[derive(Debug)]
@@ -61,7 +74,8 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE students (
         id   INTEGER PRIMARY KEY AUTOINCREMENT,
         name TEXT NOT NULL
@@ -73,7 +87,18 @@ const MIGRATIONS: &[&str] = &["
         grade      REAL NOT NULL,
         PRIMARY KEY (student_id, course)
     );
-"];
+",
+    "
+    CREATE TABLE changes (
+        seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind       TEXT NOT NULL,
+        student_id INTEGER NOT NULL,
+        course     TEXT,
+        at_us      INTEGER NOT NULL,
+        cause      INTEGER
+    );
+",
+];
 
 /// The file name of the transcripts database inside the data directory.
 pub const FILE_NAME: &str = "transcripts.sqlite3";
@@ -82,6 +107,15 @@ pub struct Store {
     conn: Mutex<Connection>,
     mirror: RwLock<BTreeMap<StudentId, Transcript>>,
     path: Option<PathBuf>,
+    /// The durable change feed (a store on disk); an in-memory store records no changes.
+    feed: Option<Arc<ChangeFeed>>,
+}
+
+/// A change a write makes, before it is numbered.
+struct NewChange {
+    kind: ChangeKind,
+    student_id: StudentId,
+    course: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -101,7 +135,10 @@ impl Store {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        Self::with_connection(conn, Some(path.to_owned()))
+        let mut store = Self::with_connection(conn, Some(path.to_owned()))?;
+        let (recent, latest) = recent_changes(&lock(&store.conn))?;
+        store.feed = Some(Arc::new(ChangeFeed::resume(recent, latest)));
+        Ok(store)
     }
 
     /// Replaces the database at `path` with a new, seeded one (ids start again at 1).
@@ -147,7 +184,12 @@ impl Store {
         }
         tx.commit()?;
         let mirror = load(&conn)?;
-        Ok(Store { conn: Mutex::new(conn), mirror: RwLock::new(mirror), path })
+        Ok(Store { conn: Mutex::new(conn), mirror: RwLock::new(mirror), path, feed: None })
+    }
+
+    /// The durable change feed of a store on disk (None in memory).
+    pub fn feed(&self) -> Option<&Arc<ChangeFeed>> {
+        self.feed.as_ref()
     }
 
     /// Where the database lives (None for an in-memory one).
@@ -159,17 +201,28 @@ impl Store {
         f(&self.mirror.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Runs `f` in one transaction; on commit, applies `then` to the mirror.
+    /// Runs `f` in one transaction, with the change it makes (caused by exchange `cause`)
+    /// recorded in the same transaction; on commit, applies `then` to the mirror and announces
+    /// the change, both before the lock is released (so changes are announced in `seq` order).
     fn write<R>(
         &self,
+        cause: Option<u64>,
         f: impl FnOnce(&rusqlite::Transaction<'_>, &BTreeMap<StudentId, Transcript>) -> Result<R, StoreError>,
+        change: impl FnOnce(&R) -> Option<NewChange>,
         then: impl FnOnce(&mut BTreeMap<StudentId, Transcript>, &R),
     ) -> Result<R, StoreError> {
         let mut conn = lock(&self.conn);
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = self.read(|m| f(&tx, m))?;
+        let recorded = match (&self.feed, change(&out)) {
+            (Some(_), Some(change)) => Some(record(&tx, change, cause)?),
+            _ => None,
+        };
         tx.commit()?;
         then(&mut self.mirror.write().unwrap_or_else(PoisonError::into_inner), &out);
+        if let (Some(feed), Some(change)) = (&self.feed, recorded) {
+            feed.announce(change);
+        }
         Ok(out)
     }
 
@@ -201,13 +254,20 @@ impl Store {
     }
 
     /// Adds a student with these grades (one per course); returns the new id. Blocking.
-    pub fn create(&self, name: &str, grades: &[CourseGrade]) -> Result<StudentId, StoreError> {
+    pub fn create(
+        &self,
+        name: &str,
+        grades: &[CourseGrade],
+        cause: Option<u64>,
+    ) -> Result<StudentId, StoreError> {
         let mut seen = std::collections::HashSet::new();
         if let Some(dup) = grades.iter().find(|g| !seen.insert(g.course.as_str())) {
             return Err(StoreError::DuplicateCourse(dup.course.clone()));
         }
         self.write(
+            cause,
             |tx, _| insert(tx, name, grades),
+            |id| Some(NewChange { kind: ChangeKind::StudentCreated, student_id: *id, course: None }),
             |m, id| {
                 let student = Student { student_id: *id, student_name: name.to_owned() };
                 m.insert(*id, Transcript { student, grades: grades.to_vec() });
@@ -216,8 +276,9 @@ impl Store {
     }
 
     /// Deletes a student and their grades. Blocking.
-    pub fn delete(&self, id: StudentId) -> Result<(), StoreError> {
+    pub fn delete(&self, id: StudentId, cause: Option<u64>) -> Result<(), StoreError> {
         self.write(
+            cause,
             |tx, m| {
                 if !m.contains_key(&id) {
                     return Err(StoreError::NoSuchStudent(id));
@@ -225,6 +286,7 @@ impl Store {
                 tx.execute("DELETE FROM students WHERE id = ?1", params![id])?;
                 Ok(())
             },
+            |()| Some(NewChange { kind: ChangeKind::StudentDeleted, student_id: id, course: None }),
             |m, ()| {
                 m.remove(&id);
             },
@@ -232,8 +294,15 @@ impl Store {
     }
 
     /// Records a grade in a course the student has no grade in yet. Blocking.
-    pub fn add_grade(&self, id: StudentId, course: &str, grade: f64) -> Result<(), StoreError> {
+    pub fn add_grade(
+        &self,
+        id: StudentId,
+        course: &str,
+        grade: f64,
+        cause: Option<u64>,
+    ) -> Result<(), StoreError> {
         self.write(
+            cause,
             |tx, m| {
                 let t = m.get(&id).ok_or(StoreError::NoSuchStudent(id))?;
                 if t.grades.iter().any(|g| g.course == course) {
@@ -245,6 +314,13 @@ impl Store {
                 )?;
                 Ok(())
             },
+            |()| {
+                Some(NewChange {
+                    kind: ChangeKind::GradeAdded,
+                    student_id: id,
+                    course: Some(course.to_owned()),
+                })
+            },
             |m, ()| {
                 if let Some(t) = m.get_mut(&id) {
                     t.grades.push(CourseGrade::new(course, grade));
@@ -254,14 +330,17 @@ impl Store {
     }
 
     /// Puts the seed data back: every student removed, the seed's students added with new ids
-    /// (ids keep counting up, so none is reused). Blocking.
+    /// (ids keep counting up, so none is reused). Not a change of the feed (the instructor's
+    /// reset is its own note). Blocking.
     pub fn restore_seed(&self) -> Result<Vec<StudentId>, StoreError> {
         let seed = protocol::transcripts::seed();
         self.write(
+            None,
             |tx, _| {
                 tx.execute("DELETE FROM students", [])?;
                 seed.iter().map(|(name, grades)| insert(tx, name, grades)).collect()
             },
+            |_| None,
             |m, ids: &Vec<StudentId>| {
                 m.clear();
                 for (id, (name, grades)) in ids.iter().zip(&seed) {
@@ -271,6 +350,62 @@ impl Store {
             },
         )
     }
+}
+
+/// Records a change in the outbox table (in the caller's transaction), numbered by its key.
+fn record(tx: &Connection, change: NewChange, cause: Option<u64>) -> Result<Change, StoreError> {
+    let at_us = crate::clock::now_us();
+    let kind = serde_json::to_value(change.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    tx.prepare_cached(
+        "INSERT INTO changes (kind, student_id, course, at_us, cause) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![kind, change.student_id, change.course, at_us, cause.map(|c| c as i64)])?;
+    let seq = tx.last_insert_rowid();
+    tx.prepare_cached("DELETE FROM changes WHERE seq <= ?1")?.execute(params![seq - KEEP_STORED])?;
+    Ok(Change {
+        seq: seq as u64,
+        kind: change.kind,
+        student_id: change.student_id,
+        course: change.course,
+        at_us,
+        cause,
+    })
+}
+
+/// The last [`KEEP`] changes recorded, oldest first, and the newest `seq` ever given (0 when
+/// none: `AUTOINCREMENT` remembers it even when its row was deleted).
+fn recent_changes(conn: &Connection) -> Result<(Vec<Change>, u64), StoreError> {
+    let latest: i64 = conn
+        .query_row("SELECT seq FROM sqlite_sequence WHERE name = 'changes'", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let mut stmt = conn.prepare(
+        "SELECT seq, kind, student_id, course, at_us, cause FROM changes ORDER BY seq DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![KEEP as i64], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Option<String>>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, Option<i64>>(5)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, kind, student_id, course, at_us, cause) = row?;
+        // A kind this version does not know (written by a newer one) is skipped, not fatal.
+        let Ok(kind) = serde_json::from_value::<ChangeKind>(serde_json::Value::String(kind)) else {
+            continue;
+        };
+        out.push(Change { seq: seq as u64, kind, student_id, course, at_us, cause: cause.map(|c| c as u64) });
+    }
+    out.reverse();
+    Ok((out, latest as u64))
 }
 
 fn insert(tx: &Connection, name: &str, grades: &[CourseGrade]) -> Result<StudentId, StoreError> {
@@ -330,12 +465,50 @@ mod tests {
     }
 
     #[test]
+    fn each_write_records_its_change_and_the_numbering_goes_on_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let s = Store::open(&path).unwrap();
+        let feed = s.feed().unwrap().clone();
+        assert_eq!(feed.since(0).latest, 0, "the seed is no change");
+        let id = s.create("dana", &[], Some(7)).unwrap();
+        s.add_grade(id, "Net", 90.0, None).unwrap();
+        assert!(s.add_grade(id, "Net", 80.0, None).is_err());
+        assert!(s.delete(999, None).is_err());
+        s.delete(id, Some(9)).unwrap();
+        let got = feed.since(0).changes;
+        let kinds: Vec<_> = got.iter().map(|c| (c.seq, c.kind, c.cause)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (1, ChangeKind::StudentCreated, Some(7)),
+                (2, ChangeKind::GradeAdded, None),
+                (3, ChangeKind::StudentDeleted, Some(9))
+            ],
+            "refused writes record nothing"
+        );
+        drop(s);
+        // Reopened: the same changes, and the next one numbered after them, even when the
+        // table was emptied (AUTOINCREMENT remembers).
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.feed().unwrap().since(0).changes, got);
+        lock(&s.conn).execute("DELETE FROM changes", []).unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.feed().unwrap().since(0).latest, 3);
+        s.create("erin", &[], None).unwrap();
+        assert_eq!(s.feed().unwrap().since(3).changes[0].seq, 4);
+        // A store in memory (the lab's scratch) keeps no feed.
+        assert!(Store::in_memory().feed().is_none());
+    }
+
+    #[test]
     fn ids_are_never_reused_even_after_deleting_the_newest() {
         let s = Store::in_memory();
-        let a = s.create("dana", &[]).unwrap();
+        let a = s.create("dana", &[], None).unwrap();
         assert_eq!(a, 5);
-        s.delete(a).unwrap();
-        assert_eq!(s.create("erin", &[]).unwrap(), 6);
+        s.delete(a, None).unwrap();
+        assert_eq!(s.create("erin", &[], None).unwrap(), 6);
         s.restore_seed().unwrap();
         let ids: Vec<i64> = s.list().iter().map(|t| t.student.student_id).collect();
         assert_eq!(ids, [7, 8, 9, 10]);
@@ -344,13 +517,13 @@ mod tests {
     #[test]
     fn grade_rules_hold() {
         let s = Store::in_memory();
-        assert!(matches!(s.add_grade(4, "DemoClass", 1.0), Err(StoreError::AlreadyGraded { .. })));
-        assert!(matches!(s.add_grade(99, "X", 1.0), Err(StoreError::NoSuchStudent(99))));
-        s.add_grade(4, "Intro 101", 77.5).unwrap();
+        assert!(matches!(s.add_grade(4, "DemoClass", 1.0, None), Err(StoreError::AlreadyGraded { .. })));
+        assert!(matches!(s.add_grade(99, "X", 1.0, None), Err(StoreError::NoSuchStudent(99))));
+        s.add_grade(4, "Intro 101", 77.5, None).unwrap();
         assert_eq!(s.grade(4, "Intro 101").unwrap(), 77.5);
         assert!(matches!(s.grade(4, "Nope"), Err(StoreError::NoSuchGrade { .. })));
         let dup = [CourseGrade::new("A", 1.0), CourseGrade::new("A", 2.0)];
-        assert!(matches!(s.create("x", &dup), Err(StoreError::DuplicateCourse(c)) if c == "A"));
+        assert!(matches!(s.create("x", &dup, None), Err(StoreError::DuplicateCourse(c)) if c == "A"));
         assert_eq!(s.list().len(), 4, "a refused create stores nothing");
     }
 
@@ -361,8 +534,8 @@ mod tests {
         assert!(!exists(&path));
         {
             let s = Store::open(&path).unwrap();
-            let id = s.create("dana", &[CourseGrade::new("Networks", 91.0)]).unwrap();
-            s.delete(1).unwrap();
+            let id = s.create("dana", &[CourseGrade::new("Networks", 91.0)], None).unwrap();
+            s.delete(1, None).unwrap();
             assert_eq!(id, 5);
         }
         assert!(exists(&path));
@@ -370,11 +543,11 @@ mod tests {
         let ids: Vec<i64> = s.list().iter().map(|t| t.student.student_id).collect();
         assert_eq!(ids, [2, 3, 4, 5], "reopened with its data, not reseeded");
         assert_eq!(s.grade(5, "Networks").unwrap(), 91.0);
-        assert_eq!(s.create("erin", &[]).unwrap(), 6);
+        assert_eq!(s.create("erin", &[], None).unwrap(), 6);
         drop(s);
         let s = Store::reset(&path).unwrap();
         assert_eq!(s.list().len(), 4);
-        assert_eq!(s.create("fay", &[]).unwrap(), 5, "a reset database counts from the seed again");
+        assert_eq!(s.create("fay", &[], None).unwrap(), 5, "a reset database counts from the seed again");
     }
 
     #[test]
