@@ -38,18 +38,34 @@ pub fn valid_client_id(s: &str) -> bool {
 #[derive(Debug, Default)]
 pub struct Clients {
     known: RwLock<HashMap<String, ClientInfo>>,
-    /// Name changes a client asked for itself: recent times, and whether the instructor set
-    /// its name (then the client cannot change it).
-    renames: Mutex<HashMap<String, (VecDeque<Instant>, bool)>>,
+    /// Per lane: the name changes it asked for itself, whether the instructor set its name,
+    /// and who owns it.
+    renames: Mutex<HashMap<String, Naming>>,
     /// Scrubbed out of every name (a nickname may be made of the token).
     secrets: Arc<Secrets>,
 }
+
+/// How a lane's name may change.
+#[derive(Debug, Default)]
+struct Naming {
+    /// Recent changes the client asked for.
+    times: VecDeque<Instant>,
+    /// The instructor set the name: the client cannot change it.
+    pinned: bool,
+    /// The issued id ([`crate::ids`]) that first named the lane, or [`INSTRUCTOR_OWNER`]:
+    /// only it may rename the lane.
+    owner: Option<String>,
+}
+
+/// The owner of a lane the instructor's page claimed before its browser had an issued id.
+pub const INSTRUCTOR_OWNER: &str = "instructor";
 
 /// Why a client's own nickname change was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RenameRefused {
     TooMany,
     SetByInstructor,
+    NotYours,
 }
 
 impl std::fmt::Display for RenameRefused {
@@ -57,6 +73,7 @@ impl std::fmt::Display for RenameRefused {
         f.write_str(match self {
             RenameRefused::TooMany => "too many name changes; wait a minute",
             RenameRefused::SetByInstructor => "the instructor set this name",
+            RenameRefused::NotYours => "this lane was named by another client",
         })
     }
 }
@@ -93,13 +110,15 @@ impl Clients {
         log.describe(key, public);
     }
 
-    /// A nickname the client asked for itself: at most [`NAME_LIMIT`] changes a
-    /// minute, and never over a name the instructor set.
+    /// A nickname the client with issued id `owner` asked for itself: at most
+    /// [`NAME_LIMIT`] changes a minute, never over a name the instructor set, and only for a
+    /// lane it named first (another client that sends the same lane id cannot rename it).
     pub fn rename_by_client(
         &self,
         log: &(impl Recorder + ?Sized),
         key: &str,
         nickname: &str,
+        owner: &str,
     ) -> Result<(), RenameRefused> {
         let nickname = self.clean(nickname);
         if self.nickname(key).unwrap_or_default() == nickname {
@@ -111,8 +130,13 @@ impl Clients {
             if renames.len() >= MAX_CLIENTS && !renames.contains_key(key) {
                 return Err(RenameRefused::TooMany);
             }
-            let (times, pinned) = renames.entry(key.to_owned()).or_default();
-            if *pinned {
+            let naming = renames.entry(key.to_owned()).or_default();
+            if naming.owner.as_deref().is_some_and(|o| o != owner) {
+                return Err(RenameRefused::NotYours);
+            }
+            naming.owner = Some(owner.to_owned());
+            let (times, pinned) = (&mut naming.times, naming.pinned);
+            if pinned {
                 return Err(RenameRefused::SetByInstructor);
             }
             let now = Instant::now();
@@ -133,12 +157,36 @@ impl Clients {
     pub fn rename_by_instructor(&self, log: &(impl Recorder + ?Sized), key: &str, nickname: &str) {
         let nickname = self.clean(nickname);
         let mut renames = self.renames.lock().unwrap_or_else(PoisonError::into_inner);
-        renames.entry(key.to_owned()).or_default().1 = !nickname.is_empty();
+        renames.entry(key.to_owned()).or_default().pinned = !nickname.is_empty();
         self.rename(log, key, nickname);
     }
 
-    /// Names a client that has no name yet, without fixing it: the client (the instructor's
-    /// own tab, a simulated student) may rename itself later.
+    /// The instructor's page takes its own lane: from now on only `owner` (the id its
+    /// browser was issued, else [`INSTRUCTOR_OWNER`]) may rename it, and it is named
+    /// `nickname` if it has no name yet, or had one from another client.
+    pub fn claim_for_instructor(
+        &self,
+        log: &(impl Recorder + ?Sized),
+        key: &str,
+        owner: &str,
+        nickname: &str,
+    ) {
+        let mut renames = self.renames.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut taken_from_another = false;
+        if renames.len() < MAX_CLIENTS || renames.contains_key(key) {
+            let naming = renames.entry(key.to_owned()).or_default();
+            taken_from_another = naming.owner.as_deref().is_some_and(|o| o != owner);
+            naming.owner = Some(owner.to_owned());
+        }
+        // A name another client gave the lane first is not the instructor's.
+        if taken_from_another || self.nickname(key).is_none() {
+            self.rename(log, key, self.clean(nickname));
+        }
+        drop(renames);
+    }
+
+    /// Names a client that has no name yet, without fixing it: the client (a simulated
+    /// student) may rename itself later.
     pub fn name_if_unnamed(&self, log: &(impl Recorder + ?Sized), key: &str, nickname: &str) {
         let renames = self.renames.lock().unwrap_or_else(PoisonError::into_inner);
         if self.nickname(key).is_none() {
@@ -295,16 +343,53 @@ mod tests {
         let clients = Clients::default();
         let long = "A name far longer than the forty characters that are kept";
         for _ in 0..10 {
-            assert_eq!(clients.rename_by_client(&log, "c-1", &format!("  {long} ")), Ok(()));
+            assert_eq!(clients.rename_by_client(&log, "c-1", &format!("  {long} "), "k-1"), Ok(()));
         }
         assert_eq!(clients.nickname("c-1").map(|n| n.chars().count()), Some(40));
-        assert_eq!(clients.rename_by_client(&log, "c-1", "Ana"), Ok(()), "one real change of three");
+        assert_eq!(clients.rename_by_client(&log, "c-1", "Ana", "k-1"), Ok(()), "one real change of three");
         clients.rename_by_instructor(&log, "c-1", "Student 7");
-        assert_eq!(clients.rename_by_client(&log, "c-1", "Bob"), Err(RenameRefused::SetByInstructor));
-        assert_eq!(clients.rename_by_client(&log, "c-1", "Student 7 "), Ok(()), "the same name is no change");
+        assert_eq!(clients.rename_by_client(&log, "c-1", "Bob", "k-1"), Err(RenameRefused::SetByInstructor));
+        assert_eq!(
+            clients.rename_by_client(&log, "c-1", "Student 7 ", "k-1"),
+            Ok(()),
+            "the same name is no change"
+        );
         let names: Vec<Option<String>> =
             log.0.lock().unwrap().iter().map(|(_, i)| i.nickname.clone()).collect();
         assert_eq!(names.len(), 3, "one `client` event per real change: {names:?}");
+    }
+
+    #[test]
+    fn only_the_client_that_named_a_lane_may_rename_it() {
+        let log = Notes::default();
+        let clients = Clients::default();
+        assert_eq!(clients.rename_by_client(&log, "c-ana", "Ana", "k-ana"), Ok(()));
+        assert_eq!(
+            clients.rename_by_client(&log, "c-ana", "Not Ana", "k-mallory"),
+            Err(RenameRefused::NotYours)
+        );
+        assert_eq!(clients.nickname("c-ana").as_deref(), Some("Ana"));
+        assert_eq!(clients.rename_by_client(&log, "c-ana", "Ana B", "k-ana"), Ok(()));
+        // The instructor's lane: claimed by its page, named once, no student renames it.
+        clients.claim_for_instructor(&log, "c-prof", INSTRUCTOR_OWNER, "Instructor");
+        assert_eq!(
+            clients.rename_by_client(&log, "c-prof", "Prof. Fake", "k-mallory"),
+            Err(RenameRefused::NotYours)
+        );
+        assert_eq!(clients.nickname("c-prof").as_deref(), Some("Instructor"));
+        // Even a lane a student named first: the instructor's page takes it.
+        assert_eq!(clients.rename_by_client(&log, "c-taken", "Me", "k-mallory"), Ok(()));
+        clients.claim_for_instructor(&log, "c-taken", "k-prof", "Instructor");
+        assert_eq!(
+            clients.nickname("c-taken").as_deref(),
+            Some("Instructor"),
+            "not the name a student gave it"
+        );
+        assert_eq!(
+            clients.rename_by_client(&log, "c-taken", "Me again", "k-mallory"),
+            Err(RenameRefused::NotYours)
+        );
+        assert_eq!(clients.rename_by_client(&log, "c-taken", "Prof. Real", "k-prof"), Ok(()));
     }
 
     #[test]

@@ -4,20 +4,28 @@
 //! `/ws/events` the server issues a signed id in a cookie (`HttpOnly`, `SameSite=Strict`),
 //! and the browser brings it back on every later connection, whatever the lane is called.
 //!
+//! The same id owns the lanes it names ([`crate::identity::Clients`]): no other client can
+//! rename them.
+//!
 //! An id is `k-` and 16 random hex digits, a `.`, and its signature (HMAC-SHA256 keyed by the
 //! instructor token, so every replica sharing the token accepts it, and it survives a
 //! restart). A program that keeps no cookie gets a new id each time; the remote address
 //! only limits how many ids it may be issued ([`Issuer::issue`]): a bucket of
 //! `per_address` ids that refills one every [`REFILL`], generous enough for a lecture hall
-//! behind one NAT address.
+//! behind one NAT address. An IPv6 address counts by its /64 (one host may hold a whole /64).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+
+use crate::error::ApiError;
+use crate::identity::RemoteIp;
 
 /// The cookie that carries the issued id.
 pub const COOKIE: &str = "wirescope_id";
@@ -36,6 +44,17 @@ pub const MAX_ADDRESSES: usize = 65_536;
 pub enum Refused {
     /// This address was issued its share; the next id is due in this long.
     TooMany(Duration),
+    /// The system's random source failed: no id is better than a guessable one.
+    NoRandom,
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::TooMany(wait) => ApiError::Throttled(wait.as_secs().max(1), refused.to_string()),
+            Refused::NoRandom => ApiError::Internal(refused.to_string()),
+        }
+    }
 }
 
 impl std::fmt::Display for Refused {
@@ -46,6 +65,7 @@ impl std::fmt::Display for Refused {
                 "too many new connections from this address without the id the server issued (a browser keeps it as a cookie); try again in {} s",
                 wait.as_secs().max(1)
             ),
+            Refused::NoRandom => f.write_str("the server's random source failed; no id could be issued"),
         }
     }
 }
@@ -62,7 +82,41 @@ struct Bucket {
 pub struct Issuer {
     key: Hmac<Sha256>,
     per_address: u32,
+    /// Most addresses counted ([`MAX_ADDRESSES`]; smaller in tests).
+    max_addresses: usize,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+/// Who a request is, by the id the server issued it. An extractor: the id its cookie
+/// carries, or a new one for its address (429 when the address had its share).
+#[derive(Debug, Clone)]
+pub struct Identified {
+    /// The issued id.
+    pub key: String,
+    /// The `Set-Cookie` to send when the id is new.
+    pub set_cookie: Option<axum::http::HeaderValue>,
+}
+
+impl Identified {
+    /// Hands a new id to the browser with the response (a 101 too).
+    pub fn hand_over(self, mut res: axum::response::Response) -> axum::response::Response {
+        if let Some(cookie) = self.set_cookie {
+            res.headers_mut().append(axum::http::header::SET_COOKIE, cookie);
+        }
+        res
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Identified
+where
+    std::sync::Arc<Issuer>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Ok(RemoteIp(ip)) = RemoteIp::from_request_parts(parts, state).await;
+        Ok(std::sync::Arc::<Issuer>::from_ref(state).identify(&parts.headers, ip)?)
+    }
 }
 
 impl std::fmt::Debug for Issuer {
@@ -77,7 +131,29 @@ impl Issuer {
     pub fn new(secret: &str, per_address: u32) -> Self {
         let mut key = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
         key.update(b"wirescope issued client id\0");
-        Self { key, per_address: per_address.max(1), buckets: Mutex::default() }
+        Self { key, per_address: per_address.max(1), max_addresses: MAX_ADDRESSES, buckets: Mutex::default() }
+    }
+
+    /// The same, counting at most `max` addresses (to test the cap).
+    pub fn with_max_addresses(mut self, max: usize) -> Self {
+        self.max_addresses = max.max(1);
+        self
+    }
+
+    /// The id a request's cookie carries, or a new one for its address (with the cookie
+    /// that hands it over).
+    pub fn identify(
+        &self,
+        headers: &axum::http::HeaderMap,
+        addr: Option<IpAddr>,
+    ) -> Result<Identified, Refused> {
+        if let Some(key) = self.from_headers(headers) {
+            return Ok(Identified { key: key.to_owned(), set_cookie: None });
+        }
+        let value = self.issue(addr, Instant::now())?;
+        let key = value.split_once('.').map_or(value.as_str(), |(id, _)| id).to_owned();
+        let set_cookie = axum::http::HeaderValue::from_str(&Self::set_cookie(&value)).ok();
+        Ok(Identified { key, set_cookie })
     }
 
     fn signature(&self, id: &str) -> String {
@@ -90,14 +166,12 @@ impl Issuer {
     /// as the cookie value `id.signature`; refused when the address had its share.
     pub fn issue(&self, addr: Option<IpAddr>, now: Instant) -> Result<String, Refused> {
         if let Some(addr) = addr {
-            self.take(addr, now)?;
+            self.take(counted(addr), now)?;
         }
         let mut bytes = [0u8; 8];
-        // The id need not be secret, only unique: the signature is what a client cannot make.
-        // Should the system's random source fail, the time still makes it unique enough.
-        if getrandom::fill(&mut bytes).is_err() {
-            bytes = (crate::clock::now_us() as u64).to_le_bytes();
-        }
+        // The id need not be secret, only unique (the signature is what a client cannot make);
+        // without the random source two could be the same, so none is issued.
+        getrandom::fill(&mut bytes).map_err(|_| Refused::NoRandom)?;
         let id = format!("k-{}", hex(&bytes));
         let signature = self.signature(&id);
         Ok(format!("{id}.{signature}"))
@@ -135,9 +209,9 @@ impl Issuer {
 
     fn take(&self, addr: IpAddr, now: Instant) -> Result<(), Refused> {
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !buckets.contains_key(&addr) && buckets.len() >= MAX_ADDRESSES {
+        if !buckets.contains_key(&addr) && buckets.len() >= self.max_addresses {
             self.forget_full(&mut buckets, now);
-            if buckets.len() >= MAX_ADDRESSES {
+            if buckets.len() >= self.max_addresses {
                 return Err(Refused::TooMany(REFILL));
             }
         }
@@ -169,6 +243,17 @@ impl Issuer {
     /// Addresses tracked (for tests and the bench).
     pub fn tracked(&self) -> usize {
         self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+}
+
+/// What an address counts as: itself, or for IPv6 its /64.
+fn counted(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
     }
 }
 
@@ -255,6 +340,20 @@ mod tests {
             issuer.issue(ip("10.0.0.1"), later).unwrap();
         }
         assert!(issuer.issue(ip("10.0.0.1"), later).is_err(), "the share is a cap, not a sum");
+    }
+
+    #[test]
+    fn an_ipv6_host_counts_by_its_64_and_the_table_of_addresses_is_capped() {
+        let issuer = Issuer::new("t", 1).with_max_addresses(2);
+        let t0 = Instant::now();
+        issuer.issue(ip("2001:db8:1:2::1"), t0).unwrap();
+        assert!(issuer.issue(ip("2001:db8:1:2:ffff::9"), t0).is_err(), "the same /64");
+        issuer.issue(ip("10.0.0.1"), t0).unwrap();
+        // Two addresses counted, neither refilled: a third is refused, not let through uncounted.
+        assert_eq!(issuer.issue(ip("10.0.0.2"), t0), Err(Refused::TooMany(REFILL)));
+        assert_eq!(issuer.tracked(), 2);
+        // Once one has refilled, it is forgotten to make room.
+        issuer.issue(ip("10.0.0.2"), t0 + REFILL).expect("room after a refill");
     }
 
     #[test]

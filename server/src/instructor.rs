@@ -49,6 +49,8 @@ pub struct Ctx {
     pub transcripts: Arc<Store>,
     pub highlight: Arc<Highlight>,
     pub listening: Listening,
+    /// Checks the id the instructor's browser was issued (its lane becomes the instructor's).
+    pub issuer: Arc<crate::ids::Issuer>,
 }
 
 impl FromRef<Ctx> for InstructorToken {
@@ -396,7 +398,9 @@ async fn delete_session(
 async fn whoami(_: Instructor, State(state): State<Ctx>, req: axum::extract::Request) -> StatusCode {
     // Only a browser with an id: a program's lane is shared by everything at its address.
     if let Some(id) = client_id(&req) {
-        state.clients.name_if_unnamed(&state.log, id, INSTRUCTOR_NAME);
+        // The lane is the instructor's from now on: no student may rename it.
+        let owner = state.issuer.from_headers(req.headers()).unwrap_or(crate::identity::INSTRUCTOR_OWNER);
+        state.clients.claim_for_instructor(&state.log, id, owner, INSTRUCTOR_NAME);
     }
     StatusCode::NO_CONTENT
 }

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::response::Response;
 use axum::routing::get;
 use protocol::{ObserverCmd, ObserverMsg};
@@ -19,6 +19,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::extract::QueryText;
 use crate::identity::{Clients, valid_client_id};
+use crate::ids::Identified;
 use crate::log::{Entry, EventLog};
 use crate::paths::OBSERVE_PATH;
 use crate::shutdown::Shutdown;
@@ -30,6 +31,8 @@ pub struct Ctx {
     pub log: Arc<EventLog>,
     pub clients: Arc<Clients>,
     pub shutdown: Shutdown,
+    /// The ids the server issues: a lane is renamed only by the id that named it.
+    pub issuer: Arc<crate::ids::Issuer>,
 }
 
 /// `/ws/observe`.
@@ -44,22 +47,37 @@ const BATCH: usize = 512;
 /// When events are arriving in a burst, how long an observer waits to send them together.
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(3);
 
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<Ctx>, QueryText(q): QueryText) -> Response {
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<Ctx>,
+    QueryText(q): QueryText,
+    who: Identified,
+) -> Response {
     let client = q.get("client").filter(|c| valid_client_id(c)).cloned();
     let nick = q.get("nick").cloned();
     let since = q.get("since").and_then(|s| s.parse::<u64>().ok());
     state.log.start_presence_ticker();
-    ws.small_buffers().on_upgrade(move |socket| async move {
+    // Who this is (the id the server issued it, or a new one), for naming its lane.
+    let key = who.key.clone();
+    let res = ws.small_buffers().on_upgrade(move |socket| async move {
         let log = state.log.clone();
         log.observer_joined();
         // The name the page remembered, given again on (re)connect: refused quietly when the
-        // instructor set another one or the client renamed itself too often.
+        // instructor set another one, another client named the lane, or the client renamed
+        // itself too often.
         if let (Some(c), Some(n)) = (&client, &nick) {
-            let _ = state.clients.rename_by_client(&log, c, n);
+            let _ = state.clients.rename_by_client(&log, c, n, &key);
         }
-        follow(socket, &state, client, since).await;
+        follow(socket, &state, client, &key, since).await;
         log.observer_left();
-    })
+    });
+    who.hand_over(res)
+}
+
+impl FromRef<Ctx> for Arc<crate::ids::Issuer> {
+    fn from_ref(ctx: &Ctx) -> Self {
+        ctx.issuer.clone()
+    }
 }
 
 /// `{"type":"events","events":[…]}` from already-serialized events.
@@ -130,7 +148,7 @@ async fn catch_up(socket: &mut WebSocket, log: &Arc<EventLog>, last: &mut u64) -
     Ok(())
 }
 
-async fn follow(mut socket: WebSocket, state: &Ctx, client: Option<String>, since: Option<u64>) {
+async fn follow(mut socket: WebSocket, state: &Ctx, client: Option<String>, key: &str, since: Option<u64>) {
     let log = state.log.clone();
     // Subscribe first: whatever is recorded from now on is either in the catch-up or in `rx`.
     let mut rx = log.subscribe();
@@ -211,7 +229,7 @@ async fn follow(mut socket: WebSocket, state: &Ctx, client: Option<String>, sinc
                     }
                     Ok(ObserverCmd::Nickname { nickname }) => {
                         let refused = match &client {
-                            Some(c) => state.clients.rename_by_client(&log, c, &nickname).err().map(|r| r.to_string()),
+                            Some(c) => state.clients.rename_by_client(&log, c, &nickname, key).err().map(|r| r.to_string()),
                             None => Some("connect with ?client=ID to have a nickname".to_owned()),
                         };
                         if let Some(message) = refused

@@ -383,6 +383,7 @@ impl FromRef<AppState> for observe::Ctx {
             log: s.inner.log.clone(),
             clients: s.inner.clients.clone(),
             shutdown: s.inner.shutdown.clone(),
+            issuer: s.inner.issuer.clone(),
         }
     }
 }
@@ -398,6 +399,7 @@ impl FromRef<AppState> for instructor::Ctx {
             transcripts: s.inner.transcripts.clone(),
             highlight: s.inner.highlight.clone(),
             listening: s.inner.listening.clone(),
+            issuer: s.inner.issuer.clone(),
         }
     }
 }

@@ -17,7 +17,7 @@ async fn get_as(s: &TestServer, client: &str, uri: &str) -> u16 {
 /// A session with more exchanges than the ring keeps, from two students, and a fault note.
 async fn lecture() -> TestServer {
     let s = TestServer::with_config(|c| c.log.ring = 8);
-    s.state.clients().rename_by_client(s.state.log(), "c-ana", "Ana").unwrap();
+    s.state.clients().rename_by_client(s.state.log(), "c-ana", "Ana", "k-ana").unwrap();
     for i in 1..=12 {
         assert_eq!(get_as(&s, "c-ana", &format!("/transcripts/{}", i % 3 + 1)).await, 200);
     }

@@ -182,17 +182,36 @@ async fn a_body_that_trickles_in_is_cut_and_nobody_else_waits() {
     let slow = tokio::task::spawn_blocking(move || {
         let mut c = std::net::TcpStream::connect(addr).unwrap();
         c.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
-        let head = "POST /transcripts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{";
+        let head = "POST /transcripts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n{";
         c.write_all(head.as_bytes()).unwrap();
+        // A byte every 50 ms, well past the grace: never idle, only slow (20 B/s, not 1 KiB/s).
+        let started = std::time::Instant::now();
+        let mut sent = 1;
+        c.set_nonblocking(true).unwrap();
         let mut answer = Vec::new();
-        let _ = c.read_to_end(&mut answer);
-        String::from_utf8_lossy(&answer).into_owned()
+        let mut buf = [0u8; 4096];
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if sent < 399 && c.write_all(b" ").is_ok() {
+                        sent += 1;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(_) => break,
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(15), "never cut");
+        }
+        (String::from_utf8_lossy(&answer).into_owned(), sent)
     });
     // While it trickles, others are answered.
     let (status, _) =
         tokio::task::spawn_blocking(move || common::http(addr, "GET", "/transcripts/1", None)).await.unwrap();
     assert_eq!(status, 200);
-    let answer = slow.await.unwrap();
+    let (answer, sent) = slow.await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(sent > 10, "it was still sending when it was cut ({sent} bytes)");
     assert!(answer.contains("came too slowly"), "{answer}");
 }

@@ -288,3 +288,72 @@ async fn a_screen_that_joins_late_learns_every_nickname_right_after_hello() {
     let ana = clients.iter().find(|c| c.client == "c-ana-0001").expect("Ana is known");
     assert_eq!(ana.info.nickname.as_deref(), Some("Ana"));
 }
+
+/// Connects an observer with `query` and an optional cookie; the socket and the cookie the
+/// server set for it (its issued id), if any.
+async fn connect_with(addr: std::net::SocketAddr, query: &str, cookie: Option<&str>) -> (Ws, Option<String>) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/ws/observe{query}").into_client_request().unwrap();
+    if let Some(c) = cookie {
+        req.headers_mut().insert("cookie", c.parse().unwrap());
+    }
+    let (ws, res) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let set =
+        res.headers().get("set-cookie").map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
+    (ws, set)
+}
+
+#[tokio::test]
+async fn only_the_client_that_named_a_lane_renames_it_and_the_instructors_lane_is_nobody_elses() {
+    let s = TestServer::with_config(|c| c.token = Some("observe-test-token-0123456789".to_owned()));
+    let (addr, _task) = s.spawn().await;
+    let nickname = |c: &str| s.state.clients().nickname(c);
+    let (mut ana, cookie) = connect_with(addr, "?client=c-ana&nick=Ana", None).await;
+    let cookie = cookie.expect("an id issued on first contact");
+    let ObserverMsg::Hello { .. } = msg(&mut ana).await else { panic!("hello") };
+    assert_eq!(nickname("c-ana").as_deref(), Some("Ana"));
+    // Mallory sends Ana's lane id (every screen can read it): she cannot rename the lane,
+    // neither in the URL nor by message.
+    let (mut mallory, _) = connect_with(addr, "?client=c-ana&nick=Mallory", None).await;
+    mallory.send(Message::text(r#"{"type":"nickname","nickname":"Ana is out"}"#)).await.unwrap();
+    assert_eq!(
+        control(&mut mallory).await,
+        ObserverMsg::Error { message: "this lane was named by another client".into() }
+    );
+    assert_eq!(nickname("c-ana").as_deref(), Some("Ana"));
+    // Ana, with her id, still can.
+    let (mut back, set) = connect_with(addr, "?client=c-ana&nick=Ana%20B", Some(&cookie)).await;
+    assert_eq!(set, None);
+    back.send(Message::text(r#"{"type":"nickname","nickname":"Ana C"}"#)).await.unwrap();
+    let mut named = false;
+    while !named {
+        let (evs, _) = read_events(&mut back, 1).await;
+        named = evs
+            .iter()
+            .any(|e| matches!(&e.kind, EventKind::Client(i) if i.nickname.as_deref() == Some("Ana C")));
+    }
+    // The instructor's page takes its lane; nobody else renames it, even one that named it first.
+    let (_early, _) = connect_with(addr, "?client=c-prof&nick=Prof%20Fake", None).await;
+    let auth = "Bearer observe-test-token-0123456789";
+    let status = tokio::task::spawn_blocking(move || {
+        common::http_with(
+            addr,
+            "GET",
+            "/api/instructor",
+            &[("Authorization", auth), ("X-Wirescope-Client", "c-prof")],
+            None,
+        )
+        .unwrap()
+        .0
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 204);
+    let (mut fake, _) = connect_with(addr, "?client=c-prof", None).await;
+    assert_eq!(nickname("c-prof").as_deref(), Some("Instructor"), "not the name a student gave it first");
+    fake.send(Message::text(r#"{"type":"nickname","nickname":"Prof Fake 2"}"#)).await.unwrap();
+    assert_eq!(
+        control(&mut fake).await,
+        ObserverMsg::Error { message: "this lane was named by another client".into() }
+    );
+}

@@ -260,13 +260,15 @@ async fn any_origin_may_call_the_transcript_api() {
     let preflight = Request::options("/transcripts")
         .header(header::ORIGIN, "http://localhost:5173")
         .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
-        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+        .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type,idempotency-key")
         .body(Body::empty())
         .unwrap();
     let res = s.send(preflight).await;
     assert!(res.status().is_success(), "{}", res.status());
     assert_eq!(res.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
     assert!(res.headers()[header::ACCESS_CONTROL_ALLOW_METHODS].to_str().unwrap().contains("POST"));
+    let allowed = res.headers()[header::ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap().to_ascii_lowercase();
+    assert!(allowed.contains("content-type") && allowed.contains("idempotency-key"), "{allowed}");
 }
 
 #[tokio::test]

@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::extract::{FromRef, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use protocol::channel::{
@@ -27,8 +26,8 @@ use tokio::sync::mpsc;
 use crate::changes::ChangeFeed;
 use crate::error::ApiError;
 use crate::extract::QueryText;
-use crate::identity::{RemoteIp, valid_client_id};
-use crate::ids::Issuer;
+use crate::identity::valid_client_id;
+use crate::ids::{Identified, Issuer};
 use crate::limits::{CHAT_LIMIT, CHAT_WINDOW, NAME_LIMIT, NICKNAME_CHARS as MAX_NAME};
 use crate::shutdown::Shutdown;
 use crate::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -94,11 +93,13 @@ pub const ROOMS_PER_CONNECTION: usize = 20;
 struct Inner {
     conns: HashMap<u64, Conn>,
     rooms: HashMap<String, Room>,
-    /// Lane ids the instructor muted (their chat is refused).
+    /// Lane ids the instructor muted: a client chatting under one is muted (and its issued id
+    /// with it).
     muted: HashSet<String>,
-    /// Issued ids of muted clients, each with the lane ids seen under it: a muted client that
-    /// comes back under another lane id is still muted (and that lane is listed as muted).
-    muted_keys: HashMap<String, HashSet<String>>,
+    /// Issued ids of muted clients, each with the lane it was muted as: muted under any lane
+    /// it comes back as, and unmuted with that lane. A muted client that takes another's lane
+    /// id mutes nobody else.
+    muted_keys: HashMap<String, String>,
     /// Recent chat and hello times per issued id, for the rate limits.
     recent: HashMap<String, (VecDeque<Instant>, VecDeque<Instant>)>,
 }
@@ -216,36 +217,27 @@ impl Hub {
         m
     }
 
-    /// Mutes (or unmutes) the lane `client`, and with it every issued id it is connected
-    /// under: renaming itself afterwards does not unmute it. Unmuting frees every lane seen
-    /// under those ids too.
+    /// Mutes (or unmutes) the lane `client`, and with it every issued id connected as that
+    /// lane now or chatting as it later: renaming itself afterwards does not unmute a client.
+    /// Unmuting the lane frees the ids muted as it.
     pub fn set_muted(&self, client: &str, muted: bool) -> Result<(), MuteListFull> {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let keys: Vec<String> =
-            inner.conns.values().filter(|c| c.peer.client_id == client).map(|c| c.key.clone()).collect();
         if muted {
+            let keys: Vec<String> =
+                inner.conns.values().filter(|c| c.peer.client_id == client).map(|c| c.key.clone()).collect();
             let new_keys = keys.iter().filter(|k| !inner.muted_keys.contains_key(*k)).count();
-            if inner.muted.len() >= MAX_MUTED || inner.muted_keys.len() + new_keys > MAX_MUTED {
+            let new_lane = usize::from(!inner.muted.contains(client));
+            if inner.muted.len() + new_lane > MAX_MUTED || inner.muted_keys.len() + new_keys > MAX_MUTED {
                 return Err(MuteListFull);
             }
             inner.muted.insert(client.to_owned());
             for key in keys {
-                inner.muted_keys.entry(key).or_default().insert(client.to_owned());
+                inner.muted_keys.entry(key).or_insert_with(|| client.to_owned());
             }
         } else {
             inner.muted.remove(client);
-            let freed: Vec<String> = inner
-                .muted_keys
-                .iter()
-                .filter(|(k, lanes)| lanes.contains(client) || keys.contains(k))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for key in freed {
-                for lane in inner.muted_keys.remove(&key).unwrap_or_default() {
-                    inner.muted.remove(&lane);
-                }
-            }
+            inner.muted_keys.retain(|_, lane| lane != client);
         }
         Ok(())
     }
@@ -328,16 +320,7 @@ impl Hub {
             tx,
             overflow: overflow.clone(),
         };
-        let mut inner = self.lock();
-        let inner = &mut *inner;
-        // A muted client back under another lane id: that lane is muted, and listed, at once.
-        if let Some(lanes) = inner.muted_keys.get_mut(&conn.key)
-            && inner.muted.len() < MAX_MUTED
-        {
-            lanes.insert(conn.peer.client_id.clone());
-            inner.muted.insert(conn.peer.client_id.clone());
-        }
-        inner.conns.insert(id, conn);
+        self.lock().conns.insert(id, conn);
         self.open.fetch_add(1, Ordering::Relaxed);
         (id, rx, overflow)
     }
@@ -450,13 +433,13 @@ impl Hub {
                     return err("chat: join the room first");
                 }
                 let (client, key) = (conn.peer.client_id.clone(), conn.key.clone());
-                let by_lane = inner.muted.contains(&client);
-                if by_lane || inner.muted_keys.contains_key(&key) {
-                    // Whichever way it was found, both are muted now: the lane shows as muted,
-                    // and the id stays muted under any other lane.
-                    if inner.muted.len() < MAX_MUTED && inner.muted_keys.len() < MAX_MUTED {
-                        inner.muted.insert(client.clone());
-                        inner.muted_keys.entry(key).or_default().insert(client);
+                if inner.muted_keys.contains_key(&key) {
+                    return err("chat: the instructor muted you");
+                }
+                if inner.muted.contains(&client) {
+                    // Muted as this lane: the id is muted from now on, under any lane.
+                    if inner.muted_keys.len() < MAX_MUTED {
+                        inner.muted_keys.insert(key, client);
                     }
                     return err("chat: the instructor muted you");
                 }
@@ -526,8 +509,7 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<Ctx>,
     QueryText(q): QueryText,
-    RemoteIp(ip): RemoteIp,
-    headers: HeaderMap,
+    who: Identified,
 ) -> Response {
     let client_id = q.get("client").filter(|c| valid_client_id(c)).cloned();
     // `since`: the last transcript change this client saw; the ones after it are replayed.
@@ -539,24 +521,19 @@ pub async fn upgrade(
             return ApiError::Validation([problem].into()).into_response();
         }
     };
-    // The id the server issued this client, or a new one (counted against its address).
-    let (key, issued) = match state.issuer.from_headers(&headers) {
-        Some(key) => (key.to_owned(), None),
-        None => match state.issuer.issue(ip, Instant::now()) {
-            Ok(value) => (value.split_once('.').map_or(value.as_str(), |(id, _)| id).to_owned(), Some(value)),
-            Err(refused @ crate::ids::Refused::TooMany(wait)) => {
-                return ApiError::Throttled(wait.as_secs().max(1), refused.to_string()).into_response();
-            }
-        },
-    };
     state.hub.start(&state);
-    let mut res = ws
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| run(socket, state, client_id, key, since));
-    if let Some(cookie) = issued.and_then(|v| HeaderValue::from_str(&Issuer::set_cookie(&v)).ok()) {
-        res.headers_mut().append(header::SET_COOKIE, cookie);
+    // Its limits and mute key on the id the server issued it (a new one goes back with the 101).
+    let key = who.key.clone();
+    who.hand_over(
+        ws.max_message_size(MAX_MESSAGE_BYTES)
+            .on_upgrade(move |socket| run(socket, state, client_id, key, since)),
+    )
+}
+
+impl FromRef<Ctx> for Arc<Issuer> {
+    fn from_ref(ctx: &Ctx) -> Self {
+        ctx.issuer.clone()
     }
-    res
 }
 
 async fn run(mut socket: WebSocket, state: Ctx, client_id: Option<String>, key: String, since: Option<u64>) {
@@ -755,13 +732,33 @@ mod tests {
     #[test]
     fn a_mute_follows_the_issued_id_and_the_mute_list_is_capped() {
         let hub = Hub::default();
-        let (_a, _rx, _) = hub.add("c-ana".into(), "k-1".into());
+        let chat = |id: u64| {
+            let mut pp = None;
+            hub.handle(id, ClientMsg::Join { room: "r".into() }, &mut pp);
+            let answer = hub.handle(id, ClientMsg::Chat { room: "r".into(), text: "hi".into() }, &mut pp);
+            !answer.iter().any(|m| matches!(m, ServerMsg::Error { message } if message.contains("muted")))
+        };
+        let (ana, _rx, _) = hub.add("c-ana".into(), "k-1".into());
+        let (bob, _rx2, _) = hub.add("c-bob".into(), "k-2".into());
         hub.set_muted("c-ana", true).unwrap();
-        let (_b, _rx2, _) = hub.add("c-renamed".into(), "k-1".into());
-        let (_c, _rx3, _) = hub.add("c-other".into(), "k-2".into());
-        assert_eq!(hub.muted(), ["c-ana", "c-renamed"], "listed as soon as it connects");
-        hub.set_muted("c-renamed", false).unwrap();
-        assert!(hub.muted().is_empty(), "unmuting any lane of the id frees them all");
+        assert!(!chat(ana));
+        // Ana comes back as Bob's lane: still muted, and Bob is not.
+        let (ana_as_bob, _rx3, _) = hub.add("c-bob".into(), "k-1".into());
+        assert!(!chat(ana_as_bob));
+        assert!(chat(bob), "a muted client taking another's lane id mutes nobody else");
+        assert_eq!(hub.muted(), ["c-ana"]);
+        // Unmuting Bob's lane (never muted) frees nobody; unmuting Ana's frees her id.
+        hub.set_muted("c-bob", false).unwrap();
+        assert!(!chat(ana_as_bob));
+        hub.set_muted("c-ana", false).unwrap();
+        assert!(chat(ana_as_bob) && hub.muted().is_empty());
+        // Muted as a lane while away: the id that chats as it next is muted under any lane.
+        hub.set_muted("c-away", true).unwrap();
+        let (away, _rx4, _) = hub.add("c-away".into(), "k-3".into());
+        assert!(!chat(away));
+        let (away_renamed, _rx5, _) = hub.add("c-fresh".into(), "k-3".into());
+        assert!(!chat(away_renamed));
+        hub.set_muted("c-away", false).unwrap();
         for n in 0..MAX_MUTED {
             hub.set_muted(&format!("c-{n}"), true).unwrap();
         }

@@ -231,6 +231,11 @@ impl Store {
         self.read(|m| m.values().cloned().collect())
     }
 
+    /// The newest student's id and how many grades they have (no copy of the store).
+    pub fn newest(&self) -> Option<(StudentId, usize)> {
+        self.read(|m| m.last_key_value().map(|(id, t)| (*id, t.grades.len())))
+    }
+
     pub fn get(&self, id: StudentId) -> Option<Transcript> {
         self.read(|m| m.get(&id).cloned())
     }
