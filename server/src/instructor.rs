@@ -22,7 +22,7 @@ use crate::faults::Faults;
 use crate::identity::{Clients, client_id};
 use crate::log::EventLog;
 use crate::serve::Listening;
-use crate::transcripts::Store;
+use crate::transcripts::Transcripts;
 
 /// The lane the instructor highlights on every screen.
 #[derive(Debug, Default)]
@@ -46,7 +46,7 @@ pub struct Ctx {
     pub faults: Arc<Faults>,
     pub clients: Arc<Clients>,
     pub hub: Arc<Hub>,
-    pub transcripts: Arc<Store>,
+    pub transcripts: Arc<dyn Transcripts>,
     pub highlight: Arc<Highlight>,
     pub listening: Listening,
     /// Checks the id the instructor's browser was issued (its lane becomes the instructor's).
@@ -226,11 +226,7 @@ async fn release(
 }
 
 async fn reset(_: Instructor, State(state): State<Ctx>) -> Result<StatusCode, ApiError> {
-    let store = state.transcripts.clone();
-    let ids = tokio::task::spawn_blocking(move || store.restore_seed())
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::from)?;
+    let ids = state.transcripts.restore_seed().await?;
     note(
         &state,
         NoteKind::Session,

@@ -69,6 +69,12 @@ struct Cli {
     #[arg(long, value_name = "HEADER")]
     client_address_header: Option<axum::http::HeaderName>,
 
+    /// Keep the transcripts (and their change feed) in this PostgreSQL database instead of
+    /// SQLite in the data directory: `postgres://USER[:PASSWORD]@HOST:PORT/DB`. Replicas of a
+    /// cluster share it. Best given in the environment (the password stays out of `ps`).
+    #[arg(long, value_name = "URL", env = "WIRESCOPE_POSTGRES", hide_env_values = true)]
+    postgres: Option<String>,
+
     /// The trunk-built app to serve.
     #[arg(long, value_name = "DIR", default_value = "dist")]
     assets: PathBuf,
@@ -116,10 +122,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.preview_bytes = cli.preview_bytes;
     config.log.ring = cli.ring.max(1);
     config.log.disk_cap = cli.log_disk_cap_mb << 20;
-    let state = AppState::new(config)?;
+    let state = match &cli.postgres {
+        None => AppState::new(config)?,
+        Some(url) => {
+            let store = server::transcripts::postgres::Postgres::connect(url, cli.reset)
+                .await
+                .map_err(|e| format!("cannot use the PostgreSQL database: {e}"))?;
+            let state = AppState::with_transcripts(config, std::sync::Arc::new(store))?;
+            // Its password is a secret like the token: scrubbed wherever it might appear.
+            if let Some(password) =
+                url.parse::<tokio_postgres::Config>().ok().and_then(|c| c.get_password().map(<[u8]>::to_vec))
+            {
+                state.secrets().add(String::from_utf8_lossy(&password).into_owned());
+            }
+            state
+        }
+    };
     let listener = TcpListener::bind(&addr).await.map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr()?;
-    let db = state.transcripts().path().map(|p| p.display().to_string()).unwrap_or_default();
+    let db = state.transcripts().describe();
     tracing::info!(data_dir = %cli.data_dir.display(), transcripts = %db, reset = cli.reset, assets = %cli.assets.display(), "starting");
     if !cli.assets.join("index.html").is_file() {
         tracing::warn!(assets = %cli.assets.display(), "no built app there: the API runs, `/` explains how to build it");

@@ -136,7 +136,7 @@ struct Inner {
     config: Config,
     started: Instant,
     shutdown: Shutdown,
-    transcripts: Arc<transcripts::Store>,
+    transcripts: Arc<dyn transcripts::Transcripts>,
     log: Arc<EventLog>,
     clients: Arc<Clients>,
     secrets: Arc<Secrets>,
@@ -155,15 +155,26 @@ struct Inner {
 
 impl AppState {
     /// Prepares the state: creates the data directory if it does not exist yet, and opens
-    /// (creating and seeding when absent, or replacing when `reset`) the transcripts database.
+    /// (creating and seeding when absent, or replacing when `reset`) the transcripts database
+    /// in it (the embedded backend).
     pub fn new(config: Config) -> Result<Self, StartError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
         let db = config.data_dir.join(transcripts::store::FILE_NAME);
         let store = if config.reset { transcripts::Store::reset(&db) } else { transcripts::Store::open(&db) };
         let store = store.map_err(|e| StartError::Transcripts(db.clone(), e))?;
-        // The store on disk keeps the change feed (durable numbering); it is always on disk here.
-        let changes = store.feed().cloned().unwrap_or_default();
+        Self::with_transcripts(config, Arc::new(transcripts::Embedded::new(store)))
+    }
+
+    /// The same, with the transcripts in `store` (a cluster's PostgreSQL).
+    pub fn with_transcripts(
+        config: Config,
+        store: Arc<dyn transcripts::Transcripts>,
+    ) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+        // The backend numbers the change feed (durably) and announces its writes on it.
+        let changes = store.feed().clone();
         let name = format!("started {}", time_of_day(now_us()));
         let log = if config.capture {
             EventLog::open(&config.data_dir, config.log, &name)
@@ -188,7 +199,7 @@ impl AppState {
                 config,
                 started: Instant::now(),
                 shutdown: Shutdown::new(),
-                transcripts: Arc::new(store),
+                transcripts: store,
                 log,
                 clients: Arc::new(Clients::new(secrets.clone())),
                 secrets,
@@ -293,7 +304,7 @@ impl AppState {
     }
 
     /// The course's transcripts.
-    pub fn transcripts(&self) -> &Arc<transcripts::Store> {
+    pub fn transcripts(&self) -> &Arc<dyn transcripts::Transcripts> {
         &self.inner.transcripts
     }
 

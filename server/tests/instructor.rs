@@ -273,7 +273,7 @@ async fn http_faults_latency_status_drops_and_duplicates_are_applied_and_drawn()
     .await
     .unwrap();
     assert!(r.is_none(), "no answer: {r:?}");
-    assert_eq!(s.state.transcripts().ids_named("lost"), Vec::<i64>::new());
+    assert_eq!(s.state.transcripts().ids_named("lost").await.unwrap(), Vec::<i64>::new());
 
     // Drop the response: the handler ran (a student exists), the client heard nothing; its
     // retry with the same idempotency key gets the first answer, not a second student.
@@ -285,7 +285,7 @@ async fn http_faults_latency_status_drops_and_duplicates_are_applied_and_drawn()
     .await
     .unwrap();
     assert!(first.is_none());
-    assert_eq!(s.state.transcripts().ids_named("once").len(), 1, "the handler ran");
+    assert_eq!(s.state.transcripts().ids_named("once").await.unwrap().len(), 1, "the handler ran");
     let retry = tokio::task::spawn_blocking(move || {
         http_with(addr, "POST", "/transcripts", &key, Some(r#"{"studentName":"once"}"#))
     })
@@ -294,8 +294,8 @@ async fn http_faults_latency_status_drops_and_duplicates_are_applied_and_drawn()
     .unwrap();
     assert_eq!(retry.0, 200);
     assert!(retry.1.to_lowercase().contains("idempotent-replayed: true"));
-    assert_eq!(s.state.transcripts().ids_named("once").len(), 1, "the retry created nothing");
-    assert_eq!(retry.2, s.state.transcripts().ids_named("once")[0].to_string());
+    assert_eq!(s.state.transcripts().ids_named("once").await.unwrap().len(), 1, "the retry created nothing");
+    assert_eq!(retry.2, s.state.transcripts().ids_named("once").await.unwrap()[0].to_string());
 
     // Duplicate delivery: without a key, two students; with one, one.
     fault(addr, r#"{"target":{"path":"/transcripts"},"fault":{"kind":"duplicate"},"times":2}"#).await;
@@ -304,14 +304,14 @@ async fn http_faults_latency_status_drops_and_duplicates_are_applied_and_drawn()
     })
     .await
     .unwrap();
-    assert_eq!(s.state.transcripts().ids_named("twice").len(), 2);
+    assert_eq!(s.state.transcripts().ids_named("twice").await.unwrap().len(), 2);
     let key = [("Idempotency-Key", "dup-1")];
     tokio::task::spawn_blocking(move || {
         http_with(addr, "POST", "/transcripts", &key, Some(r#"{"studentName":"guarded"}"#))
     })
     .await
     .unwrap();
-    assert_eq!(s.state.transcripts().ids_named("guarded").len(), 1);
+    assert_eq!(s.state.transcripts().ids_named("guarded").await.unwrap().len(), 1);
 
     let evs = s.events();
     let failures = evs
@@ -421,8 +421,11 @@ async fn reset_session_highlight_and_moderation() {
     let (addr, _t) = s.spawn().await;
     tokio::task::spawn_blocking(move || http(addr, "DELETE", "/transcripts/1", None)).await.unwrap();
     assert_eq!(instructor(addr, "POST", "/api/instructor/reset", None).await, 204);
-    assert_eq!(s.state.transcripts().list().len(), 4);
-    assert!(s.state.transcripts().get(1).is_none(), "the seed comes back with new ids; none is reused");
+    assert_eq!(s.state.transcripts().list().await.unwrap().len(), 4);
+    assert!(
+        s.state.transcripts().get(1).await.unwrap().is_none(),
+        "the seed comes back with new ids; none is reused"
+    );
 
     let before = s.state.log().session();
     assert_eq!(
@@ -589,7 +592,7 @@ async fn a_duplicated_request_keeps_at_most_the_largest_body_a_handler_takes() {
         .body(axum::body::Body::from(r#"{"studentName":"Twice"}"#))
         .unwrap();
     assert_eq!(s.send(req).await.status(), 200);
-    assert_eq!(s.state.transcripts().ids_named("Twice").len(), 2);
+    assert_eq!(s.state.transcripts().ids_named("Twice").await.unwrap().len(), 2);
     assert_eq!(twice(&s), 1);
 }
 

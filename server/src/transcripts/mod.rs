@@ -1,8 +1,10 @@
 //! The course activity's Transcript REST API, at the root paths its clients expect.
 //!
-//! Handlers validate what the client sent (naming every problem), run writes on a blocking
-//! thread (SQLite commits wait for the disk), and answer only after the commit.
+//! Handlers validate what the client sent (naming every problem), hand writes to the backend
+//! ([`Transcripts`]: SQLite, or a cluster's PostgreSQL), and answer only after the commit.
 
+pub mod backend;
+pub mod postgres;
 pub mod store;
 pub mod validate;
 
@@ -19,30 +21,23 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::changes::ChangeFeed;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathText, QueryText};
+pub use backend::{Embedded, Transcripts};
 pub use store::{Store, StoreError};
 use validate::Problems;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            e @ (StoreError::Db(_) | StoreError::TooNew(_)) => ApiError::Internal(e.to_string()),
+            e @ (StoreError::Db(_) | StoreError::TooNew(_) | StoreError::Backend(_)) => {
+                ApiError::Internal(e.to_string())
+            }
+            StoreError::Unavailable(why) => {
+                tracing::warn!(%why, "transcripts unavailable");
+                ApiError::Unavailable(1)
+            }
             other => ApiError::BadRequest(other.to_string()),
         }
     }
-}
-
-/// Runs a store write on the blocking pool.
-async fn write<R: Send + 'static>(
-    store: &Arc<Store>,
-    f: impl FnOnce(&Store, Option<u64>) -> Result<R, StoreError> + Send + 'static,
-) -> Result<R, ApiError> {
-    let store = store.clone();
-    // The request being handled is the cause of the change the write records.
-    let cause = crate::cause::current();
-    tokio::task::spawn_blocking(move || f(&store, cause))
-        .await
-        .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?
-        .map_err(ApiError::from)
 }
 
 fn check(problems: Problems) -> Result<(), ApiError> {
@@ -52,7 +47,7 @@ fn check(problems: Problems) -> Result<(), ApiError> {
 /// What the transcript routes need: the store, and the feed their writes publish to.
 #[derive(Clone)]
 pub struct Ctx {
-    pub store: Arc<Store>,
+    pub store: Arc<dyn Transcripts>,
     pub changes: Arc<ChangeFeed>,
 }
 
@@ -75,8 +70,8 @@ pub fn routes() -> Router<Ctx> {
 /// Every transcript, ordered by student id.
 #[utoipa::path(get, path = "/transcripts", tag = "transcripts", operation_id = "listTranscripts",
     responses((status = 200, description = "All transcripts, by id", body = Vec<Transcript>)))]
-pub async fn list(State(state): State<Ctx>) -> Json<Vec<Transcript>> {
-    Json(state.store.list())
+pub async fn list(State(state): State<Ctx>) -> Result<Json<Vec<Transcript>>, ApiError> {
+    state.store.list().await.map(Json).map_err(ApiError::from)
 }
 
 /// Adds a student (with optional grades, at most one per course); answers the new id.
@@ -90,7 +85,7 @@ pub async fn list(State(state): State<Ctx>) -> Json<Vec<Transcript>> {
     ))]
 pub async fn create(State(state): State<Ctx>, JsonBody(body): JsonBody) -> Result<Json<StudentId>, ApiError> {
     let (name, grades) = validate::new_transcript(&body).map_err(ApiError::Validation)?;
-    let id = write(&state.store, move |s, cause| s.create(&name, &grades, cause)).await?;
+    let id = state.store.create(name, grades, crate::cause::current()).await?;
     Ok(Json(id))
 }
 
@@ -110,7 +105,7 @@ pub async fn get_transcript(
     let id = validate::student_id(&p[0], &mut problems);
     check(problems)?;
     let id = id.unwrap_or_default();
-    state.store.get(id).map(Json).ok_or_else(|| StoreError::NoSuchStudent(id).into())
+    state.store.get(id).await?.map(Json).ok_or_else(|| StoreError::NoSuchStudent(id).into())
 }
 
 /// Deletes a student and their grades.
@@ -126,7 +121,7 @@ pub async fn delete(State(state): State<Ctx>, PathText(p): PathText) -> Result<S
     let id = validate::student_id(&p[0], &mut problems);
     check(problems)?;
     let id = id.unwrap_or_default();
-    write(&state.store, move |s, cause| s.delete(id, cause)).await?;
+    state.store.delete(id, crate::cause::current()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -156,7 +151,7 @@ pub async fn add_grade(
     let (Some(id), Some(course), Some(grade)) = (id, course, grade) else {
         return Err(ApiError::Internal("validation passed without values".to_owned()));
     };
-    write(&state.store, move |s, cause| s.add_grade(id, &course, grade, cause)).await?;
+    state.store.add_grade(id, course, grade, crate::cause::current()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -183,7 +178,7 @@ pub async fn get_grade(
     let (Some(id), Some(course)) = (id, course) else {
         return Err(ApiError::Internal("validation passed without values".to_owned()));
     };
-    Ok(Json(GradeNumber(state.store.grade(id, &course)?)))
+    Ok(Json(GradeNumber(state.store.grade(id, &course).await?)))
 }
 
 /// The ids of every student with exactly this name, ascending.
@@ -200,7 +195,7 @@ pub async fn student_ids(
     let Some(name) = q.get("name") else {
         return Err(ApiError::Validation(Problems::from([("name".to_owned(), "is required".to_owned())])));
     };
-    Ok(Json(state.store.ids_named(name)))
+    Ok(Json(state.store.ids_named(name).await?))
 }
 
 /// A grade as a bare JSON number, written like grades everywhere else in the API.

@@ -42,6 +42,10 @@ pub enum StoreError {
     /// The database was written by a newer wirescope (its schema version is higher).
     TooNew(usize),
     Db(rusqlite::Error),
+    /// The database is out of reach (a cluster's PostgreSQL down): try again shortly.
+    Unavailable(String),
+    /// The database refused (a cluster's PostgreSQL): our fault, never the client's.
+    Backend(String),
 }
 
 impl std::fmt::Display for StoreError {
@@ -61,6 +65,8 @@ impl std::fmt::Display for StoreError {
                 write!(f, "the database has schema version {v}, newer than this wirescope knows")
             }
             StoreError::Db(e) => write!(f, "database error: {e}"),
+            StoreError::Unavailable(why) => write!(f, "the database is out of reach: {why}"),
+            StoreError::Backend(why) => write!(f, "database error: {why}"),
         }
     }
 }

@@ -10,6 +10,8 @@ use server::{AppState, Config, app};
 use tempfile::TempDir;
 use tower::ServiceExt;
 
+pub mod pg;
+
 /// A server state over temporary directories (removed when dropped).
 pub struct TestServer {
     pub state: AppState,

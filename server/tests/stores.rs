@@ -1,0 +1,173 @@
+//! One contract for the transcripts' backends: the same cases, the same expected answers,
+//! against the embedded SQLite store and a real PostgreSQL (the cluster's).
+
+mod common;
+
+use std::sync::Arc;
+
+use protocol::CourseGrade;
+use protocol::channel::ChangeKind;
+use server::transcripts::postgres::Postgres;
+use server::transcripts::{Embedded, Store, StoreError, Transcripts};
+
+/// Opens a backend over the same storage each time (a restart); `reset` starts it over.
+trait Backend {
+    async fn open(&self, reset: bool) -> Arc<dyn Transcripts>;
+}
+
+struct Sqlite(tempfile::TempDir);
+
+impl Backend for Sqlite {
+    async fn open(&self, reset: bool) -> Arc<dyn Transcripts> {
+        let path = self.0.path().join(server::transcripts::store::FILE_NAME);
+        let store = if reset { Store::reset(&path) } else { Store::open(&path) };
+        Arc::new(Embedded::new(store.unwrap()))
+    }
+}
+
+struct Pg(String);
+
+impl Backend for Pg {
+    async fn open(&self, reset: bool) -> Arc<dyn Transcripts> {
+        Arc::new(Postgres::connect(&self.0, reset).await.unwrap())
+    }
+}
+
+fn ids(s: &[protocol::Transcript]) -> Vec<i64> {
+    s.iter().map(|t| t.student.student_id).collect()
+}
+
+/// (seq, kind, student, cause) of every change after `since`.
+fn changes(s: &Arc<dyn Transcripts>, since: u64) -> Vec<(u64, ChangeKind, i64, Option<u64>)> {
+    s.feed().since(since).changes.iter().map(|c| (c.seq, c.kind, c.student_id, c.cause)).collect()
+}
+
+async fn contract(b: &impl Backend) {
+    let s = b.open(true).await;
+    // The seed, as the course's own server has it.
+    let all = s.list().await.unwrap();
+    assert_eq!(ids(&all), [1, 2, 3, 4]);
+    assert_eq!(all[0].grades, [CourseGrade::new("DemoClass", 100.0), CourseGrade::new("DemoClass2", 100.0)]);
+    assert_eq!(s.ids_named("blake").await.unwrap(), [2, 3]);
+    assert_eq!(s.ids_named("nobody").await.unwrap(), Vec::<i64>::new());
+    assert_eq!(s.grade(3, "DemoClass2").await.unwrap(), 40.0);
+    assert!(matches!(s.grade(3, "Nope").await, Err(StoreError::NoSuchGrade { id: 3, .. })));
+    assert!(matches!(s.grade(99, "X").await, Err(StoreError::NoSuchStudent(99))));
+    assert!(s.get(99).await.unwrap().is_none());
+    assert_eq!(s.feed().since(0).latest, 0, "the seed is no change");
+
+    // Writes, their refusals, and the changes they record.
+    let grades = vec![CourseGrade::new("Net", 91.5), CourseGrade::new("Db", 70.0)];
+    assert_eq!(s.create("dana".into(), grades.clone(), Some(11)).await.unwrap(), 5);
+    assert_eq!(s.get(5).await.unwrap().unwrap().grades, grades, "grades keep their order");
+    let twice = vec![CourseGrade::new("Net", 1.0), CourseGrade::new("Net", 2.0)];
+    assert!(
+        matches!(s.create("x".into(), twice, None).await, Err(StoreError::DuplicateCourse(c)) if c == "Net")
+    );
+    s.add_grade(5, "Os".into(), 60.0, None).await.unwrap();
+    assert!(matches!(
+        s.add_grade(5, "Os".into(), 61.0, None).await,
+        Err(StoreError::AlreadyGraded { id: 5, .. })
+    ));
+    assert!(matches!(s.add_grade(99, "Os".into(), 1.0, None).await, Err(StoreError::NoSuchStudent(99))));
+    assert_eq!(s.grade(5, "Os").await.unwrap(), 60.0);
+    s.delete(5, Some(12)).await.unwrap();
+    assert!(matches!(s.delete(5, None).await, Err(StoreError::NoSuchStudent(5))));
+    assert_eq!(
+        s.create("erin".into(), vec![], None).await.unwrap(),
+        6,
+        "the deleted newest id is not reused"
+    );
+    let before = changes(&s, 0);
+    assert_eq!(
+        before,
+        [
+            (1, ChangeKind::StudentCreated, 5, Some(11)),
+            (2, ChangeKind::GradeAdded, 5, None),
+            (3, ChangeKind::StudentDeleted, 5, Some(12)),
+            (4, ChangeKind::StudentCreated, 6, None),
+        ],
+        "each acknowledged write, once, in order; refused ones record nothing"
+    );
+
+    // A restart: the same transcripts, the same feed, and the numbering goes on.
+    drop(s);
+    let s = b.open(false).await;
+    assert_eq!(ids(&s.list().await.unwrap()), [1, 2, 3, 4, 6]);
+    assert_eq!(changes(&s, 0), before);
+    assert_eq!(s.create("fay".into(), vec![], None).await.unwrap(), 7);
+    assert_eq!(changes(&s, 4), [(5, ChangeKind::StudentCreated, 7, None)]);
+
+    // Writes at once: distinct ids, and the feed in commit order without a hole.
+    let created: Vec<i64> = futures_util::future::join_all(
+        (0..16).map(|i| s.create(format!("crowd {i}"), vec![CourseGrade::new("C", f64::from(i))], None)),
+    )
+    .await
+    .into_iter()
+    .map(Result::unwrap)
+    .collect();
+    let mut sorted = created.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 16);
+    let after = changes(&s, 5);
+    assert_eq!(after.iter().map(|c| c.0).collect::<Vec<_>>(), (6..=21).collect::<Vec<_>>());
+    let mut announced: Vec<i64> = after.iter().map(|c| c.2).collect();
+    announced.sort_unstable();
+    assert_eq!(announced, sorted);
+
+    // The instructor's reset: the seed with new ids, and no change recorded.
+    let seeded = s.restore_seed().await.unwrap();
+    assert_eq!(seeded.len(), 4);
+    assert!(seeded.iter().all(|id| *id > *sorted.last().unwrap()), "{seeded:?}");
+    assert_eq!(ids(&s.list().await.unwrap()), seeded);
+    assert_eq!(s.feed().since(0).latest, 21);
+
+    // Starting over (`--reset`): ids and the feed from the beginning.
+    drop(s);
+    let s = b.open(true).await;
+    assert_eq!(ids(&s.list().await.unwrap()), [1, 2, 3, 4]);
+    assert_eq!(s.feed().since(0).latest, 0);
+}
+
+#[tokio::test]
+async fn the_embedded_sqlite_store_keeps_the_contract() {
+    contract(&Sqlite(tempfile::tempdir().unwrap())).await;
+}
+
+#[tokio::test]
+async fn the_postgresql_store_keeps_the_contract() {
+    contract(&Pg(common::pg::fresh_database().await)).await;
+}
+
+/// The real binary with `--postgres`: the same API over HTTP, and nothing acknowledged is
+/// lost when it is killed (SIGKILL) and started again (a replica's restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_postgresql_answers_the_api_and_loses_nothing_to_sigkill() {
+    let url = common::pg::fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let server = common::RealServer::start(dir.path(), &["--postgres", &url]);
+        let (status, id) = common::http(server.addr, "POST", "/transcripts", Some(r#"{"studentName":"pg"}"#));
+        assert_eq!((status, id.as_str()), (200, "5"));
+        assert_eq!(common::http(server.addr, "POST", "/transcripts/5/Net", Some("88")).0, 204);
+        assert_eq!(
+            common::http(server.addr, "POST", "/transcripts/5/Net", Some("1")).0,
+            400,
+            "graded already"
+        );
+        assert_eq!(common::http(server.addr, "GET", "/studentids?name=pg", None), (200, "[5]".to_owned()));
+        server.kill();
+        let server = common::RealServer::start(dir.path(), &["--postgres", &url]);
+        let (status, body) = common::http(server.addr, "GET", "/transcripts/5", None);
+        assert_eq!(status, 200);
+        assert!(body.contains(r#""course":"Net""#) && body.contains("88"), "{body}");
+        let (_, changes) = common::http(server.addr, "GET", "/api/changes?since=1", None);
+        let v: serde_json::Value = serde_json::from_str(&changes).unwrap();
+        assert_eq!(v["latest"], 2);
+        assert_eq!(v["changes"][0]["kind"], "gradeAdded");
+        assert_eq!(common::http(server.addr, "POST", "/transcripts", Some(r#"{"studentName":"x"}"#)).1, "6");
+    })
+    .await
+    .unwrap();
+}
