@@ -270,6 +270,7 @@ pub fn read(v: &Value) -> Result<Vec<Event>, String> {
         };
         let at = |us: i64| Stamps { client_us: Some(us), server_us: None };
         let ev = |kind, us| Event {
+            node: String::new(),
             seq: 0,
             client: lane.clone(),
             exchange,

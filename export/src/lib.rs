@@ -138,6 +138,7 @@ mod tests {
 
     fn ev(seq: u64, client: &str, exchange: u64, kind: EventKind) -> Event {
         Event {
+            node: String::new(),
             seq,
             client: client.into(),
             exchange,

@@ -130,6 +130,7 @@ mod tests {
 
     fn ev(seq: u64, msg: &str) -> Event {
         Event {
+            node: String::new(),
             seq,
             client: "me".into(),
             exchange: 1,

@@ -18,6 +18,10 @@ pub struct Event {
     /// The lane it belongs to: a browser's client id, or `anon:…` (a pseudonym of its address)
     /// for a client without one.
     pub client: String,
+    /// The server (replica) that saw it: `--node`, by default the machine's host name. Empty
+    /// in events recorded before nodes were named, and in a browser's own observations.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
     /// Correlation id shared by the events of one HTTP exchange or one WebSocket connection.
     pub exchange: u64,
     /// The client's own id for the exchange (header `X-Wirescope-Exchange`, or `ref=` on a
@@ -395,6 +399,7 @@ mod tests {
     fn sample() -> Vec<Event> {
         let at = Stamps { client_us: Some(1_700_000_000_000_000), server_us: None };
         let ev = |seq, kind| Event {
+            node: String::new(),
             seq,
             client: "c-1".into(),
             exchange: 7,

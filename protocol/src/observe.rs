@@ -110,6 +110,7 @@ mod tests {
     #[test]
     fn messages_are_tagged_by_type_and_round_trip() {
         let ev = Event {
+            node: String::new(),
             seq: 9,
             client: "server".into(),
             exchange: 0,

@@ -75,6 +75,11 @@ struct Cli {
     #[arg(long, value_name = "URL", env = "WIRESCOPE_POSTGRES", hide_env_values = true)]
     postgres: Option<String>,
 
+    /// This server's name, recorded in every event it captures (the inspector shows it); the
+    /// replicas of a cluster each have their own. Default: the machine's host name.
+    #[arg(long, value_name = "NAME", env = "WIRESCOPE_NODE")]
+    node: Option<String>,
+
     /// The trunk-built app to serve.
     #[arg(long, value_name = "DIR", default_value = "dist")]
     assets: PathBuf,
@@ -118,6 +123,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.allowed_origins = cli.allow_origins;
     config.ids_per_address = cli.ids_per_address;
     config.client_address_header = cli.client_address_header;
+    if let Some(node) = cli.node {
+        config.node = node;
+    }
     config.capture = !cli.no_capture;
     config.preview_bytes = cli.preview_bytes;
     config.log.ring = cli.ring.max(1);

@@ -57,6 +57,8 @@ pub struct Config {
     pub ids_per_address: u32,
     /// The header a trusted balancer puts the client's address in (`--client-address-header`).
     pub client_address_header: Option<axum::http::HeaderName>,
+    /// This server's name in every event it records (`--node`; a cluster's replicas differ).
+    pub node: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -76,6 +78,7 @@ impl std::fmt::Debug for Config {
             .field("body_grace", &self.body_grace)
             .field("ids_per_address", &self.ids_per_address)
             .field("client_address_header", &self.client_address_header)
+            .field("node", &self.node)
             .finish()
     }
 }
@@ -98,8 +101,18 @@ impl Config {
             body_grace: crate::limits::BODY_GRACE,
             ids_per_address: crate::ids::PER_ADDRESS,
             client_address_header: None,
+            node: default_node(),
         }
     }
+}
+
+/// The machine's host name (Linux), else `server`: the default node name.
+pub fn default_node() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "server".to_owned())
 }
 
 /// Why the server could not start.
@@ -192,6 +205,7 @@ impl AppState {
         let secrets: Arc<Secrets> = Arc::default();
         secrets.add(token.clone());
         log.scrub_with(secrets.clone());
+        log.name_node(&config.node);
         let origins = Origins::new(&config.allowed_origins);
         let issuer = Arc::new(Issuer::new(&token, config.ids_per_address));
         Ok(Self {

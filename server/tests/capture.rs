@@ -74,6 +74,19 @@ async fn an_http_exchange_is_recorded_with_headers_bodies_and_times_and_secrets_
 }
 
 #[tokio::test]
+async fn every_event_names_the_node_that_saw_it() {
+    let s = TestServer::with_config(|c| c.node = "replica-2".to_owned());
+    s.send(Request::get("/api/health").header("x-wirescope-client", "c-n").body(Body::empty()).unwrap())
+        .await;
+    let evs = s.wait_events("both halves", |evs| evs.len() >= 2).await;
+    assert!(evs.iter().all(|e| e.node == "replica-2"), "{evs:?}");
+    let json = serde_json::to_string(&evs[0]).unwrap();
+    assert!(json.contains(r#""node":"replica-2""#), "{json}");
+    // By default, the machine's host name.
+    assert!(!server::state::default_node().is_empty());
+}
+
+#[tokio::test]
 async fn previews_are_cut_but_sizes_are_whole_and_other_secrets_are_scrubbed() {
     let s = TestServer::with_config(|c| c.preview_bytes = 10);
     s.state.secrets().add("s3cr3t-token");

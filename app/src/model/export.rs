@@ -172,6 +172,7 @@ mod tests {
     fn sample() -> Timeline {
         let mut t = Timeline::new("me", 100);
         let ev = |seq, client: &str, exchange, kind| Event {
+            node: String::new(),
             seq,
             client: client.into(),
             exchange,
@@ -278,6 +279,7 @@ mod tests {
     fn svg_is_standalone_escaped_and_draws_notes_as_bands_and_losses_as_crosses() {
         let mut t = sample();
         let note = |seq, client: &str, kind| Event {
+            node: String::new(),
             seq,
             client: client.into(),
             exchange: 0,

@@ -21,6 +21,7 @@ pub fn res(status: u16) -> EventKind {
 /// An event as the server recorded it at `server_us` (no client time, no cause).
 pub fn event(seq: u64, client: &str, exchange: u64, server_us: Option<i64>, kind: EventKind) -> Event {
     Event {
+        node: String::new(),
         seq,
         client: client.into(),
         exchange,

@@ -166,6 +166,9 @@ pub fn inspect(t: &Timeline, key: ItemKey, utc_offset_min: i32) -> Vec<Section> 
         if item.is_local() { "— (seen by this browser only)".to_owned() } else { ev.seq.to_string() },
     );
     who.row("exchange", ev.exchange.to_string());
+    if !ev.node.is_empty() {
+        who.row("server node", ev.node.clone());
+    }
 
     let mut timing = Section::new("timing");
     if let Some(c) = ev.at.client_us {
@@ -218,6 +221,7 @@ mod tests {
 
     fn add(t: &mut Timeline, seq: u64, client_us: i64, server_us: i64, kind: EventKind) {
         t.add_server(Event {
+            node: "replica-2".into(),
             seq,
             client: "c-ana".into(),
             exchange: 4,
@@ -232,6 +236,7 @@ mod tests {
     fn an_exchange_shows_request_and_response_headers_bodies_and_timing() {
         let mut t = Timeline::new("me", 10);
         t.add_server(Event {
+            node: String::new(),
             seq: 1,
             client: "c-ana".into(),
             exchange: 0,
@@ -268,6 +273,7 @@ mod tests {
         assert!(s[1].body.as_deref().unwrap().contains("\"studentName\": \"dana\""));
         assert!(s[2].rows.contains(&("server time".into(), "0.4 ms".into())));
         assert!(s[2].rows.contains(&("round trip".into(), "1.9 ms".into())));
+        assert!(s[3].rows.contains(&("server node".into(), "replica-2".into())), "the replica that saw it");
         assert!(s[3].rows.contains(&("client".into(), "Ana (c-ana)".into())));
         assert!(s[3].rows.contains(&("kind".into(), "browser".into())));
         assert!(

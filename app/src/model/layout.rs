@@ -597,6 +597,7 @@ mod tests {
         let mut t = Timeline::new("me", 10);
         t.offset.add(0, 0, 0);
         let ev = |seq, client_us, server_us, kind| Event {
+            node: String::new(),
             seq,
             client: "me".into(),
             exchange: 9,
@@ -679,6 +680,7 @@ mod tests {
         });
         for (seq, client) in [(3, "me"), (4, "c-ben")] {
             t.add_server(Event {
+                node: String::new(),
                 seq,
                 client: client.into(),
                 exchange: 90 + seq,

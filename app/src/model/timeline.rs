@@ -260,6 +260,7 @@ impl Timeline {
         let id = self.next_local;
         self.next_local += 1;
         let event = Event {
+            node: String::new(),
             seq: 0,
             client: self.me.clone(),
             exchange: local_exchange,

@@ -79,6 +79,8 @@ pub struct EventLog {
     /// capture layer records it has scrubbed itself, so exchanges and frames, the bulk of the
     /// log, are not searched twice.
     secrets: std::sync::OnceLock<Arc<Secrets>>,
+    /// The name of this server (replica), recorded in every event ([`EventLog::name_node`]).
+    node: std::sync::OnceLock<String>,
 }
 
 impl crate::identity::Recorder for EventLog {
@@ -141,6 +143,12 @@ impl EventLog {
         let _ = self.secrets.set(secrets);
     }
 
+    /// Names the server (replica) every event records as the one that saw it. Set once, at
+    /// start.
+    pub fn name_node(&self, node: &str) {
+        let _ = self.node.set(node.to_owned());
+    }
+
     /// Whether events are recorded at all (false with `--no-capture`).
     pub fn is_recording(&self) -> bool {
         self.recording
@@ -191,6 +199,7 @@ impl EventLog {
             recording: true,
             presence: std::sync::Once::new(),
             secrets: std::sync::OnceLock::new(),
+            node: std::sync::OnceLock::new(),
         }
     }
 
@@ -227,7 +236,8 @@ impl EventLog {
         // Serialized before the lock is taken, with `seq` 0 (always the first field); under the
         // lock only the number is put in front, so the lock is held for a copy, not a serializer.
         let written_here = matches!(kind, EventKind::Note(_) | EventKind::Client(_) | EventKind::Failure(_));
-        let event = Event { seq: 0, client: client.to_owned(), exchange, client_ref, cause, at, kind };
+        let node = self.node.get().cloned().unwrap_or_default();
+        let event = Event { seq: 0, client: client.to_owned(), node, exchange, client_ref, cause, at, kind };
         let rest = match serde_json::to_string(&event) {
             Ok(json) => {
                 debug_assert!(json.starts_with(UNNUMBERED), "seq is an event's first field");
