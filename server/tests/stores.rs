@@ -171,3 +171,36 @@ async fn a_server_on_postgresql_answers_the_api_and_loses_nothing_to_sigkill() {
     .await
     .unwrap();
 }
+
+/// PostgreSQL stopped under a running server: reads and writes answer a JSON 503 with
+/// `Retry-After`, nothing acknowledged is lost, and it all works again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_postgresql_is_down_requests_get_503_and_nothing_acknowledged_is_lost() {
+    let mut pg = common::pg::Own::start().await;
+    let url = pg.database("down").await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::RealServer::start(dir.path(), &["--postgres", &url]);
+    let addr = server.addr;
+    let http = move |method: &'static str, path: &'static str, body: Option<&'static str>| {
+        tokio::task::spawn_blocking(move || common::http_with(addr, method, path, &[], body).unwrap())
+    };
+    let (status, _, id) = http("POST", "/transcripts", Some(r#"{"studentName":"kept"}"#)).await.unwrap();
+    assert_eq!((status, id.as_str()), (200, "5"));
+    pg.stop();
+    for (method, path, body) in
+        [("POST", "/transcripts", Some(r#"{"studentName":"lost"}"#)), ("GET", "/transcripts/5", None)]
+    {
+        let (status, head, body) = http(method, path, body).await.unwrap();
+        assert_eq!(status, 503, "{method} {path}: {body}");
+        assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["message"], "Service Unavailable");
+    }
+    pg.restart().await;
+    let (status, _, body) = http("GET", "/transcripts/5", None).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("kept"));
+    let (status, _, id) = http("POST", "/transcripts", Some(r#"{"studentName":"after"}"#)).await.unwrap();
+    assert_eq!((status, id.as_str()), (200, "6"), "the refused write took no id");
+    drop(server);
+}

@@ -51,6 +51,8 @@ const SCHEMA: &str = "
 const LOCK: i64 = 0x7769_7265_7363_6f70;
 /// Connections per replica.
 const POOL: usize = 16;
+/// Longest wait for a connection (from the pool, or a new one).
+const WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Changes kept in the table (older ones deleted as new ones come).
 const KEEP_STORED: i64 = 10_000;
 
@@ -85,7 +87,15 @@ impl Postgres {
         let describe = describe(&config);
         let manager =
             Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager).max_size(POOL).build().map_err(unreachable)?;
+        // A database out of reach answers within seconds, never leaves a request hanging.
+        let pool = Pool::builder(manager)
+            .max_size(POOL)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(WAIT))
+            .create_timeout(Some(WAIT))
+            .recycle_timeout(Some(WAIT))
+            .build()
+            .map_err(unreachable)?;
         let mut client = pool.get().await.map_err(unreachable)?;
         let tx = client.transaction().await.map_err(backend)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK]).await.map_err(backend)?;
