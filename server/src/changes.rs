@@ -80,10 +80,14 @@ impl ChangeFeed {
     }
 
     /// Keeps a change numbered elsewhere (the store's outbox), in order, and tells every
-    /// subscriber.
+    /// subscriber; a change it has already announced (or an older one) is ignored, so a
+    /// change that arrives twice is announced once.
     pub fn announce(&self, change: Change) {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.0 = inner.0.max(change.seq + 1);
+        if change.seq < inner.0 {
+            return;
+        }
+        inner.0 = change.seq + 1;
         inner.1.push_back(change.clone());
         if inner.1.len() > KEEP {
             inner.1.pop_front();

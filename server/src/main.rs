@@ -80,6 +80,12 @@ struct Cli {
     #[arg(long, value_name = "NAME", env = "WIRESCOPE_NODE")]
     node: Option<String>,
 
+    /// With `--postgres`: share the transcripts' change feed with the other replicas through
+    /// NATS JetStream at this URL (`nats://HOST:PORT`), so every replica's clients get every
+    /// change.
+    #[arg(long, value_name = "URL", env = "WIRESCOPE_NATS", requires = "postgres")]
+    nats: Option<String>,
+
     /// The trunk-built app to serve.
     #[arg(long, value_name = "DIR", default_value = "dist")]
     assets: PathBuf,
@@ -133,9 +139,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let state = match &cli.postgres {
         None => AppState::new(config)?,
         Some(url) => {
-            let store = server::transcripts::postgres::Postgres::connect(url, cli.reset)
+            let mut store = server::transcripts::postgres::Postgres::connect(url, cli.reset)
                 .await
                 .map_err(|e| format!("cannot use the PostgreSQL database: {e}"))?;
+            if let Some(nats) = &cli.nats {
+                store = store.with_nats(nats).await.map_err(|e| format!("cannot use NATS: {e}"))?;
+            }
             let state = AppState::with_transcripts(config, std::sync::Arc::new(store))?;
             // Its password is a secret like the token: scrubbed wherever it might appear.
             if let Some(password) =

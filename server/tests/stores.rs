@@ -204,3 +204,50 @@ async fn while_postgresql_is_down_requests_get_503_and_nothing_acknowledged_is_l
     assert_eq!((status, id.as_str()), (200, "6"), "the refused write took no id");
     drop(server);
 }
+
+/// `GET /api/changes?since=N&wait=W` on a server: the changes' (seq, student), once there
+/// are any after N (a long poll: it answers at the first one).
+fn changes_on(addr: std::net::SocketAddr, since: u64) -> Vec<(u64, i64)> {
+    let (status, body) = common::http(addr, "GET", &format!("/api/changes?since={since}&wait=20"), None);
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["seq"].as_u64().unwrap(), c["studentID"].as_i64().unwrap()))
+        .collect()
+}
+
+/// Two replicas sharing PostgreSQL and NATS: a write on one reaches the other's change feed,
+/// in order, once; a replica killed after its writes and started again has every change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_postgresql_and_nats_see_each_others_changes() {
+    let url = common::pg::fresh_database().await;
+    let nats = common::nats::Nats::start().await;
+    let nats_url = nats.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let args =
+            |node: &'static str| ["--postgres", &url, "--nats", &nats_url, "--node", node].map(str::to_owned);
+        let a_args = args("a");
+        let b_args = args("b");
+        let a = common::RealServer::start(da.path(), &a_args.iter().map(String::as_str).collect::<Vec<_>>());
+        let b = common::RealServer::start(db.path(), &b_args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(common::http(a.addr, "POST", "/transcripts", Some(r#"{"studentName":"on a"}"#)).1, "5");
+        assert_eq!(changes_on(b.addr, 0), [(1, 5)], "B hears of A's write");
+        assert_eq!(common::http(b.addr, "POST", "/transcripts", Some(r#"{"studentName":"on b"}"#)).1, "6");
+        assert_eq!(changes_on(a.addr, 1), [(2, 6)], "and A of B's");
+        assert_eq!(changes_on(b.addr, 0), [(1, 5), (2, 6)], "each once, in order");
+        // A dies; B writes; A comes back with every change, none twice.
+        a.kill();
+        assert_eq!(common::http(b.addr, "DELETE", "/transcripts/5", None).0, 204);
+        let a = common::RealServer::start(da.path(), &a_args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(changes_on(a.addr, 0), [(1, 5), (2, 6), (3, 5)]);
+        assert_eq!(common::http(a.addr, "GET", "/transcripts/6", None).0, 200, "B's write, read on A");
+        drop((a, b));
+    })
+    .await
+    .unwrap();
+    drop(nats);
+}

@@ -4,6 +4,7 @@
 //! ([`Transcripts`]: SQLite, or a cluster's PostgreSQL), and answer only after the commit.
 
 pub mod backend;
+pub mod fanout;
 pub mod postgres;
 pub mod store;
 pub mod validate;

@@ -63,6 +63,8 @@ pub struct Postgres {
     /// Writes on this replica, one at a time (commit and announce in `seq` order).
     writing: tokio::sync::Mutex<()>,
     describe: String,
+    /// With NATS, the feed is fed from the stream (every replica's changes), not locally.
+    fanout: Option<super::fanout::Fanout>,
 }
 
 fn backend(e: tokio_postgres::Error) -> StoreError {
@@ -128,7 +130,19 @@ impl Postgres {
             feed: Arc::new(ChangeFeed::resume(recent, latest)),
             writing: tokio::sync::Mutex::new(()),
             describe,
+            fanout: None,
         })
+    }
+
+    /// Shares the change feed with the other replicas through NATS JetStream at `url`
+    /// ([`super::fanout`]).
+    pub async fn with_nats(mut self, url: &str) -> Result<Self, StoreError> {
+        let fanout = super::fanout::start(url, self.pool.clone(), self.feed.clone())
+            .await
+            .map_err(StoreError::Unavailable)?;
+        self.describe.push_str(&format!(", changes through NATS {url}"));
+        self.fanout = Some(fanout);
+        Ok(self)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -155,8 +169,10 @@ impl Postgres {
             None => None,
         };
         tx.commit().await.map_err(backend)?;
-        if let Some(change) = change {
-            self.feed.announce(change);
+        match (&self.fanout, change) {
+            (Some(fanout), Some(_)) => fanout.nudge(),
+            (None, Some(change)) => self.feed.announce(change),
+            (_, None) => {}
         }
         Ok(out)
     }
@@ -259,22 +275,7 @@ async fn recent_changes(client: &impl GenericClient) -> Result<(Vec<Change>, u64
         )
         .await
         .map_err(backend)?;
-    let mut out = Vec::new();
-    for row in rows.iter().rev() {
-        let Ok(kind) = serde_json::from_value::<ChangeKind>(serde_json::Value::String(row.get(1))) else {
-            continue;
-        };
-        let seq: i64 = row.get(0);
-        let cause: Option<i64> = row.get(5);
-        out.push(Change {
-            seq: seq as u64,
-            kind,
-            student_id: row.get(2),
-            course: row.get(3),
-            at_us: row.get(4),
-            cause: cause.map(|c| c as u64),
-        });
-    }
+    let out = rows.iter().rev().filter_map(super::fanout::change_from_row).collect();
     Ok((out, latest as u64))
 }
 

@@ -10,6 +10,7 @@ use server::{AppState, Config, app};
 use tempfile::TempDir;
 use tower::ServiceExt;
 
+pub mod nats;
 pub mod pg;
 
 /// A server state over temporary directories (removed when dropped).
