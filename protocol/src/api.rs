@@ -17,6 +17,9 @@ pub struct Health {
     pub uptime_ms: u64,
     /// The server's clock when it answered (µs since the Unix epoch).
     pub server_time_us: crate::Micros,
+    /// Which server (replica) answered: its `--node` name.
+    #[serde(default)]
+    pub node: String,
 }
 
 /// Every error the HTTP API answers has this JSON body.

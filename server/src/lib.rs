@@ -7,6 +7,7 @@
 
 // Bottom: shared constants and types.
 pub mod access;
+pub mod balancer;
 pub mod cause;
 pub mod clock;
 pub mod error;

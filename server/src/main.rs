@@ -16,6 +16,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Address to listen on, HOST:PORT. Port 0 picks a free port. Default 127.0.0.1:8081,
     /// or 127.0.0.1:$PORT when PORT is set.
     #[arg(long, value_name = "HOST:PORT")]
@@ -86,6 +89,16 @@ struct Cli {
     #[arg(long, value_name = "URL", env = "WIRESCOPE_NATS", requires = "postgres")]
     nats: Option<String>,
 
+    /// The instructor's token, the same on every replica of a cluster (instead of the one
+    /// kept in the data directory). Give it in the environment, never on a command line.
+    #[arg(
+        long = "instructor-token",
+        value_name = "TOKEN",
+        env = "WIRESCOPE_INSTRUCTOR_TOKEN",
+        hide_env_values = true
+    )]
+    instructor_token: Option<String>,
+
     /// The trunk-built app to serve.
     #[arg(long, value_name = "DIR", default_value = "dist")]
     assets: PathBuf,
@@ -94,6 +107,20 @@ struct Cli {
     /// stops with the process that started it).
     #[arg(long, hide = true)]
     exit_on_stdin_eof: bool,
+}
+
+/// What else the binary does besides serving.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print HAProxy's configuration for a balancer on LISTEN in front of the replicas.
+    BalancerConfig {
+        /// Where the balancer listens, HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: std::net::SocketAddr,
+        /// A replica, HOST:PORT (repeat for each).
+        #[arg(long = "replica", value_name = "HOST:PORT", required = true)]
+        replicas: Vec<std::net::SocketAddr>,
+    },
 }
 
 fn default_data_dir() -> PathBuf {
@@ -121,11 +148,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if let Some(Command::BalancerConfig { listen, replicas }) = &cli.command {
+        print!("{}", server::balancer::haproxy_config(*listen, replicas));
+        return Ok(());
+    }
     let addr = listen_addr(cli.addr, std::env::var("PORT").ok());
 
     let mut config = Config::new(&cli.assets, &cli.data_dir);
     config.reset = cli.reset;
     config.rotate_token = cli.rotate_token;
+    if let Some(token) = cli.instructor_token.filter(|t| !t.is_empty()) {
+        if token.len() < 16 {
+            return Err("the instructor token must be at least 16 characters".into());
+        }
+        config.token = Some(token);
+    }
     config.allowed_origins = cli.allow_origins;
     config.ids_per_address = cli.ids_per_address;
     config.client_address_header = cli.client_address_header;

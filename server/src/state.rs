@@ -345,7 +345,7 @@ impl FromRef<AppState> for Shutdown {
 
 impl FromRef<AppState> for health::Started {
     fn from_ref(s: &AppState) -> Self {
-        health::Started(s.inner.started)
+        health::Started(s.inner.started, s.inner.config.node.as_str().into())
     }
 }
 

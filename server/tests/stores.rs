@@ -238,6 +238,8 @@ async fn replicas_sharing_postgresql_and_nats_see_each_others_changes() {
         assert_eq!(changes_on(b.addr, 0), [(1, 5)], "B hears of A's write");
         assert_eq!(common::http(b.addr, "POST", "/transcripts", Some(r#"{"studentName":"on b"}"#)).1, "6");
         assert_eq!(changes_on(a.addr, 1), [(2, 6)], "and A of B's");
+        // B's own change reaches B through the stream too (waited for), after A's, once.
+        assert_eq!(changes_on(b.addr, 1), [(2, 6)]);
         assert_eq!(changes_on(b.addr, 0), [(1, 5), (2, 6)], "each once, in order");
         // A dies; B writes; A comes back with every change, none twice.
         a.kill();

@@ -10,7 +10,9 @@ use server::{AppState, Config, app};
 use tempfile::TempDir;
 use tower::ServiceExt;
 
+pub mod haproxy;
 pub mod nats;
+pub mod owned;
 pub mod pg;
 
 /// A server state over temporary directories (removed when dropped).
