@@ -68,7 +68,7 @@ test('two browsers see each other live, each in its own lane, and inspect what t
   await inspector.waitFor();
   const text = await inspector.textContent();
   for (const want of ['POST /transcripts', 'content-type', 'application/json', '"studentName": "Ben Example"', '200 OK',
-    'The request succeeded', 'server time', 'Ben (c-', 'client → server']) {
+    'The request succeeded', 'server time', 'Ben (c-', 'client → server', 'server node']) {
     assert.ok(text.includes(want), `inspector shows ${want}: ${text}`);
   }
   await ana.page.waitForTimeout(300);

@@ -14,7 +14,7 @@ pub struct Started(pub Instant, pub std::sync::Arc<str>);
 
 /// `/api/health`.
 pub fn routes() -> Router<Started> {
-    Router::new().route("/api/health", get(health))
+    Router::new().route(crate::paths::HEALTH_PATH, get(health))
 }
 
 /// Whether the server is up, its version, uptime, clock and node (a balancer's health check).

@@ -21,6 +21,11 @@ pub fn is_api_path(path: &str) -> bool {
     API_PREFIXES.iter().any(|p| under(path, p))
 }
 
+/// The health check.
+pub const HEALTH_PATH: &str = "/api/health";
+/// Marks a balancer's health check (`wirescope balancer-config` sends it): not captured.
+pub const PROBE_HEADER: &str = "x-wirescope-probe";
+
 #[cfg(test)]
 mod tests {
     use super::*;

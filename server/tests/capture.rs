@@ -74,6 +74,27 @@ async fn an_http_exchange_is_recorded_with_headers_bodies_and_times_and_secrets_
 }
 
 #[tokio::test]
+async fn a_balancers_health_check_is_not_drawn() {
+    let s = TestServer::without_app();
+    let probe =
+        Request::get("/api/health").header("x-wirescope-client", "c-lb").header("x-wirescope-probe", "1");
+    assert_eq!(s.send(probe.body(Body::empty()).unwrap()).await.status(), 200);
+    // The header hides nothing else: the same probe header on another path is recorded.
+    let other =
+        Request::get("/transcripts/1").header("x-wirescope-client", "c-lb").header("x-wirescope-probe", "1");
+    s.send(other.body(Body::empty()).unwrap()).await;
+    let evs = s.wait_events("the later request", |evs| evs.len() >= 2).await;
+    let paths: Vec<String> = evs
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::HttpRequest(r) => Some(r.path.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(paths, ["/transcripts/1"], "the health check left no trace");
+}
+
+#[tokio::test]
 async fn every_event_names_the_node_that_saw_it() {
     let s = TestServer::with_config(|c| c.node = "replica-2".to_owned());
     s.send(Request::get("/api/health").header("x-wirescope-client", "c-n").body(Body::empty()).unwrap())

@@ -156,7 +156,11 @@ where
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let path = req.uri().path();
-        let captured = self.capture.enabled && is_api_path(path) && path != OBSERVE_PATH;
+        // A balancer's health check (HAProxy every 500 ms, marked by the configuration the
+        // project writes) is not traffic anyone made: it would bury the diagram.
+        let probe =
+            path == crate::paths::HEALTH_PATH && req.headers().contains_key(crate::paths::PROBE_HEADER);
+        let captured = self.capture.enabled && is_api_path(path) && path != OBSERVE_PATH && !probe;
         // Take the service that was polled ready; leave a fresh clone for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
