@@ -2,12 +2,16 @@
 //!
 //! - `fanout URL --observers N`: ramps up N `/ws/observe` connections, then makes 5 requests a
 //!   second (10 events/s) and reports how long each event took from the server stamping it to
-//!   each observer receiving it (p50/p95/p99 over every delivery).
+//!   each observer receiving it (p50/p95/p99 over every delivery); with `--observe URL…` the
+//!   observers connect to other servers (a cluster's other replicas).
 //! - `observe URL --seconds S`: one observer that reads and discards (for the HTTP benchmark).
 //! - `load URL --rate R --seconds S`: R requests per second (keep-alive connections), for the
 //!   wire → screen benchmark.
 //! - `soak URL --clients N --rogues M --seconds S`: N well-behaved WebSocket clients, REST load
 //!   and M misbehaving clients at once; what the well-behaved got, errors, memory over time.
+//! - `recovery URL --kill PID`: through a cluster's balancer, one replica killed under
+//!   requests and observers: failed requests, time to the first success and to each cut
+//!   observer's resumption, `seq`s missed.
 //!
 //! Times are compared on the machine's own clock: run it on the server's machine.
 
@@ -16,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod cluster;
 mod soak;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +49,21 @@ enum Cmd {
         /// Process id of the server, to read its memory use.
         #[arg(long)]
         pid: Option<u32>,
+        /// Connect the observers here instead, spread over these servers in turn (a
+        /// cluster's other replicas): the events are still made on URL.
+        #[arg(long = "observe", value_name = "URL")]
+        observe: Vec<String>,
+    },
+    /// Through a cluster's balancer: kill one replica (SIGKILL) under requests and observers,
+    /// and measure what failed and how long recovery took.
+    Recovery {
+        /// http://HOST:PORT of the balancer.
+        url: String,
+        /// Process id of the replica to kill.
+        #[arg(long)]
+        kill: u32,
+        #[arg(long, default_value_t = 12)]
+        observers: usize,
     },
     /// One observer that reads everything and drops it.
     Observe {
@@ -180,7 +200,8 @@ async fn observer(
     }
 }
 
-async fn fanout(url: String, observers: usize, seconds: u64, pid: Option<u32>) {
+async fn fanout(url: String, observers: usize, seconds: u64, pid: Option<u32>, observe: Vec<String>) {
+    let observe = if observe.is_empty() { vec![url.clone()] } else { observe };
     let lists: Vec<Arc<StdMutex<Vec<i64>>>> = (0..observers).map(|_| Arc::default()).collect();
     let measuring = Arc::new(AtomicBool::new(false));
     let connected = Arc::new(AtomicU64::new(0));
@@ -190,7 +211,8 @@ async fn fanout(url: String, observers: usize, seconds: u64, pid: Option<u32>) {
     for wave in 0..observers.div_ceil(250) {
         for i in 0..250.min(observers - wave * 250) {
             let list = lists[wave * 250 + i].clone();
-            tokio::spawn(observer(url.clone(), list, measuring.clone(), connected.clone()));
+            let at = observe[(wave * 250 + i) % observe.len()].clone();
+            tokio::spawn(observer(at, list, measuring.clone(), connected.clone()));
         }
         while connected.load(Ordering::Relaxed) < ((wave + 1) * 250).min(observers) as u64 {
             if ramp.elapsed() > Duration::from_secs(120) {
@@ -272,7 +294,10 @@ async fn load(url: String, rate: u64, seconds: u64, client: String) {
 #[tokio::main]
 async fn main() {
     match Cli::parse().cmd {
-        Cmd::Fanout { url, observers, seconds, pid } => fanout(url, observers, seconds, pid).await,
+        Cmd::Fanout { url, observers, seconds, pid, observe } => {
+            fanout(url, observers, seconds, pid, observe).await
+        }
+        Cmd::Recovery { url, kill, observers } => cluster::recovery(url, kill, observers).await,
         Cmd::Observe { url, seconds } => {
             let l = Arc::new(StdMutex::new(Vec::new()));
             let c = Arc::new(AtomicU64::new(0));

@@ -20,6 +20,22 @@ pub struct Health {
     /// Which server (replica) answered: its `--node` name.
     #[serde(default)]
     pub node: String,
+    /// In a cluster (`--nats`): how this replica's link to the shared event stream is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_stream: Option<EventStream>,
+}
+
+/// A replica's link to the cluster's event stream (in [`Health`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventStream {
+    /// False while its last publish failed (NATS out of reach): events wait in its outbox.
+    pub reachable: bool,
+    /// Events waiting in the outbox to be published.
+    pub waiting: u64,
+    /// Events the full outbox had to drop since the last report of an outage.
+    pub dropped: u64,
 }
 
 /// Every error the HTTP API answers has this JSON body.

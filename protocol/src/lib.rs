@@ -11,7 +11,7 @@ pub mod lab;
 pub mod observe;
 pub mod transcripts;
 
-pub use api::{ApiError, Health};
+pub use api::{ApiError, EventStream, Health};
 pub use event::{
     Body, ClientInfo, CloseInfo, Event, EventKind, Failure, Header, HttpRequest, HttpResponse, Note,
     NoteKind, Opcode, Presence, Side, Stamps, WsAccept, WsClose, WsFrame, WsUpgrade, close_code_meaning,

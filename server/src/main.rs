@@ -83,9 +83,10 @@ struct Cli {
     #[arg(long, value_name = "NAME", env = "WIRESCOPE_NODE")]
     node: Option<String>,
 
-    /// With `--postgres`: share the transcripts' change feed with the other replicas through
-    /// NATS JetStream at this URL (`nats://HOST:PORT`), so every replica's clients get every
-    /// change.
+    /// With `--postgres`: join the other replicas through NATS JetStream at this URL
+    /// (`nats://HOST:PORT`). The event log is then one stream for the cluster (every observer
+    /// on every replica sees every replica's traffic, numbered in one order) and every
+    /// replica's clients get every transcript change.
     #[arg(long, value_name = "URL", env = "WIRESCOPE_NATS", requires = "postgres")]
     nats: Option<String>,
 
@@ -179,10 +180,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut store = server::transcripts::postgres::Postgres::connect(url, cli.reset)
                 .await
                 .map_err(|e| format!("cannot use the PostgreSQL database: {e}"))?;
+            let mut replica = 0;
             if let Some(nats) = &cli.nats {
                 store = store.with_nats(nats).await.map_err(|e| format!("cannot use NATS: {e}"))?;
+                replica =
+                    store.replica_number().await.map_err(|e| format!("cannot number this replica: {e}"))?;
+                config.log_in_stream = true;
             }
             let state = AppState::with_transcripts(config, std::sync::Arc::new(store))?;
+            if let Some(nats) = cli.nats.as_deref().filter(|_| state.log().is_recording()) {
+                state
+                    .log()
+                    .join_stream(nats, replica)
+                    .await
+                    .map_err(|e| format!("cannot follow the event stream: {e}"))?;
+            }
             // Its password is a secret like the token: scrubbed wherever it might appear.
             if let Some(password) =
                 url.parse::<tokio_postgres::Config>().ok().and_then(|c| c.get_password().map(<[u8]>::to_vec))

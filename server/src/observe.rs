@@ -103,14 +103,7 @@ async fn catch_up(socket: &mut WebSocket, log: &Arc<EventLog>, last: &mut u64) -
     if let Some((after, before)) = since.from_disk {
         let mut cursor = after;
         loop {
-            let l = log.clone();
-            let rows =
-                tokio::task::spawn_blocking(move || l.db().map(|db| db.events_between(cursor, before, 2000)))
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(Result::ok)
-                    .unwrap_or_default();
+            let rows = log.between(cursor, before, 2000).await;
             if let Some((first, _)) = rows.first()
                 && *first > cursor + 1
             {

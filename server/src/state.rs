@@ -59,6 +59,9 @@ pub struct Config {
     pub client_address_header: Option<axum::http::HeaderName>,
     /// This server's name in every event it records (`--node`; a cluster's replicas differ).
     pub node: String,
+    /// The event log is a cluster's stream (`--nats`), joined after start
+    /// ([`crate::log::stream::join`]): no event database is opened here, the ring only.
+    pub log_in_stream: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -79,6 +82,7 @@ impl std::fmt::Debug for Config {
             .field("ids_per_address", &self.ids_per_address)
             .field("client_address_header", &self.client_address_header)
             .field("node", &self.node)
+            .field("log_in_stream", &self.log_in_stream)
             .finish()
     }
 }
@@ -102,6 +106,7 @@ impl Config {
             ids_per_address: crate::ids::PER_ADDRESS,
             client_address_header: None,
             node: default_node(),
+            log_in_stream: false,
         }
     }
 }
@@ -189,11 +194,13 @@ impl AppState {
         // The backend numbers the change feed (durably) and announces its writes on it.
         let changes = store.feed().clone();
         let name = format!("started {}", time_of_day(now_us()));
-        let log = if config.capture {
+        let log = if !config.capture {
+            EventLog::off(config.log)
+        } else if config.log_in_stream {
+            EventLog::in_memory(config.log)
+        } else {
             EventLog::open(&config.data_dir, config.log, &name)
                 .map_err(|e| StartError::EventLog(config.data_dir.join(crate::log::db::FILE_NAME), e))?
-        } else {
-            EventLog::off(config.log)
         };
         let token = match &config.token {
             Some(t) => t.clone(),
@@ -345,7 +352,7 @@ impl FromRef<AppState> for Shutdown {
 
 impl FromRef<AppState> for health::Started {
     fn from_ref(s: &AppState) -> Self {
-        health::Started(s.inner.started, s.inner.config.node.as_str().into())
+        health::Started(s.inner.started, s.inner.config.node.as_str().into(), s.inner.log.clone())
     }
 }
 

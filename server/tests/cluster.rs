@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::RealServer;
+use protocol::{Event, EventKind, ObserverMsg};
 
 const TOKEN: &str = "cluster-test-token-0123456789";
 
@@ -17,11 +18,52 @@ fn node(addr: std::net::SocketAddr) -> String {
     serde_json::from_str::<serde_json::Value>(&body).unwrap()["node"].as_str().unwrap().to_owned()
 }
 
+/// An observer of `addr` from `since`: every event it is sent, until `enough` holds of them
+/// (within 60 s).
+async fn observe_until(
+    addr: std::net::SocketAddr,
+    since: u64,
+    enough: impl Fn(&[Event]) -> bool,
+) -> Vec<Event> {
+    let url = format!("ws://{addr}/ws/observe?since={since}");
+    let mut ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !enough(&events) {
+        use futures_util::StreamExt;
+        let next = tokio::time::timeout_at(deadline, ws.next()).await;
+        let Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) = next else {
+            assert!(next.is_ok(), "not seen within 60 s on {addr}; seen: {events:#?}");
+            continue;
+        };
+        if let ObserverMsg::Events { events: more } = serde_json::from_str(&t).unwrap() {
+            events.extend(more);
+        }
+    }
+    events
+}
+
+/// The requests in `events` of lane `client` (node and exchange), in order.
+fn requests_of<'a>(events: &'a [Event], client: &str) -> Vec<&'a Event> {
+    events.iter().filter(|e| e.client == client && matches!(e.kind, EventKind::HttpRequest(_))).collect()
+}
+
+/// A replica's note that it could not publish for a while.
+fn is_late_note(e: &Event) -> bool {
+    matches!(&e.kind, EventKind::Note(n) if n.text.contains("events published late"))
+}
+
+/// `GET path` on `addr` in lane `client`: the status.
+fn get_as(addr: std::net::SocketAddr, client: &str, path: &str) -> u16 {
+    common::http_with(addr, "GET", path, &[("X-Wirescope-Client", client)], None).unwrap().0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
     let url = common::pg::fresh_database().await;
-    let nats = common::nats::Nats::start().await;
+    let mut nats = common::nats::Nats::start().await;
     let nats_url = nats.url.clone();
+    let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
         let args = |node: &str| {
@@ -69,6 +111,59 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
             assert_eq!(status, 204);
         }
 
+        // One event log for the cluster: observers on either replica see both replicas'
+        // traffic, numbered by the stream in one order, each exchange id its replica's own.
+        assert_eq!(get_as(r1.addr, "c-one", "/transcripts/1"), 200);
+        assert_eq!(get_as(r2.addr, "c-two", "/transcripts/2"), 200);
+        let answered = |e: &[Event], client: &str| {
+            e.iter().any(|e| e.client == client && matches!(e.kind, EventKind::HttpResponse(_)))
+        };
+        let both = |e: &[Event]| answered(e, "c-one") && answered(e, "c-two");
+        let on = [r1.addr, r2.addr].map(|r| rt.block_on(observe_until(r, 0, both)));
+        let mine = |events: &[Event]| -> Vec<(u64, String, u64)> {
+            events
+                .iter()
+                .filter(|e| e.client == "c-one" || e.client == "c-two")
+                .map(|e| (e.seq, e.node.clone(), e.exchange))
+                .collect()
+        };
+        assert_eq!(mine(&on[0]), mine(&on[1]), "the same events in the same order on both");
+        let seqs: Vec<u64> = on[0].iter().map(|e| e.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "seq strictly increasing: {seqs:?}");
+        let (one, two) = (requests_of(&on[1], "c-one")[0], requests_of(&on[1], "c-two")[0]);
+        assert_eq!((one.node.as_str(), two.node.as_str()), ("replica-1", "replica-2"));
+        assert_ne!(one.exchange >> 32, two.exchange >> 32, "exchange ids apart per replica");
+        let last = *seqs.last().unwrap();
+
+        // NATS stopped: REST keeps answering; what replica 1 captured meanwhile reaches the
+        // observers on replica 2 when NATS is back, with a note of the delay.
+        nats.stop();
+        for i in 0..3 {
+            assert_eq!(get_as(r1.addr, "c-late", "/transcripts/3"), 200, "request {i} while NATS is down");
+        }
+        // Started again once replica 1 has found it out of reach (its health says so).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let (_, body) = common::http(r1.addr, "GET", "/api/health", None);
+            let health: protocol::Health = serde_json::from_str(&body).unwrap();
+            let stream = health.event_stream.expect("a replica reports its event stream");
+            if !stream.reachable {
+                assert!(stream.waiting >= 6, "the requests' events wait: {stream:?}");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "replica 1 never found NATS gone: {stream:?}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        nats.start_again();
+        let late = |e: &[Event]| {
+            requests_of(e, "c-late").len() == 3 && e.iter().any(|e| e.node == "replica-1" && is_late_note(e))
+        };
+        let after = rt.block_on(observe_until(r2.addr, last, late));
+        // Each replica that could not publish says so (replica 2's presence waited too).
+        let note = after.iter().find(|e| e.node == "replica-1" && is_late_note(e)).unwrap();
+        assert!(format!("{:?}", note.kind).contains(", 0 dropped"), "{note:?}");
+        assert!(after.iter().all(|e| e.seq > last), "resumed after {last}, nothing again");
+
         // Replica 1 is killed: no request through the balancer fails, reads or writes.
         r1.kill();
         for i in 0..20 {
@@ -78,8 +173,8 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
         assert_eq!((status, id.as_str()), (200, "6"));
         assert_eq!(node(lb.addr), "replica-2");
         drop(lb);
+        drop(nats);
     })
     .await
     .unwrap();
-    drop(nats);
 }

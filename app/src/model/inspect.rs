@@ -165,7 +165,7 @@ pub fn inspect(t: &Timeline, key: ItemKey, utc_offset_min: i32) -> Vec<Section> 
         "seq",
         if item.is_local() { "— (seen by this browser only)".to_owned() } else { ev.seq.to_string() },
     );
-    who.row("exchange", ev.exchange.to_string());
+    who.row("exchange", exchange_label(ev.exchange));
     if !ev.node.is_empty() {
         who.row("server node", ev.node.clone());
     }
@@ -214,10 +214,26 @@ pub fn inspect(t: &Timeline, key: ItemKey, utc_offset_min: i32) -> Vec<Section> 
     sections
 }
 
+/// An exchange id as people read it. A cluster's replicas number their exchanges from their
+/// start number times 2³², so ids never collide across replicas: shown as `start·n`.
+pub fn exchange_label(id: u64) -> String {
+    match id >> 32 {
+        0 => id.to_string(),
+        start => format!("{start}·{}", id & 0xffff_ffff),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use protocol::{ClientInfo, Event, HttpRequest, HttpResponse, Stamps, WsFrame};
+
+    #[test]
+    fn a_replicas_exchange_ids_read_as_its_start_and_number() {
+        assert_eq!(exchange_label(17), "17");
+        assert_eq!(exchange_label((3 << 32) + 17), "3·17");
+        assert_eq!(exchange_label(1 << 32), "1·0");
+    }
 
     fn add(t: &mut Timeline, seq: u64, client_us: i64, server_us: i64, kind: EventKind) {
         t.add_server(Event {

@@ -10,6 +10,7 @@
 
 pub mod db;
 pub mod entry;
+pub mod stream;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -81,11 +82,44 @@ pub struct EventLog {
     secrets: std::sync::OnceLock<Arc<Secrets>>,
     /// The name of this server (replica), recorded in every event ([`EventLog::name_node`]).
     node: std::sync::OnceLock<String>,
+    /// In a cluster (`--nats`): the stream that numbers and holds every replica's events
+    /// ([`stream::join`]); this log's ring is then filled from the stream, not by `record`.
+    stream: std::sync::OnceLock<stream::Shared>,
 }
 
 impl crate::identity::Recorder for EventLog {
     fn describe(&self, client: &str, info: protocol::ClientInfo) {
         self.record(client, 0, None, crate::clock::server_now(), EventKind::Client(info));
+    }
+}
+
+impl stream::Follower for EventLog {
+    fn admit(&self, seq: u64, json: String) {
+        EventLog::admit(self, seq, json);
+    }
+
+    fn latest_seq(&self) -> u64 {
+        EventLog::latest_seq(self)
+    }
+
+    fn ring_size(&self) -> u64 {
+        self.config.ring as u64
+    }
+
+    fn delayed(&self, seconds: f64, late: usize, dropped: u64) {
+        let node = self.node.get().map_or("this server", String::as_str);
+        let text = format!(
+            "{node} could not reach the event stream for {seconds:.1} s: {late} events published late, {dropped} dropped"
+        );
+        tracing::warn!("{text}");
+        let at = Stamps { client_us: None, server_us: Some(crate::clock::now_us()) };
+        self.record(
+            protocol::SERVER_LANE,
+            0,
+            None,
+            at,
+            EventKind::Note(protocol::Note { what: protocol::NoteKind::Down, text }),
+        );
     }
 }
 
@@ -200,12 +234,41 @@ impl EventLog {
             presence: std::sync::Once::new(),
             secrets: std::sync::OnceLock::new(),
             node: std::sync::OnceLock::new(),
+            stream: std::sync::OnceLock::new(),
         }
     }
 
     /// A fresh correlation id for an exchange or a connection.
     pub fn next_exchange(&self) -> u64 {
         self.next_exchange.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Exchange ids from `first` on (a replica's own range, so ids never collide in a cluster).
+    pub fn number_exchanges_from(&self, first: u64) {
+        self.next_exchange.store(first.max(1), Ordering::Relaxed);
+    }
+
+    /// In a cluster: how this replica's link to the event stream is.
+    pub fn stream_state(&self) -> Option<protocol::EventStream> {
+        self.stream.get().map(stream::Shared::state)
+    }
+
+    /// Joins the cluster's event stream at NATS `url` ([`stream`]): from now on events are
+    /// numbered by the stream and this log follows it. `replica` is this start's number in the
+    /// cluster: it names what this replica publishes and puts its exchange ids apart from every
+    /// other replica's (from `replica` × 2³²). Fails only on a malformed URL.
+    pub async fn join_stream(self: &Arc<Self>, url: &str, replica: u64) -> Result<(), String> {
+        let weak: std::sync::Weak<dyn stream::Follower> = Arc::downgrade(self) as _;
+        let shared =
+            stream::connect(url, self.config.writer_queue, self.config.disk_cap, replica, weak).await?;
+        self.stream.set(shared).map_err(|_| "this log already follows a stream".to_owned())?;
+        self.number_exchanges_from(replica << 32);
+        Ok(())
+    }
+
+    /// Whether events are numbered by a cluster's stream (`--nats`) rather than here.
+    pub fn is_shared(&self) -> bool {
+        self.stream.get().is_some()
     }
 
     /// Records an event now and answers its `seq`.
@@ -251,6 +314,13 @@ impl EventLog {
                 r#""client":"server","exchange":0,"at":{{}},"kind":"failure","from":"server","message":"unrecordable event: {e}"}}"#
             ),
         };
+        if let Some(stream) = self.stream.get() {
+            // Numbered by the stream; it comes back to the ring through `admit`.
+            if !stream.push(rest) {
+                self.unpersisted.fetch_add(1, Ordering::Relaxed);
+            }
+            return 0;
+        }
         let server_us = at.server_us.unwrap_or_else(crate::clock::now_us);
         let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = ring.next_seq;
@@ -290,6 +360,41 @@ impl EventLog {
         seq
     }
 
+    /// Takes in an event the cluster's stream numbered `seq` (its JSON begins with that `seq`):
+    /// kept in the ring and sent to observers, like one recorded here. One already admitted is
+    /// ignored.
+    pub fn admit(&self, seq: u64, json: String) {
+        let mut ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
+        if seq < ring.next_seq {
+            return;
+        }
+        ring.next_seq = seq + 1;
+        let entry = Arc::new(Entry { seq, server_us: crate::clock::now_us(), json: json.into_boxed_str() });
+        if ring.entries.len() >= self.config.ring {
+            ring.entries.pop_front();
+        }
+        ring.entries.push_back(entry.clone());
+        let _ = self.live.send(entry);
+    }
+
+    /// The events after `after` and before `before`, at most `limit` of them, from the disk (or
+    /// in a cluster, the stream): what an observer resuming further back than the ring missed.
+    pub async fn between(self: &Arc<Self>, after: u64, before: u64, limit: usize) -> Vec<(u64, String)> {
+        if let Some(stream) = self.stream.get() {
+            return stream.read(after, before, limit).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "events: cannot read the stream");
+                Vec::new()
+            });
+        }
+        let log = self.clone();
+        tokio::task::spawn_blocking(move || log.db().map(|db| db.events_between(after, before, limit)))
+            .await
+            .ok()
+            .flatten()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    }
+
     /// Follows new events. Subscribe before calling [`EventLog::since`], so nothing falls
     /// between the two.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Entry>> {
@@ -301,7 +406,8 @@ impl EventLog {
         let ring = self.ring.lock().unwrap_or_else(PoisonError::into_inner);
         let latest = ring.next_seq - 1;
         let oldest = ring.entries.front().map_or(ring.next_seq, |e| e.seq);
-        let from_disk = (seq + 1 < oldest && self.db.is_some()).then_some((seq, oldest));
+        let older = self.db.is_some() || self.stream.get().is_some();
+        let from_disk = (seq + 1 < oldest && older).then_some((seq, oldest));
         let skip = ring.entries.partition_point(|e| e.seq <= seq);
         Since { entries: ring.entries.iter().skip(skip).cloned().collect(), from_disk, latest }
     }

@@ -49,13 +49,7 @@ impl Fanout {
 /// Connects to NATS at `url` and starts publishing the outbox of `pool` and following the
 /// stream into `feed`. Fails only on a malformed URL: an unreachable NATS is retried.
 pub async fn start(url: &str, pool: Pool, feed: Arc<ChangeFeed>) -> Result<Fanout, String> {
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .map_err(|e| format!("NATS {url}: {e}"))?;
-    let js = jetstream::new(client);
+    let js = crate::log::stream::jetstream_at(url).await?;
     let nudge = Arc::new(Notify::new());
     tokio::spawn(publish(js.clone(), pool, nudge.clone()));
     tokio::spawn(follow(js, feed));
@@ -156,14 +150,7 @@ async fn follow(js: jetstream::Context, feed: Arc<ChangeFeed>) {
 
 async fn follow_once(js: &jetstream::Context, feed: &ChangeFeed) -> Result<(), String> {
     let stream = stream_of(js).await?;
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    let mut messages = crate::log::stream::ordered(&stream, consumer::DeliverPolicy::All).await?;
     while let Some(message) = messages.next().await {
         let message = message.map_err(|e| e.to_string())?;
         match serde_json::from_slice::<Change>(&message.payload) {

@@ -41,6 +41,7 @@ const SCHEMA: &str = "
         at_us      BIGINT NOT NULL,
         cause      BIGINT
     );
+    CREATE SEQUENCE IF NOT EXISTS replica_starts MINVALUE 1 MAXVALUE 2097151 CYCLE;
     CREATE TABLE IF NOT EXISTS wirescope_meta (
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
@@ -143,6 +144,15 @@ impl Postgres {
         self.describe.push_str(&format!(", changes through NATS {url}"));
         self.fanout = Some(fanout);
         Ok(self)
+    }
+
+    /// A number for this start of a replica, unique among the last two million starts that
+    /// share the database: a cluster's replicas keep their exchange ids and their published
+    /// events apart with it.
+    pub async fn replica_number(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = client.query_one("SELECT nextval('replica_starts')", &[]).await.map_err(backend)?;
+        Ok(row.get::<_, i64>(0) as u64)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
