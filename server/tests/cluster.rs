@@ -43,6 +43,32 @@ async fn observe_until(
     events
 }
 
+/// Reads an observer's events, keeping the newest `seq` in `last`, until `enough` holds of what
+/// it read or the socket ends (within 30 s).
+async fn read_events(ws: &mut common::Ws, last: &mut u64, enough: impl Fn(&[Event]) -> bool) {
+    use futures_util::StreamExt;
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !enough(&events) {
+        let next = tokio::time::timeout_at(deadline, ws.next()).await.expect("within 30 s");
+        let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) = next else {
+            if matches!(next, None | Some(Err(_))) {
+                return;
+            }
+            continue;
+        };
+        if let ObserverMsg::Events { events: more } = serde_json::from_str(&t).unwrap() {
+            *last = more.iter().map(|e| e.seq).fold(*last, u64::max);
+            events.extend(more);
+        }
+    }
+}
+
+/// Whether `events` hold a response in lane `client`.
+fn answered(events: &[Event], client: &str) -> bool {
+    events.iter().any(|e| e.client == client && matches!(e.kind, EventKind::HttpResponse(_)))
+}
+
 /// The requests in `events` of lane `client` (node and exchange), in order.
 fn requests_of<'a>(events: &'a [Event], client: &str) -> Vec<&'a Event> {
     events.iter().filter(|e| e.client == client && matches!(e.kind, EventKind::HttpRequest(_))).collect()
@@ -115,9 +141,6 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
         // traffic, numbered by the stream in one order, each exchange id its replica's own.
         assert_eq!(get_as(r1.addr, "c-one", "/transcripts/1"), 200);
         assert_eq!(get_as(r2.addr, "c-two", "/transcripts/2"), 200);
-        let answered = |e: &[Event], client: &str| {
-            e.iter().any(|e| e.client == client && matches!(e.kind, EventKind::HttpResponse(_)))
-        };
         let both = |e: &[Event]| answered(e, "c-one") && answered(e, "c-two");
         let on = [r1.addr, r2.addr].map(|r| rt.block_on(observe_until(r, 0, both)));
         let mine = |events: &[Event]| -> Vec<(u64, String, u64)> {
@@ -164,6 +187,19 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
         assert!(format!("{:?}", note.kind).contains(", 0 dropped"), "{note:?}");
         assert!(after.iter().all(|e| e.seq > last), "resumed after {last}, nothing again");
 
+        // An observer and an app's /ws/events on replica 1, caught up with a request made now.
+        let (_, body) = common::http(lb.addr, "GET", "/api/changes?since=0", None);
+        let changes: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let last_change = changes["latest"].as_u64().unwrap();
+        let (mut observer, mut app) = rt.block_on(async {
+            let observer = tokio_tungstenite::connect_async(format!("ws://{}/ws/observe", r1.addr));
+            let app = tokio_tungstenite::connect_async(format!("ws://{}/ws/events?client=c-app", r1.addr));
+            (observer.await.unwrap().0, app.await.unwrap().0)
+        });
+        assert_eq!(get_as(r1.addr, "c-before", "/transcripts/1"), 200);
+        let mut last = 0;
+        rt.block_on(read_events(&mut observer, &mut last, |e| answered(e, "c-before")));
+
         // Replica 1 is killed: no request through the balancer fails, reads or writes.
         r1.kill();
         for i in 0..20 {
@@ -172,6 +208,31 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
         let (status, id) = common::http(lb.addr, "POST", "/transcripts", Some(r#"{"studentName":"after"}"#));
         assert_eq!((status, id.as_str()), (200, "6"));
         assert_eq!(node(lb.addr), "replica-2");
+
+        // Both sockets on replica 1 ended (the observer may have had more events first); they
+        // reconnect through the balancer and resume where they were: the observer with no gap
+        // in `seq`, the app with the change it missed, once.
+        rt.block_on(read_events(&mut observer, &mut last, |_| false));
+        rt.block_on(async {
+            use futures_util::StreamExt;
+            while let Ok(Some(Ok(_))) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), app.next()).await
+            {}
+        });
+        assert_eq!(get_as(lb.addr, "c-after", "/transcripts/6"), 200);
+        let resumed = rt.block_on(observe_until(lb.addr, last, |e| answered(e, "c-after")));
+        let seqs: Vec<u64> = resumed.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (last + 1..last + 1 + seqs.len() as u64).collect::<Vec<_>>(), "no gap after {last}");
+        let change = rt.block_on(async {
+            let url = format!("ws://{}/ws/events?client=c-app&since={last_change}", lb.addr);
+            let mut ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
+            loop {
+                if let protocol::channel::ServerMsg::TranscriptChanged(c) = common::next_json(&mut ws).await {
+                    return c;
+                }
+            }
+        });
+        assert_eq!((change.seq, change.student_id), (last_change + 1, 6), "the missed change, first");
         drop(lb);
         drop(nats);
     })

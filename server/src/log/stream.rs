@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// What the stream's tasks need of the log they serve (the log implements it).
 pub trait Follower: Send + Sync + 'static {
@@ -112,16 +112,47 @@ impl Shared {
     }
 }
 
+/// A connection to JetStream, and word of each (re)connection.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub js: jetstream::Context,
+    /// Woken whenever the connection is made again: a consumer made before may never be
+    /// told that it lost its place, so followers start over from where they were.
+    pub reconnected: Arc<Notify>,
+}
+
 /// JetStream at NATS `url`, connecting in the background (and again whenever the connection
-/// is lost). Fails only on a malformed URL.
-pub async fn jetstream_at(url: &str) -> Result<jetstream::Context, String> {
+/// is lost: soon, since NATS is near — every 250 ms more, at most every 2 s). Fails only on a
+/// malformed URL.
+pub async fn jetstream_at(url: &str) -> Result<Link, String> {
+    let reconnected = Arc::new(Notify::new());
+    let told = reconnected.clone();
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
+        .reconnect_delay_callback(|attempts| Duration::from_millis((attempts as u64 * 250).min(2000)))
+        .event_callback(move |event| {
+            if matches!(event, async_nats::Event::Connected) {
+                told.notify_waiters();
+            }
+            std::future::ready(())
+        })
         .connection_timeout(Duration::from_secs(5))
         .connect(url)
         .await
         .map_err(|e| format!("NATS {url}: {e}"))?;
-    Ok(jetstream::new(client))
+    Ok(Link { js: jetstream::new(client), reconnected })
+}
+
+/// The next message of an ordered consumer; none when the messages end or the connection was
+/// made again (then follow anew from where you were).
+pub async fn next_message(
+    messages: &mut consumer::pull::Ordered,
+    reconnected: &Notify,
+) -> Option<Result<jetstream::Message, String>> {
+    tokio::select! {
+        m = messages.next() => m.map(|m| m.map_err(|e| e.to_string())),
+        () = reconnected.notified() => None,
+    }
 }
 
 /// The messages of `stream` from where `policy` says, in order, through an ordered consumer
@@ -173,12 +204,12 @@ pub async fn connect(
     replica: u64,
     follower: Weak<dyn Follower>,
 ) -> Result<Shared, String> {
-    let mut js = jetstream_at(url).await?;
+    let Link { mut js, reconnected } = jetstream_at(url).await?;
     js.set_timeout(ACK_WAIT);
     let (tx, rx) = mpsc::channel(outbox.max(1));
     let status = Arc::new(Status::default());
     tokio::spawn(publish(js.clone(), rx, status.clone(), follower.clone(), replica, cap));
-    tokio::spawn(follow(js.clone(), follower, cap));
+    tokio::spawn(follow(js.clone(), reconnected, follower, cap));
     Ok(Shared { outbox: tx, js, status })
 }
 
@@ -195,6 +226,8 @@ async fn publish(
     let mut sent: u64 = 0;
     // Since when publishing has failed.
     let mut down: Option<Instant> = None;
+    // Whether the stream is known to exist (asked again after a failure).
+    let mut ensured = false;
     loop {
         if batch.is_empty() {
             if rx.recv_many(&mut batch, BATCH).await == 0 {
@@ -202,7 +235,12 @@ async fn publish(
             }
             status.in_hand.store(batch.len() as u64, Ordering::Relaxed);
         }
-        match send(&js, &batch, replica, sent, cap).await {
+        if !ensured {
+            ensured = stream_of(&js, cap).await.is_ok();
+        }
+        let result =
+            if ensured { send(&js, &batch, replica, sent).await } else { Err("no stream yet".into()) };
+        match result {
             Ok(()) => {
                 sent += batch.len() as u64;
                 let late = batch.len() + rx.len();
@@ -216,6 +254,7 @@ async fn publish(
                 }
             }
             Err(e) => {
+                ensured = false;
                 if down.is_none() {
                     tracing::warn!(error = %e, "events: the stream is out of reach; keeping them in the outbox");
                     down = Some(Instant::now());
@@ -229,14 +268,7 @@ async fn publish(
 }
 
 /// Publishes `batch` (message ids `replica-n` from `first`) and waits for every acknowledgement.
-async fn send(
-    js: &jetstream::Context,
-    batch: &[Box<str>],
-    replica: u64,
-    first: u64,
-    cap: u64,
-) -> Result<(), String> {
-    stream_of(js, cap).await?;
+async fn send(js: &jetstream::Context, batch: &[Box<str>], replica: u64, first: u64) -> Result<(), String> {
     let mut acks = Vec::with_capacity(batch.len());
     for (i, rest) in batch.iter().enumerate() {
         let message = jetstream::context::Publish::build()
@@ -252,9 +284,9 @@ async fn send(
 
 /// Follows the stream into the log's ring, from where it left off (at first, from as far back
 /// as the ring holds), forever.
-async fn follow(js: jetstream::Context, log: Weak<dyn Follower>, cap: u64) {
+async fn follow(js: jetstream::Context, reconnected: Arc<Notify>, log: Weak<dyn Follower>, cap: u64) {
     loop {
-        if let Err(e) = follow_once(&js, &log, cap).await {
+        if let Err(e) = follow_once(&js, &reconnected, &log, cap).await {
             tracing::warn!(error = %e, "events: not following the stream (retrying)");
         }
         if log.strong_count() == 0 {
@@ -264,7 +296,12 @@ async fn follow(js: jetstream::Context, log: Weak<dyn Follower>, cap: u64) {
     }
 }
 
-async fn follow_once(js: &jetstream::Context, log: &Weak<dyn Follower>, cap: u64) -> Result<(), String> {
+async fn follow_once(
+    js: &jetstream::Context,
+    reconnected: &Notify,
+    log: &Weak<dyn Follower>,
+    cap: u64,
+) -> Result<(), String> {
     let mut stream = stream_of(js, cap).await?;
     let (start, ring) = {
         let Some(log) = log.upgrade() else { return Ok(()) };
@@ -278,8 +315,8 @@ async fn follow_once(js: &jetstream::Context, log: &Weak<dyn Follower>, cap: u64
     };
     let mut messages =
         ordered(&stream, consumer::DeliverPolicy::ByStartSequence { start_sequence: start }).await?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| e.to_string())?;
+    while let Some(message) = next_message(&mut messages, reconnected).await {
+        let message = message?;
         let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
         let Some(log) = log.upgrade() else { return Ok(()) };
         match numbered(seq, &message.payload) {

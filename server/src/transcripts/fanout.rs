@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use deadpool_postgres::Pool;
-use futures_util::StreamExt;
 use protocol::channel::{Change, ChangeKind};
 use tokio::sync::Notify;
 
@@ -49,10 +48,10 @@ impl Fanout {
 /// Connects to NATS at `url` and starts publishing the outbox of `pool` and following the
 /// stream into `feed`. Fails only on a malformed URL: an unreachable NATS is retried.
 pub async fn start(url: &str, pool: Pool, feed: Arc<ChangeFeed>) -> Result<Fanout, String> {
-    let js = crate::log::stream::jetstream_at(url).await?;
+    let crate::log::stream::Link { js, reconnected } = crate::log::stream::jetstream_at(url).await?;
     let nudge = Arc::new(Notify::new());
     tokio::spawn(publish(js.clone(), pool, nudge.clone()));
-    tokio::spawn(follow(js, feed));
+    tokio::spawn(follow(js, reconnected, feed));
     Ok(Fanout { nudge })
 }
 
@@ -139,20 +138,20 @@ pub fn change_from_row(row: &tokio_postgres::Row) -> Option<Change> {
 }
 
 /// Follows the stream from its start and announces each change not announced yet.
-async fn follow(js: jetstream::Context, feed: Arc<ChangeFeed>) {
+async fn follow(js: jetstream::Context, reconnected: Arc<Notify>, feed: Arc<ChangeFeed>) {
     loop {
-        if let Err(e) = follow_once(&js, &feed).await {
+        if let Err(e) = follow_once(&js, &reconnected, &feed).await {
             tracing::warn!(error = %e, "changes: not following the stream (retrying)");
         }
         tokio::time::sleep(LOOK_EVERY).await;
     }
 }
 
-async fn follow_once(js: &jetstream::Context, feed: &ChangeFeed) -> Result<(), String> {
+async fn follow_once(js: &jetstream::Context, reconnected: &Notify, feed: &ChangeFeed) -> Result<(), String> {
     let stream = stream_of(js).await?;
     let mut messages = crate::log::stream::ordered(&stream, consumer::DeliverPolicy::All).await?;
-    while let Some(message) = messages.next().await {
-        let message = message.map_err(|e| e.to_string())?;
+    while let Some(message) = crate::log::stream::next_message(&mut messages, reconnected).await {
+        let message = message?;
         match serde_json::from_slice::<Change>(&message.payload) {
             Ok(change) => feed.announce(change),
             Err(e) => tracing::warn!(error = %e, "changes: a message that is not a change"),
