@@ -299,15 +299,38 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RemoteIp {
     }
 }
 
-/// The lane key of a client without an id: `anon:` and a keyed hash of its address, the same
-/// for the whole run of the server and different in the next (the key is random), so no
-/// screen learns the address from it. The instructor maps it back
-/// (`GET /api/instructor/clients`).
+/// The secret pseudonyms are keyed with ([`key_pseudonyms`]).
+static PSEUDONYM_SECRET: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// Keys every pseudonym with `secret` — the instructor's token, which the replicas of a
+/// cluster share, so they all name an address alike. Set once, at start; a later call changes
+/// nothing.
+pub fn key_pseudonyms(secret: &str) {
+    let _ = PSEUDONYM_SECRET.set(secret.as_bytes().to_vec());
+}
+
+/// The lane key of a client without an id: `anon:` and a keyed hash of its address (HMAC-SHA256
+/// with the token), the same on every replica and for as long as the token stays, so no screen
+/// learns the address from it. The instructor maps it back (`GET /api/instructor/clients`).
+/// Before [`key_pseudonyms`] (in tests that build no server), the key is random.
 pub fn pseudonym(ip: Option<&str>) -> String {
-    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
+    use hmac::Mac;
+    static RANDOM: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
     let Some(ip) = ip else { return "anon:unknown".to_owned() };
-    let hash = std::hash::BuildHasher::hash_one(KEY.get_or_init(Default::default), ip);
-    format!("anon:{:08x}", hash >> 32)
+    match PSEUDONYM_SECRET.get() {
+        Some(secret) => {
+            let mut mac =
+                hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+            mac.update(b"pseudonym:");
+            mac.update(ip.as_bytes());
+            let bytes = mac.finalize().into_bytes();
+            format!("anon:{:02x}{:02x}{:02x}{:02x}", bytes[0], bytes[1], bytes[2], bytes[3])
+        }
+        None => {
+            let hash = std::hash::BuildHasher::hash_one(RANDOM.get_or_init(Default::default), ip);
+            format!("anon:{:08x}", hash >> 32)
+        }
+    }
 }
 
 /// The value of `name` in a query string, as written.

@@ -187,7 +187,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     store.replica_number().await.map_err(|e| format!("cannot number this replica: {e}"))?;
                 config.log_in_stream = true;
             }
-            let state = AppState::with_transcripts(config, std::sync::Arc::new(store))?;
+            // Idempotency keys in the same database: a retry may reach another replica.
+            let keys = std::sync::Arc::new(store.keys(Duration::from_secs(10)));
+            let state = AppState::with_backends(config, std::sync::Arc::new(store), keys)?;
             if let Some(nats) = cli.nats.as_deref().filter(|_| state.log().is_recording()) {
                 state
                     .log()

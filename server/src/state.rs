@@ -14,7 +14,7 @@ use crate::access::{self, InstructorToken};
 use crate::capture::Capture;
 use crate::clock::{now_us, time_of_day};
 use crate::faults::Faults;
-use crate::idempotency::Idempotency;
+use crate::idempotency::{Idempotency, Keys};
 use crate::identity::Clients;
 use crate::ids::Issuer;
 use crate::log::{EventLog, LogConfig};
@@ -164,7 +164,7 @@ struct Inner {
     rehearsal: Arc<rehearsal::Rehearsal>,
     token: InstructorToken,
     faults: Arc<Faults>,
-    idempotency: Arc<Idempotency>,
+    idempotency: Arc<dyn Keys>,
     listening: Listening,
     highlight: Arc<instructor::Highlight>,
     origins: Origins,
@@ -184,10 +184,20 @@ impl AppState {
         Self::with_transcripts(config, Arc::new(transcripts::Embedded::new(store)))
     }
 
-    /// The same, with the transcripts in `store` (a cluster's PostgreSQL).
+    /// The same, with the transcripts in `store`; idempotency keys in memory.
     pub fn with_transcripts(
         config: Config,
         store: Arc<dyn transcripts::Transcripts>,
+    ) -> Result<Self, StartError> {
+        Self::with_backends(config, store, Arc::new(Idempotency::default()))
+    }
+
+    /// The same, with the transcripts in `store` and idempotency keys in `keys` (a cluster's
+    /// PostgreSQL, for both).
+    pub fn with_backends(
+        config: Config,
+        store: Arc<dyn transcripts::Transcripts>,
+        keys: Arc<dyn Keys>,
     ) -> Result<Self, StartError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
@@ -211,6 +221,7 @@ impl AppState {
         let faults = Arc::new(Faults::with_log(log.clone()));
         let secrets: Arc<Secrets> = Arc::default();
         secrets.add(token.clone());
+        crate::identity::key_pseudonyms(&token);
         log.scrub_with(secrets.clone());
         log.name_node(&config.node);
         let origins = Origins::new(&config.allowed_origins);
@@ -230,7 +241,7 @@ impl AppState {
                 rehearsal: Arc::default(),
                 token: InstructorToken(token.into()),
                 faults,
-                idempotency: Arc::default(),
+                idempotency: keys,
                 listening: Listening::default(),
                 highlight: Arc::default(),
                 origins,
@@ -259,7 +270,7 @@ impl AppState {
         &self.inner.faults
     }
 
-    pub fn idempotency(&self) -> &Arc<Idempotency> {
+    pub fn idempotency(&self) -> &Arc<dyn Keys> {
         &self.inner.idempotency
     }
 

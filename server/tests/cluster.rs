@@ -129,6 +129,17 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
             assert!(body.contains(r#""studentID":5"#), "{body}");
         }
 
+        // A POST retried with the same Idempotency-Key on the other replica (the balancer may
+        // send a retry anywhere) is answered the same, not run twice.
+        let key = [("Idempotency-Key", "retry-across")];
+        let body = Some(r#"{"studentName":"once"}"#);
+        let first = common::http_with(r1.addr, "POST", "/transcripts", &key, body).unwrap();
+        let retry = common::http_with(r2.addr, "POST", "/transcripts", &key, body).unwrap();
+        assert_eq!((first.0, retry.0, &retry.2), (200, 200, &first.2), "the same answer");
+        assert!(retry.1.to_ascii_lowercase().contains("idempotent-replayed: true"), "{}", retry.1);
+        let (_, list) = common::http(lb.addr, "GET", "/transcripts", None);
+        assert_eq!(list.matches(r#""studentName":"once""#).count(), 1, "one student, not two");
+
         // The same instructor token on every replica.
         for r in [r1.addr, r2.addr] {
             let auth = format!("Bearer {TOKEN}");
@@ -206,7 +217,7 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
             assert_eq!(common::http(lb.addr, "GET", "/transcripts/1", None).0, 200, "read {i}");
         }
         let (status, id) = common::http(lb.addr, "POST", "/transcripts", Some(r#"{"studentName":"after"}"#));
-        assert_eq!((status, id.as_str()), (200, "6"));
+        assert_eq!((status, id.as_str()), (200, "7"));
         assert_eq!(node(lb.addr), "replica-2");
 
         // Both sockets on replica 1 ended (the observer may have had more events first); they
@@ -219,7 +230,7 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
                 tokio::time::timeout(std::time::Duration::from_secs(10), app.next()).await
             {}
         });
-        assert_eq!(get_as(lb.addr, "c-after", "/transcripts/6"), 200);
+        assert_eq!(get_as(lb.addr, "c-after", "/transcripts/7"), 200);
         let resumed = rt.block_on(observe_until(lb.addr, last, |e| answered(e, "c-after")));
         let seqs: Vec<u64> = resumed.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, (last + 1..last + 1 + seqs.len() as u64).collect::<Vec<_>>(), "no gap after {last}");
@@ -232,7 +243,7 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
                 }
             }
         });
-        assert_eq!((change.seq, change.student_id), (last_change + 1, 6), "the missed change, first");
+        assert_eq!((change.seq, change.student_id), (last_change + 1, 7), "the missed change, first");
         drop(lb);
         drop(nats);
     })

@@ -1,5 +1,6 @@
 //! One contract for the transcripts' backends: the same cases, the same expected answers,
-//! against the embedded SQLite store and a real PostgreSQL (the cluster's).
+//! against the embedded SQLite store and a real PostgreSQL (the cluster's); and one for the
+//! idempotency keys' stores, in memory and in PostgreSQL.
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::sync::Arc;
 
 use protocol::CourseGrade;
 use protocol::channel::ChangeKind;
+use server::idempotency::{Claim, Idempotency, Keys, Stored};
 use server::transcripts::postgres::Postgres;
 use server::transcripts::{Embedded, Store, StoreError, Transcripts};
 
@@ -138,6 +140,67 @@ async fn the_embedded_sqlite_store_keeps_the_contract() {
 #[tokio::test]
 async fn the_postgresql_store_keeps_the_contract() {
     contract(&Pg(common::pg::fresh_database().await)).await;
+}
+
+/// A kept answer: `status` with one header and `body`.
+fn answer(status: u16, body: &'static str) -> Stored {
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("content-type", axum::http::HeaderValue::from_static("application/json"));
+    Stored { status: axum::http::StatusCode::from_u16(status).unwrap(), headers, body: body.into() }
+}
+
+async fn claim(keys: &Arc<dyn Keys>, key: &str) -> Claim {
+    keys.claim(key.to_owned()).await.unwrap()
+}
+
+/// The idempotency keys' contract: the first claim runs, its answer is replayed to every later
+/// claim; a retry arriving while the first runs waits for its answer; a key given up (5xx) runs
+/// again; keys are apart.
+async fn keys_contract(keys: Arc<dyn Keys>) {
+    let Claim::Run(first) = claim(&keys, "c|/transcripts|k1").await else { panic!("the first claim runs") };
+    // A retry while the first runs: it waits, then replays the first's answer.
+    let waiting = {
+        let keys = keys.clone();
+        tokio::spawn(async move { keys.claim("c|/transcripts|k1".to_owned()).await.unwrap() })
+    };
+    // Another key is not held up by it.
+    let Claim::Run(other) = claim(&keys, "c|/transcripts|k2").await else { panic!("another key runs") };
+    other.finish(Some(answer(201, "other"))).await;
+    first.finish(Some(answer(200, "5"))).await;
+    let Claim::Replay(replayed) = waiting.await.unwrap() else { panic!("the waiting retry replays") };
+    assert_eq!(replayed, answer(200, "5"));
+    let Claim::Replay(again) = claim(&keys, "c|/transcripts|k1").await else { panic!("replayed") };
+    assert_eq!(again, answer(200, "5"));
+    let Claim::Replay(other) = claim(&keys, "c|/transcripts|k2").await else { panic!("replayed") };
+    assert_eq!(other.body, "other");
+    // Given up: the next claim runs for real.
+    let Claim::Run(failed) = claim(&keys, "c|/transcripts|k3").await else { panic!("runs") };
+    failed.finish(None).await;
+    let Claim::Run(retried) = claim(&keys, "c|/transcripts|k3").await else { panic!("runs again") };
+    retried.finish(Some(answer(200, "7"))).await;
+}
+
+#[tokio::test]
+async fn keys_in_memory_keep_the_contract() {
+    keys_contract(Arc::new(Idempotency::default())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_in_postgresql_keep_the_contract_and_are_shared() {
+    let url = common::pg::fresh_database().await;
+    let store = Postgres::connect(&url, false).await.unwrap();
+    keys_contract(Arc::new(store.keys(std::time::Duration::from_secs(10)))).await;
+    // Another replica's store (its own pool) replays what this one kept; a first request
+    // still running elsewhere past the wait is answered 409 (Busy), not run twice.
+    let elsewhere = Postgres::connect(&url, false).await.unwrap();
+    let other: Arc<dyn Keys> = Arc::new(elsewhere.keys(std::time::Duration::from_millis(200)));
+    let Claim::Replay(kept) = claim(&other, "c|/transcripts|k1").await else { panic!("shared") };
+    assert_eq!(kept, answer(200, "5"));
+    let here: Arc<dyn Keys> = Arc::new(store.keys(std::time::Duration::from_secs(10)));
+    let Claim::Run(running) = claim(&here, "c|/transcripts|slow").await else { panic!("runs") };
+    assert!(matches!(claim(&other, "c|/transcripts|slow").await, Claim::Busy));
+    running.finish(Some(answer(200, "9"))).await;
+    assert!(matches!(claim(&other, "c|/transcripts|slow").await, Claim::Replay(_)));
 }
 
 /// The real binary with `--postgres`: the same API over HTTP, and nothing acknowledged is

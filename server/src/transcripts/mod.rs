@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod fanout;
+pub mod keys;
 pub mod postgres;
 pub mod store;
 pub mod validate;

@@ -41,6 +41,14 @@ const SCHEMA: &str = "
         at_us      BIGINT NOT NULL,
         cause      BIGINT
     );
+    CREATE TABLE IF NOT EXISTS idempotency_keys (
+        key     TEXT PRIMARY KEY,
+        at_us   BIGINT NOT NULL,
+        status  INTEGER,
+        headers TEXT,
+        body    BYTEA
+    );
+    CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (at_us);
     CREATE SEQUENCE IF NOT EXISTS replica_starts MINVALUE 1 MAXVALUE 2097151 CYCLE;
     CREATE TABLE IF NOT EXISTS wirescope_meta (
         key   TEXT PRIMARY KEY,
@@ -105,7 +113,7 @@ impl Postgres {
         tx.batch_execute(SCHEMA).await.map_err(backend)?;
         if reset {
             tx.batch_execute(
-                "TRUNCATE students, grades, changes RESTART IDENTITY; DELETE FROM wirescope_meta WHERE key = 'seeded';",
+                "TRUNCATE students, grades, changes, idempotency_keys RESTART IDENTITY; DELETE FROM wirescope_meta WHERE key = 'seeded';",
             )
             .await
             .map_err(backend)?;
@@ -144,6 +152,12 @@ impl Postgres {
         self.describe.push_str(&format!(", changes through NATS {url}"));
         self.fanout = Some(fanout);
         Ok(self)
+    }
+
+    /// Idempotency keys kept in the same database ([`super::keys::PgKeys`]); a retry waits
+    /// at most `wait` for a first request still running elsewhere.
+    pub fn keys(&self, wait: std::time::Duration) -> super::keys::PgKeys {
+        super::keys::PgKeys::new(self.pool.clone(), wait)
     }
 
     /// A number for this start of a replica, unique among the last two million starts that
