@@ -18,31 +18,6 @@ fn node(addr: std::net::SocketAddr) -> String {
     serde_json::from_str::<serde_json::Value>(&body).unwrap()["node"].as_str().unwrap().to_owned()
 }
 
-/// An observer of `addr` from `since`: every event it is sent, until `enough` holds of them
-/// (within 60 s).
-async fn observe_until(
-    addr: std::net::SocketAddr,
-    since: u64,
-    enough: impl Fn(&[Event]) -> bool,
-) -> Vec<Event> {
-    let url = format!("ws://{addr}/ws/observe?since={since}");
-    let mut ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
-    let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !enough(&events) {
-        use futures_util::StreamExt;
-        let next = tokio::time::timeout_at(deadline, ws.next()).await;
-        let Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))) = next else {
-            assert!(next.is_ok(), "not seen within 60 s on {addr}; seen: {events:#?}");
-            continue;
-        };
-        if let ObserverMsg::Events { events: more } = serde_json::from_str(&t).unwrap() {
-            events.extend(more);
-        }
-    }
-    events
-}
-
 /// Reads an observer's events, keeping the newest `seq` in `last`, until `enough` holds of what
 /// it read or the socket ends (within 30 s).
 async fn read_events(ws: &mut common::Ws, last: &mut u64, enough: impl Fn(&[Event]) -> bool) {
@@ -153,7 +128,7 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
         assert_eq!(get_as(r1.addr, "c-one", "/transcripts/1"), 200);
         assert_eq!(get_as(r2.addr, "c-two", "/transcripts/2"), 200);
         let both = |e: &[Event]| answered(e, "c-one") && answered(e, "c-two");
-        let on = [r1.addr, r2.addr].map(|r| rt.block_on(observe_until(r, 0, both)));
+        let on = [r1.addr, r2.addr].map(|r| rt.block_on(common::observe_until(r, 0, both)));
         let mine = |events: &[Event]| -> Vec<(u64, String, u64)> {
             events
                 .iter()
@@ -192,7 +167,7 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
         let late = |e: &[Event]| {
             requests_of(e, "c-late").len() == 3 && e.iter().any(|e| e.node == "replica-1" && is_late_note(e))
         };
-        let after = rt.block_on(observe_until(r2.addr, last, late));
+        let after = rt.block_on(common::observe_until(r2.addr, last, late));
         // Each replica that could not publish says so (replica 2's presence waited too).
         let note = after.iter().find(|e| e.node == "replica-1" && is_late_note(e)).unwrap();
         assert!(format!("{:?}", note.kind).contains(", 0 dropped"), "{note:?}");
@@ -231,7 +206,7 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
             {}
         });
         assert_eq!(get_as(lb.addr, "c-after", "/transcripts/7"), 200);
-        let resumed = rt.block_on(observe_until(lb.addr, last, |e| answered(e, "c-after")));
+        let resumed = rt.block_on(common::observe_until(lb.addr, last, |e| answered(e, "c-after")));
         let seqs: Vec<u64> = resumed.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, (last + 1..last + 1 + seqs.len() as u64).collect::<Vec<_>>(), "no gap after {last}");
         let change = rt.block_on(async {

@@ -289,12 +289,15 @@ async fn replicas_sharing_postgresql_and_nats_see_each_others_changes() {
     let url = common::pg::fresh_database().await;
     let nats = common::nats::Nats::start().await;
     let nats_url = nats.url.clone();
+    let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let args =
             |node: &'static str| ["--postgres", &url, "--nats", &nats_url, "--node", node].map(str::to_owned);
         let a_args = args("a");
-        let b_args = args("b");
+        // B keeps only 4 events in memory: an observer going further back reads the stream.
+        let b_args: Vec<String> =
+            args("b").into_iter().chain(["--ring".to_owned(), "4".to_owned()]).collect();
         let a = common::RealServer::start(da.path(), &a_args.iter().map(String::as_str).collect::<Vec<_>>());
         let b = common::RealServer::start(db.path(), &b_args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(common::http(a.addr, "POST", "/transcripts", Some(r#"{"studentName":"on a"}"#)).1, "5");
@@ -310,6 +313,11 @@ async fn replicas_sharing_postgresql_and_nats_see_each_others_changes() {
         let a = common::RealServer::start(da.path(), &a_args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(changes_on(a.addr, 0), [(1, 5), (2, 6), (3, 5)]);
         assert_eq!(common::http(a.addr, "GET", "/transcripts/6", None).0, 200, "B's write, read on A");
+        // The whole log from its start, through B: the stream's sequence, with no gap.
+        let all = rt.block_on(common::observe_until(b.addr, 0, |e| e.len() >= 16));
+        let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "from the stream, then the ring");
+        assert!(all.iter().any(|e| e.node == "a") && all.iter().any(|e| e.node == "b"));
         drop((a, b));
     })
     .await

@@ -229,3 +229,28 @@ pub async fn next_json<T: serde::de::DeserializeOwned>(ws: &mut Ws) -> T {
         }
     }
 }
+
+/// An observer of `addr` from `since`: every event it is sent, until `enough` holds of them
+/// (within 60 s; fails if the socket ends first).
+pub async fn observe_until(
+    addr: SocketAddr,
+    since: u64,
+    enough: impl Fn(&[protocol::Event]) -> bool,
+) -> Vec<protocol::Event> {
+    use futures_util::StreamExt;
+    let url = format!("ws://{addr}/ws/observe?since={since}");
+    let mut ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !enough(&events) {
+        let next = tokio::time::timeout_at(deadline, ws.next()).await;
+        let next = next.unwrap_or_else(|_| panic!("not seen within 60 s on {addr}; seen: {events:#?}"));
+        let Some(Ok(message)) = next else { panic!("the observer's socket ended; seen: {events:#?}") };
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = message
+            && let protocol::ObserverMsg::Events { events: more } = serde_json::from_str(&t).unwrap()
+        {
+            events.extend(more);
+        }
+    }
+    events
+}
