@@ -329,7 +329,19 @@ async fn follow_once(
 
 #[cfg(test)]
 mod tests {
-    use super::numbered;
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_outbox_drops_and_counts_and_health_says_so() {
+        // Nothing listens on this port: NATS is out of reach from the start.
+        let Link { js, .. } = jetstream_at("nats://127.0.0.1:1").await.unwrap();
+        let (outbox, _rx) = mpsc::channel(2);
+        let shared = Shared { outbox, js, status: Arc::default() };
+        assert!(shared.push("a".into()) && shared.push("b".into()));
+        assert!(!shared.push("c".into()), "the third does not fit");
+        let state = shared.state();
+        assert_eq!((state.reachable, state.waiting, state.dropped), (true, 2, 1));
+    }
 
     #[test]
     fn the_stream_sequence_goes_in_front_of_the_payload() {
