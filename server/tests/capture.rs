@@ -360,3 +360,32 @@ async fn a_program_without_an_id_is_a_pseudonym_and_no_screen_learns_its_address
     assert_eq!((entry["addr"].as_str(), entry["userAgent"].as_str()), (Some("127.0.0.1"), Some(agent)));
     assert_eq!(s.get("/api/instructor/clients").await.status(), 403);
 }
+
+/// The lane of a program without an id, as a real server with `token` names it.
+async fn anonymous_lane(token: &'static str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let server = tokio::task::spawn_blocking(move || {
+        let s = common::RealServer::start(dir.path(), &["--instructor-token", token]);
+        assert_eq!(common::http(s.addr, "GET", "/transcripts/1", None).0, 200);
+        (s, dir)
+    })
+    .await
+    .unwrap();
+    let seen = common::observe_until(server.0.addr, 0, |e| {
+        e.iter().any(|e| matches!(&e.kind, EventKind::HttpRequest(r) if r.path == "/transcripts/1"))
+    })
+    .await;
+    let request = seen.iter().find(|e| matches!(e.kind, EventKind::HttpRequest(_))).unwrap();
+    request.client.clone()
+}
+
+/// Replicas sharing the token name an address alike; a rotated token names it anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pseudonym_of_an_address_follows_the_token() {
+    let one = anonymous_lane("pseudonym-token-one-0123456789").await;
+    let same = anonymous_lane("pseudonym-token-one-0123456789").await;
+    let rotated = anonymous_lane("pseudonym-token-two-0123456789").await;
+    assert!(one.starts_with("anon:"), "{one}");
+    assert_eq!(one, same, "another process with the same token: the same lane");
+    assert_ne!(one, rotated, "another token: another pseudonym");
+}
