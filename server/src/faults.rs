@@ -5,8 +5,8 @@
 //! lab's controls (`/api/lab`). Every fault applied to a request is recorded as a note on the
 //! exchange it hit, and a held frame as a note on its client's lane, so every screen draws it.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -17,53 +17,41 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use protocol::instructor::{Fault, FaultKind, Held, HoldState, NewFault, Target};
 use protocol::{EventKind, Note, NoteKind};
-use tokio::sync::oneshot;
 
-use crate::clock::server_now;
+use crate::board::{Action, Actor, Board, Boards};
+use crate::clock::{now_us, server_now};
 use crate::error::ApiError;
 use crate::identity::client_key;
 use crate::log::EventLog;
-use crate::paths::{INSTRUCTOR_PREFIX, LAB_PATH, OBSERVE_PATH, is_api_path};
+use crate::paths::{INSTRUCTOR_PREFIX, LAB_PATH, OBSERVE_PATH, PROBE_HEADER, is_api_path};
 use crate::serve::drop_connection;
 use crate::ws::{Control, FrameGate, SocketSpec, Sockets};
 
-struct Waiting {
-    held: Held,
-    release: oneshot::Sender<()>,
-}
-
-struct Hold {
-    on: bool,
-    timeout_ms: u64,
-    waiting: Vec<Waiting>,
-}
-
 /// Most messages held at once; more pass through (noted), so a hold never grows without bound.
 pub const MAX_HELD: usize = 256;
+/// Most faults armed at once; one more is refused (409).
+pub const MAX_FAULTS: usize = 100;
+/// How long past its timeout a held message's entry stays on the board when the server that
+/// held it went away (killed) and so never took it off.
+const HELD_GRACE_US: i64 = 5_000_000;
 
-/// Faults in force, the hold, and whether the server plays dead.
+/// Faults in force, the hold, and whether the server plays dead: all on the room's board
+/// ([`crate::board`]), so in a cluster every replica applies what the instructor armed on any.
 pub struct Faults {
-    rules: Mutex<Vec<Fault>>,
-    next_id: AtomicU64,
-    down_until_us: AtomicI64,
-    hold: Mutex<Hold>,
-    next_held: AtomicU64,
+    board: Arc<Boards>,
+    /// Requests each unlimited fault disturbed on this server (a limited fault's uses are
+    /// counted on the board, where the cluster spends each use once).
+    applied_here: Mutex<HashMap<u64, u64>>,
     pub sockets: Arc<Sockets>,
     /// Where held WebSocket frames are noted (HTTP holds are noted by the middleware).
     log: Option<Arc<EventLog>>,
+    /// This server's node name (on the actions it announces).
+    node: String,
 }
 
 impl Default for Faults {
     fn default() -> Self {
-        Self {
-            rules: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(1),
-            down_until_us: AtomicI64::new(0),
-            hold: Mutex::new(Hold { on: false, timeout_ms: 30_000, waiting: Vec::new() }),
-            next_held: AtomicU64::new(1),
-            sockets: Arc::default(),
-            log: None,
-        }
+        Self::new(Arc::default(), None, "server")
     }
 }
 
@@ -109,9 +97,15 @@ pub fn validate(f: &NewFault) -> Result<(), ApiError> {
 }
 
 impl Faults {
-    /// Faults that note held WebSocket frames in `log`.
-    pub fn with_log(log: Arc<EventLog>) -> Self {
-        Self { log: Some(log), ..Self::default() }
+    /// Faults on `board`, noting held WebSocket frames (and actions announced by other
+    /// servers) in `log`; `node` names this server on the actions it announces.
+    pub fn new(board: Arc<Boards>, log: Option<Arc<EventLog>>, node: &str) -> Self {
+        Self { board, applied_here: Mutex::default(), sockets: Arc::default(), log, node: node.to_owned() }
+    }
+
+    /// The room's board the faults are kept on.
+    pub fn board(&self) -> &Arc<Boards> {
+        &self.board
     }
 
     /// A WebSocket frame from `client` arrived: while holding is on, it waits for the
@@ -133,110 +127,176 @@ impl Faults {
         }
     }
 
-    /// Adds a fault. Closing and cutting apply at once to the matching open WebSockets
-    /// (answers how many); everything else applies to what comes next.
-    pub fn add(&self, f: NewFault) -> (Fault, usize) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let ctl = match &f.fault {
-            FaultKind::Close { code } => {
-                Some(Control::Close(*code, "closed by the instructor (fault)".to_owned()))
-            }
-            FaultKind::Cut => Some(Control::Cut),
+    /// Closes (`close`: code and reason) or cuts the open WebSockets that match, here and on
+    /// every other server of the cluster; answers how many were here. `what` names it in the
+    /// note each other server writes when it had any.
+    pub fn close_everywhere(
+        &self,
+        client: Option<&str>,
+        path: Option<&str>,
+        close: Option<(u16, &str)>,
+        what: &str,
+    ) -> usize {
+        let action = Action {
+            client: client.map(str::to_owned),
+            path: path.map(str::to_owned),
+            close: close.map(|(code, reason)| (code, reason.to_owned())),
+            what: what.to_owned(),
+            from: self.node.clone(),
+        };
+        self.board.announce(&action);
+        self.sockets.control(client, path, &control_of(&action))
+    }
+
+    /// Adds a fault. Closing and cutting apply at once to the matching open WebSockets, on
+    /// every server (the answer counts this one's); everything else applies to what comes next.
+    pub async fn add(&self, f: NewFault) -> Result<(Fault, usize), ApiError> {
+        let once = matches!(f.fault, FaultKind::Close { .. } | FaultKind::Cut);
+        let fault = self
+            .board
+            .update(|b| {
+                let fault = Fault {
+                    id: b.next_fault,
+                    target: f.target.clone(),
+                    fault: f.fault.clone(),
+                    times: f.times,
+                    applied: 0,
+                };
+                if !once {
+                    if b.faults.len() >= MAX_FAULTS {
+                        return None;
+                    }
+                    b.faults.push(fault.clone());
+                }
+                b.next_fault += 1;
+                Some(fault)
+            })
+            .await?
+            .ok_or_else(|| {
+                ApiError::Conflict(format!("{MAX_FAULTS} faults are armed already; remove one first"))
+            })?;
+        let close = match &fault.fault {
+            FaultKind::Close { code } => Some(Some((*code, "closed by the instructor (fault)"))),
+            FaultKind::Cut => Some(None),
             _ => None,
         };
-        let hit =
-            ctl.map_or(0, |c| self.sockets.control(f.target.client.as_deref(), f.target.path.as_deref(), &c));
-        let fault = Fault { id, target: f.target, fault: f.fault, times: f.times, applied: hit as u64 };
-        if !matches!(fault.fault, FaultKind::Close { .. } | FaultKind::Cut) {
-            self.rules.lock().unwrap_or_else(PoisonError::into_inner).push(fault.clone());
-        }
-        (fault, hit)
+        let hit = close.map_or(0, |close| {
+            let what = if close.is_some() { "fault: close" } else { "fault: cut" };
+            self.close_everywhere(f.target.client.as_deref(), f.target.path.as_deref(), close, what)
+        });
+        Ok((Fault { applied: hit as u64, ..fault }, hit))
     }
 
-    pub fn remove(&self, id: u64) -> bool {
-        let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = rules.len();
-        rules.retain(|r| r.id != id);
-        rules.len() != before
+    pub async fn remove(&self, id: u64) -> Result<bool, ApiError> {
+        Ok(self
+            .board
+            .update(|b| {
+                let before = b.faults.len();
+                b.faults.retain(|r| r.id != id);
+                b.faults.len() != before
+            })
+            .await?)
     }
 
-    pub fn clear(&self) {
-        self.rules.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    pub async fn clear(&self) -> Result<(), ApiError> {
+        Ok(self.board.update(|b| b.faults.clear()).await?)
     }
 
+    /// The faults in force, each with how often it was applied.
     pub fn list(&self) -> Vec<Fault> {
-        self.rules.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// The faults that apply to this request now (counting down the limited ones).
-    pub fn take(&self, path: &str, client: &str) -> Vec<FaultKind> {
-        let mut rules = self.rules.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut out = Vec::new();
-        for r in rules.iter_mut().filter(|r| matches(&r.target, path, client)) {
-            out.push(r.fault.clone());
-            r.applied += 1;
-            if let Some(t) = &mut r.times {
-                *t = t.saturating_sub(1);
-            }
+        let here = self.applied_here.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut faults = self.board.now().faults.clone();
+        for f in &mut faults {
+            f.applied += here.get(&f.id).copied().unwrap_or(0);
         }
-        rules.retain(|r| r.times != Some(0));
-        out
+        faults
     }
 
-    /// The server plays dead for `seconds`: open WebSockets are cut, new requests refused.
-    pub fn down(&self, seconds: u64) -> usize {
-        self.down_until_us.store(crate::clock::now_us() + seconds as i64 * 1_000_000, Ordering::Relaxed);
-        self.sockets.control(None, None, &Control::Cut)
+    /// The faults that apply to this request now. A limited fault's use is taken on the board
+    /// (so a cluster spends each use once, whichever replica answers); an unlimited one is
+    /// counted here.
+    pub async fn take(&self, path: &str, client: &str) -> Vec<FaultKind> {
+        let board = self.board.now();
+        let hits: Vec<&Fault> = board.faults.iter().filter(|r| matches(&r.target, path, client)).collect();
+        if hits.is_empty() {
+            return Vec::new();
+        }
+        // (id, limited, what) of every fault that applies, in the order they were armed.
+        let taken: Vec<(u64, bool, FaultKind)> = if hits.iter().all(|f| f.times.is_none()) {
+            hits.iter().map(|f| (f.id, false, f.fault.clone())).collect()
+        } else {
+            let claimed = self.board.update(|b| spend(b, path, client)).await;
+            claimed.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "faults: limited faults skipped");
+                hits.iter().filter(|f| f.times.is_none()).map(|f| (f.id, false, f.fault.clone())).collect()
+            })
+        };
+        let mut here = self.applied_here.lock().unwrap_or_else(PoisonError::into_inner);
+        if here.len() > MAX_FAULTS {
+            here.retain(|id, _| board.faults.iter().any(|f| f.id == *id));
+        }
+        for (id, _, _) in taken.iter().filter(|(_, limited, _)| !limited) {
+            *here.entry(*id).or_default() += 1;
+        }
+        taken.into_iter().map(|(_, _, kind)| kind).collect()
+    }
+
+    /// The server plays dead for `seconds` (every server of a cluster): open WebSockets are
+    /// cut, new requests refused. Answers how many were cut here.
+    pub async fn down(&self, seconds: u64) -> Result<usize, ApiError> {
+        let until = now_us() + seconds as i64 * 1_000_000;
+        self.board.update(|b| b.down_until_us = until).await?;
+        Ok(self.close_everywhere(None, None, None, "server down"))
     }
 
     pub fn down_for_s(&self) -> u64 {
-        let left = self.down_until_us.load(Ordering::Relaxed) - crate::clock::now_us();
+        let left = self.board.now().down_until_us - now_us();
         if left > 0 { (left as u64).div_ceil(1_000_000) } else { 0 }
     }
 
-    pub fn set_hold(&self, on: bool, timeout_ms: Option<u64>) {
-        let mut h = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
-        h.on = on;
-        if let Some(t) = timeout_ms {
-            h.timeout_ms = t.clamp(100, 600_000);
-        }
-        if !on {
-            for w in h.waiting.drain(..) {
-                let _ = w.release.send(());
-            }
-        }
+    pub async fn set_hold(&self, on: bool, timeout_ms: Option<u64>) -> Result<(), ApiError> {
+        self.board
+            .update(|b| {
+                b.hold_on = on;
+                if let Some(t) = timeout_ms {
+                    b.hold_timeout_ms = t.clamp(100, 600_000);
+                }
+                if !on {
+                    b.held.clear();
+                }
+            })
+            .await?;
+        Ok(())
     }
 
-    /// Releases the `n` oldest held requests (all when `None`); answers how many.
-    pub fn release(&self, n: Option<usize>) -> usize {
-        let mut h = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
-        let k = n.unwrap_or(h.waiting.len()).min(h.waiting.len());
-        for w in h.waiting.drain(..k) {
-            let _ = w.release.send(());
-        }
-        k
+    /// Releases the `n` oldest held messages (all when `None`), wherever they are held;
+    /// answers how many.
+    pub async fn release(&self, n: Option<usize>) -> Result<usize, ApiError> {
+        Ok(self
+            .board
+            .update(|b| {
+                let k = n.unwrap_or(b.held.len()).min(b.held.len());
+                b.held.drain(..k);
+                k
+            })
+            .await?)
     }
 
     pub fn hold_state(&self) -> HoldState {
-        let h = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
-        HoldState {
-            on: h.on,
-            timeout_ms: h.timeout_ms,
-            held: h.waiting.iter().map(|w| w.held.clone()).collect(),
-        }
+        let b = self.board.now();
+        HoldState { on: b.hold_on, timeout_ms: b.hold_timeout_ms, held: b.held.clone() }
     }
 
     /// Nothing to apply: no fault armed, not down, not holding (the common case, checked
     /// before anything is worked out about a request).
     pub fn idle(&self) -> bool {
-        self.down_for_s() == 0
-            && !self.hold.lock().unwrap_or_else(PoisonError::into_inner).on
-            && self.rules.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+        self.board.read(|b| b.idle(now_us()))
     }
 
     /// Holds a message (`what`, e.g. `GET /x` or `frame on /ws/echo`) while holding is on,
-    /// noting it held and then how it was released — the same for requests and frames. At
-    /// most [`MAX_HELD`] wait at once; past that a message passes, noted as not held.
+    /// noting it held and then how it was released — the same for requests and frames. It
+    /// waits on the board (where "release" takes it off, on any server) for at most the hold's
+    /// timeout. At most [`MAX_HELD`] wait at once; past that a message passes, noted as not held.
     async fn hold_noted(
         &self,
         client: &str,
@@ -245,34 +305,94 @@ impl Faults {
         what: &str,
         note: impl Fn(String, NoteKind),
     ) {
-        let (rx, timeout, id) = {
-            let mut h = self.hold.lock().unwrap_or_else(PoisonError::into_inner);
-            if !h.on {
-                return;
-            }
-            if h.waiting.len() >= MAX_HELD {
-                drop(h);
+        if !self.board.read(|b| b.hold_on) {
+            return;
+        }
+        let since_us = now_us();
+        let entry = self
+            .board
+            .update(|b| {
+                if !b.hold_on {
+                    return None;
+                }
+                // Entries whose server went away without taking them off.
+                let stale = since_us - b.hold_timeout_ms as i64 * 1000 - HELD_GRACE_US;
+                b.held.retain(|h| h.since_us > stale);
+                if b.held.len() >= MAX_HELD {
+                    return Some(None);
+                }
+                let id = b.next_held;
+                b.next_held += 1;
+                let held = Held {
+                    id,
+                    client: client.to_owned(),
+                    method: method.to_owned(),
+                    path: path.to_owned(),
+                    since_us,
+                };
+                b.held.push(held);
+                Some(Some((id, b.hold_timeout_ms)))
+            })
+            .await;
+        let (id, timeout_ms) = match entry {
+            Ok(None) => return,
+            Ok(Some(Some(held))) => held,
+            Ok(Some(None)) => {
                 note(format!("not held ({MAX_HELD} messages wait already): {what}"), NoteKind::Held);
                 return;
             }
-            let (tx, rx) = oneshot::channel();
-            let id = self.next_held.fetch_add(1, Ordering::Relaxed);
-            let held = Held {
-                id,
-                client: client.to_owned(),
-                method: method.to_owned(),
-                path: path.to_owned(),
-                since_us: crate::clock::now_us(),
-            };
-            h.waiting.push(Waiting { held, release: tx });
-            (rx, Duration::from_millis(h.timeout_ms), id)
+            Err(e) => {
+                note(format!("not held ({e}): {what}"), NoteKind::Held);
+                return;
+            }
         };
         note(format!("held: {what}"), NoteKind::Held);
-        if tokio::time::timeout(timeout, rx).await.is_ok() {
+        let mut board = self.board.watch();
+        let gone = |v: &crate::board::Versioned| !v.board.held.iter().any(|h| h.id == id);
+        let wait = tokio::time::timeout(Duration::from_millis(timeout_ms), board.wait_for(gone));
+        // (Not kept: what it answers holds the board's lock.)
+        if matches!(wait.await, Ok(Ok(_))) {
             note(format!("released: {what}"), NoteKind::Released);
         } else {
-            self.hold.lock().unwrap_or_else(PoisonError::into_inner).waiting.retain(|w| w.held.id != id);
+            if let Err(e) = self.board.update(|b| b.held.retain(|h| h.id != id)).await {
+                tracing::warn!(error = %e, "faults: a held message's entry stays until it is stale");
+            }
             note(format!("released after the hold timeout: {what}"), NoteKind::Released);
+        }
+    }
+}
+
+/// Takes one use of each limited fault that applies to `path` from `client` (a fault used up
+/// goes); answers every fault that applies: (id, limited, what), in the order armed.
+fn spend(b: &mut Board, path: &str, client: &str) -> Vec<(u64, bool, FaultKind)> {
+    let mut out = Vec::new();
+    for r in b.faults.iter_mut().filter(|r| matches(&r.target, path, client)) {
+        out.push((r.id, r.times.is_some(), r.fault.clone()));
+        if let Some(t) = &mut r.times {
+            r.applied += 1;
+            *t = t.saturating_sub(1);
+        }
+    }
+    b.faults.retain(|r| r.times != Some(0));
+    out
+}
+
+fn control_of(action: &Action) -> Control {
+    match &action.close {
+        Some((code, reason)) => Control::Close(*code, reason.clone()),
+        None => Control::Cut,
+    }
+}
+
+/// Carries out what another server of the cluster announced, on this one's sockets, and
+/// notes it when it closed any.
+impl Actor for Faults {
+    fn act(&self, action: &Action) {
+        let n = self.sockets.control(action.client.as_deref(), action.path.as_deref(), &control_of(action));
+        if n > 0 {
+            let lane = action.client.as_deref().unwrap_or(protocol::SERVER_LANE);
+            let text = format!("{} (from {}): {n} connection(s) here", action.what, action.from);
+            self.note_on(lane, 0, NoteKind::Fault, text);
         }
     }
 }
@@ -299,7 +419,10 @@ pub async fn middleware(State(faults): State<Arc<Faults>>, mut req: Request, nex
     // Every WebSocket is registered (a fault armed later still reaches it); a plain request
     // with nothing armed goes straight on.
     let upgrade = req.headers().contains_key(axum::http::header::UPGRADE);
-    if exempt(req.uri().path()) || (!upgrade && faults.idle()) {
+    // A balancer's health check is never disturbed: held or refused, it would take every
+    // replica out of the balancer at once.
+    let probe = req.uri().path() == crate::paths::HEALTH_PATH && req.headers().contains_key(PROBE_HEADER);
+    if exempt(req.uri().path()) || probe || (!upgrade && faults.idle()) {
         return next.run(req).await;
     }
     let path = req.uri().path().to_owned();
@@ -311,7 +434,7 @@ pub async fn middleware(State(faults): State<Arc<Faults>>, mut req: Request, nex
     }
     let what = format!("{method} {path}");
     faults.hold_noted(&client, &method, &path, &what, |text, kind| faults.note(&client, kind, text)).await;
-    let kinds = faults.take(&path, &client);
+    let kinds = faults.take(&path, &client).await;
     let mut duplicate = false;
     let mut drop_response = false;
     let mut reorder = false;
@@ -416,21 +539,62 @@ mod tests {
         assert!(matches(&Target::default(), "/x", "y"));
     }
 
-    #[test]
-    fn limited_faults_wear_out() {
+    #[tokio::test]
+    async fn limited_faults_wear_out() {
         let f = Faults::default();
-        f.add(NewFault { target: Target::default(), fault: FaultKind::DropRequest, times: Some(2) });
-        f.add(NewFault { target: Target::default(), fault: FaultKind::Duplicate, times: None });
-        assert_eq!(f.take("/x", "c").len(), 2);
-        assert_eq!(f.take("/x", "c").len(), 2);
-        assert_eq!(f.take("/x", "c"), [FaultKind::Duplicate]);
+        f.add(NewFault { target: Target::default(), fault: FaultKind::DropRequest, times: Some(2) })
+            .await
+            .unwrap();
+        f.add(NewFault { target: Target::default(), fault: FaultKind::Duplicate, times: None })
+            .await
+            .unwrap();
+        assert_eq!(f.take("/x", "c").await.len(), 2);
+        assert_eq!(f.take("/x", "c").await.len(), 2);
+        assert_eq!(f.take("/x", "c").await, [FaultKind::Duplicate]);
         assert_eq!(f.list()[0].applied, 3);
+    }
+
+    #[tokio::test]
+    async fn faults_are_capped() {
+        let f = Faults::default();
+        let nf = || NewFault { target: Target::default(), fault: FaultKind::Duplicate, times: None };
+        for _ in 0..MAX_FAULTS {
+            f.add(nf()).await.unwrap();
+        }
+        assert!(matches!(f.add(nf()).await, Err(ApiError::Conflict(_))));
+        // Closing and cutting are not kept: they still go through.
+        let cut = NewFault { target: Target::default(), fault: FaultKind::Cut, times: None };
+        assert_eq!(f.add(cut).await.unwrap().1, 0);
+        assert_eq!(f.list().len(), MAX_FAULTS);
+    }
+
+    #[tokio::test]
+    async fn release_takes_the_oldest_off_the_board_and_its_waiter_goes_on() {
+        let f = Arc::new(Faults::default());
+        f.set_hold(true, Some(60_000)).await.unwrap();
+        let first = tokio::spawn({
+            let f = f.clone();
+            async move { f.hold_frame("c-ana", "first").await }
+        });
+        let mut board = f.board().watch();
+        board.wait_for(|v| v.board.held.len() == 1).await.unwrap();
+        let second = tokio::spawn({
+            let f = f.clone();
+            async move { f.hold_frame("c-ben", "second").await }
+        });
+        board.wait_for(|v| v.board.held.len() == 2).await.unwrap();
+        assert_eq!(f.release(Some(1)).await.unwrap(), 1);
+        first.await.unwrap();
+        assert_eq!(f.hold_state().held.iter().map(|h| h.client.as_str()).collect::<Vec<_>>(), ["c-ben"]);
+        f.set_hold(false, None).await.unwrap();
+        second.await.unwrap();
+        assert!(f.hold_state().held.is_empty());
     }
 
     #[tokio::test]
     async fn the_hold_queue_is_bounded() {
         let f = Arc::new(Faults::default());
-        f.set_hold(true, Some(60_000));
+        f.set_hold(true, Some(60_000)).await.unwrap();
         let waiting: Vec<_> = (0..MAX_HELD)
             .map(|_| {
                 let f = f.clone();

@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::Router;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use axum::extract::{FromRef, State};
 use axum::http::StatusCode;
@@ -15,6 +15,7 @@ use protocol::{EventKind, Note, NoteKind};
 use serde::Deserialize;
 
 use crate::access::{Instructor, InstructorToken};
+use crate::board::Boards;
 use crate::error::ApiError;
 use crate::events::Hub;
 use crate::extract::{JsonBody, PathText};
@@ -23,20 +24,6 @@ use crate::identity::{Clients, client_id};
 use crate::log::EventLog;
 use crate::serve::Listening;
 use crate::transcripts::Transcripts;
-
-/// The lane the instructor highlights on every screen.
-#[derive(Debug, Default)]
-pub struct Highlight(Mutex<Option<String>>);
-
-impl Highlight {
-    pub fn get(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    fn set(&self, client: Option<String>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = client;
-    }
-}
 
 /// What the instructor's routes reach: nearly everything the room shares.
 #[derive(Clone)]
@@ -47,7 +34,8 @@ pub struct Ctx {
     pub clients: Arc<Clients>,
     pub hub: Arc<Hub>,
     pub transcripts: Arc<dyn Transcripts>,
-    pub highlight: Arc<Highlight>,
+    /// The room's board: the highlighted lane, and what faults and the hub keep there.
+    pub board: Arc<Boards>,
     pub listening: Listening,
     /// Checks the id the instructor's browser was issued (its lane becomes the instructor's).
     pub issuer: Arc<crate::ids::Issuer>,
@@ -102,7 +90,7 @@ fn room(state: &Ctx) -> Room {
         hold: state.faults.hold_state(),
         down_for_s: state.faults.down_for_s(),
         muted: state.hub.muted(),
-        highlight: state.highlight.get(),
+        highlight: state.board.now().highlight.clone(),
     }
 }
 
@@ -117,7 +105,7 @@ async fn add_fault(
 ) -> Result<Json<Fault>, ApiError> {
     let nf: NewFault = crate::extract::from_object(body)?;
     crate::faults::validate(&nf)?;
-    let (fault, hit) = state.faults.add(nf);
+    let (fault, hit) = state.faults.add(nf).await?;
     let client = fault.target.client.clone().unwrap_or_else(|| protocol::SERVER_LANE.to_owned());
     let what = serde_json::to_value(&fault.fault)
         .ok()
@@ -143,17 +131,17 @@ async fn remove_fault(
     PathText(p): PathText,
 ) -> Result<StatusCode, ApiError> {
     let id = crate::sessions::session_id(&p[0])?;
-    if state.faults.remove(id) {
+    if state.faults.remove(id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("no fault {id}")))
     }
 }
 
-async fn clear_faults(_: Instructor, State(state): State<Ctx>) -> StatusCode {
-    state.faults.clear();
+async fn clear_faults(_: Instructor, State(state): State<Ctx>) -> Result<StatusCode, ApiError> {
+    state.faults.clear().await?;
     note(&state, NoteKind::Fault, protocol::SERVER_LANE, "all faults removed".to_owned());
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,7 +165,7 @@ async fn down(
             [("seconds".to_owned(), "must be from 1 to 300".to_owned())].into(),
         ));
     }
-    let cut = state.faults.down(d.seconds);
+    let cut = state.faults.down(d.seconds).await?;
     note(
         &state,
         NoteKind::Down,
@@ -201,7 +189,7 @@ async fn hold(
     JsonBody(body): JsonBody,
 ) -> Result<Json<HoldState>, ApiError> {
     let h: HoldSet = parse(body)?;
-    state.faults.set_hold(h.on, h.timeout_ms);
+    state.faults.set_hold(h.on, h.timeout_ms).await?;
     let text =
         if h.on { "holding: each message waits at the server for the instructor" } else { "holding off" };
     note(&state, NoteKind::Held, protocol::SERVER_LANE, text.to_owned());
@@ -221,7 +209,7 @@ async fn release(
     JsonBody(body): JsonBody,
 ) -> Result<Json<HoldState>, ApiError> {
     let r: Release = parse(body)?;
-    state.faults.release(r.count);
+    state.faults.release(r.count).await?;
     Ok(Json(state.faults.hold_state()))
 }
 
@@ -275,7 +263,8 @@ async fn highlight(
     JsonBody(body): JsonBody,
 ) -> Result<StatusCode, ApiError> {
     let h: HighlightBody = parse(body)?;
-    state.highlight.set(h.client.clone());
+    let client = h.client.clone();
+    state.board.update(move |b| b.highlight = client.clone()).await?;
     note(&state, NoteKind::Highlight, h.client.as_deref().unwrap_or(""), String::from("highlight"));
     Ok(StatusCode::NO_CONTENT)
 }
@@ -298,12 +287,7 @@ async fn moderate(
     let client = p[0].clone();
     let m: Moderate = parse(body)?;
     if let Some(muted) = m.muted {
-        state.hub.set_muted(&client, muted).map_err(|_| {
-            ApiError::Conflict(format!(
-                "{} clients are muted already; unmute one first",
-                crate::events::MAX_MUTED
-            ))
-        })?;
+        state.hub.set_muted(&client, muted).await?;
     }
     if let Some(nick) = m.nickname {
         state.clients.rename_by_instructor(&state.log, &client, &nick);
@@ -313,8 +297,8 @@ async fn moderate(
 }
 
 async fn kick(_: Instructor, State(state): State<Ctx>, PathText(p): PathText) -> StatusCode {
-    let ctl = crate::ws::Control::Close(4000, "kicked by the instructor".to_owned());
-    let n = state.faults.sockets.control(Some(&p[0]), None, &ctl);
+    let kicked = "kicked by the instructor";
+    let n = state.faults.close_everywhere(Some(&p[0]), None, Some((4000, kicked)), kicked);
     note(&state, NoteKind::Fault, &p[0], format!("kicked by the instructor ({n} connections closed)"));
     StatusCode::NO_CONTENT
 }

@@ -19,6 +19,7 @@ pub mod paths;
 pub mod secrets;
 pub mod shutdown;
 // Infrastructure.
+pub mod board;
 pub mod capture;
 pub mod log;
 pub mod serve;

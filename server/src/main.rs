@@ -190,6 +190,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Idempotency keys in the same database: a retry may reach another replica.
             let keys = std::sync::Arc::new(store.keys(Duration::from_secs(10)));
             let state = AppState::with_backends(config, std::sync::Arc::new(store), keys)?;
+            if let Some(nats) = &cli.nats {
+                state
+                    .join_cluster(nats)
+                    .await
+                    .map_err(|e| format!("cannot share the room over NATS: {e}"))?;
+            }
             if let Some(nats) = cli.nats.as_deref().filter(|_| state.log().is_recording()) {
                 state
                     .log()

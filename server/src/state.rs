@@ -11,6 +11,7 @@ use std::time::Instant;
 use axum::extract::FromRef;
 
 use crate::access::{self, InstructorToken};
+use crate::board::Boards;
 use crate::capture::Capture;
 use crate::clock::{now_us, time_of_day};
 use crate::faults::Faults;
@@ -166,7 +167,8 @@ struct Inner {
     faults: Arc<Faults>,
     idempotency: Arc<dyn Keys>,
     listening: Listening,
-    highlight: Arc<instructor::Highlight>,
+    /// The room's board: faults, the hold, the highlight, mutes (one for a cluster).
+    board: Arc<Boards>,
     origins: Origins,
     issuer: Arc<Issuer>,
 }
@@ -218,7 +220,8 @@ impl AppState {
                 .map_err(|e| StartError::Token(config.data_dir.join(access::TOKEN_FILE), e))?,
         };
         let chat_limit = config.chat_limit;
-        let faults = Arc::new(Faults::with_log(log.clone()));
+        let board: Arc<Boards> = Arc::default();
+        let faults = Arc::new(Faults::new(board.clone(), Some(log.clone()), &config.node));
         let secrets: Arc<Secrets> = Arc::default();
         secrets.add(token.clone());
         crate::identity::key_pseudonyms(&token);
@@ -236,14 +239,14 @@ impl AppState {
                 clients: Arc::new(Clients::new(secrets.clone())),
                 secrets,
                 changes,
-                hub: Arc::new(events::Hub::new(chat_limit)),
+                hub: Arc::new(events::Hub::new(chat_limit, board.clone())),
                 lab: Arc::default(),
                 rehearsal: Arc::default(),
                 token: InstructorToken(token.into()),
                 faults,
                 idempotency: keys,
                 listening: Listening::default(),
-                highlight: Arc::default(),
+                board,
                 origins,
                 issuer,
             }),
@@ -285,7 +288,7 @@ impl AppState {
 
     /// The lane the instructor highlights.
     pub fn highlight(&self) -> Option<String> {
-        self.inner.highlight.get()
+        self.inner.board.now().highlight.clone()
     }
 
     /// The pattern lab.
@@ -296,6 +299,23 @@ impl AppState {
     /// The simulated students of a rehearsal.
     pub fn rehearsal(&self) -> &Arc<rehearsal::Rehearsal> {
         &self.inner.rehearsal
+    }
+
+    /// Shares the room with the other replicas of a cluster at NATS `url`: the board (faults,
+    /// the hold, the highlight, mutes) is kept in the cluster's stream, one-shot actions and
+    /// the hub's joins, leaves and chat lines are passed between replicas. Called before the
+    /// server serves; fails only on a malformed URL (an unreachable NATS is retried).
+    pub async fn join_cluster(&self, url: &str) -> Result<(), String> {
+        let link = crate::log::stream::jetstream_at(url).await?;
+        let node = &self.inner.config.node;
+        let actor: std::sync::Weak<dyn crate::board::Actor> = Arc::downgrade(&self.inner.faults) as _;
+        self.inner.board.join(&link, node, actor)?;
+        self.inner.hub.join_cluster(&link, node)
+    }
+
+    /// The room's board.
+    pub fn board(&self) -> &Arc<Boards> {
+        &self.inner.board
     }
 
     /// The event log every captured event goes to.
@@ -440,7 +460,7 @@ impl FromRef<AppState> for instructor::Ctx {
             clients: s.inner.clients.clone(),
             hub: s.inner.hub.clone(),
             transcripts: s.inner.transcripts.clone(),
-            highlight: s.inner.highlight.clone(),
+            board: s.inner.board.clone(),
             listening: s.inner.listening.clone(),
             issuer: s.inner.issuer.clone(),
         }

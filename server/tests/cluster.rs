@@ -59,6 +59,123 @@ fn get_as(addr: std::net::SocketAddr, client: &str, path: &str) -> u16 {
     common::http_with(addr, "GET", path, &[("X-Wirescope-Client", client)], None).unwrap().0
 }
 
+/// Polls `check` (every 20 ms, at most 20 s) until it holds: the state another replica has to
+/// take in from the cluster.
+fn until(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "not within 20 s: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// An instructor's call on replica `r`: (status, body).
+fn instructor(r: std::net::SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let auth = format!("Bearer {TOKEN}");
+    let (status, _, body) = common::http_with(r, method, path, &[("Authorization", &auth)], body).unwrap();
+    (status, body)
+}
+
+fn room(r: std::net::SocketAddr) -> protocol::instructor::Room {
+    let (status, body) = instructor(r, "GET", "/api/instructor/room", None);
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// `/ws/events` on `r` as `client`, greeted and in the room `across`.
+async fn member(r: std::net::SocketAddr, client: &str) -> common::Ws {
+    use futures_util::SinkExt;
+    use protocol::channel::{ClientMsg, ServerEnvelope, ServerMsg};
+    let url = format!("ws://{r}/ws/events?client={client}");
+    let mut ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
+    for msg in [ClientMsg::Hello { name: client.to_owned() }, ClientMsg::Join { room: "across".to_owned() }] {
+        let text = serde_json::to_string(&msg).unwrap();
+        ws.send(tokio_tungstenite::tungstenite::Message::text(text)).await.unwrap();
+    }
+    loop {
+        let env: ServerEnvelope = common::next_json(&mut ws).await;
+        if matches!(env.msg, ServerMsg::History { .. }) {
+            return ws;
+        }
+    }
+}
+
+/// The next message on `ws` that `pick` takes.
+async fn next_of<T>(ws: &mut common::Ws, pick: impl Fn(protocol::channel::ServerMsg) -> Option<T>) -> T {
+    loop {
+        let env: protocol::channel::ServerEnvelope = common::next_json(ws).await;
+        if let Some(t) = pick(env.msg) {
+            return t;
+        }
+    }
+}
+
+/// The instructor's room is the cluster's: a fault armed, the hold, "release next", the
+/// highlight and a mute set through one replica hold on the other; a kick and a chat line
+/// reach across.
+fn the_room_is_one(rt: &tokio::runtime::Handle, r1: std::net::SocketAddr, r2: std::net::SocketAddr) {
+    use futures_util::SinkExt;
+    use protocol::channel::{ClientMsg, ServerMsg};
+    // A fault armed through replica 1 for one use: replica 2 applies it, and then nobody.
+    let fault = r#"{"target":{"path":"/transcripts/4"},"fault":{"kind":"status","status":503,"retryAfterS":1},"times":1}"#;
+    assert_eq!(instructor(r1, "POST", "/api/instructor/faults", Some(fault)).0, 200);
+    until("replica 2 has the fault", || room(r2).faults.len() == 1);
+    assert_eq!(common::http(r2, "GET", "/transcripts/4", None).0, 503, "armed on 1, applied by 2");
+    until("replica 1 sees the use spent", || room(r1).faults.is_empty());
+    assert_eq!(common::http(r1, "GET", "/transcripts/4", None).0, 200, "its one use was spent");
+
+    // Holding switched on through replica 1 holds a request that replica 2 answers; the
+    // balancer's health checks are never held; "release next" through 1 lets it go.
+    assert_eq!(instructor(r1, "POST", "/api/instructor/hold", Some(r#"{"on":true}"#)).0, 200);
+    until("replica 2 holds", || room(r2).hold.on);
+    let held = std::thread::spawn(move || common::http(r2, "GET", "/transcripts/2", None).0);
+    until("the request held on 2 is on 1's list", || {
+        room(r1).hold.held.iter().any(|h| h.path == "/transcripts/2" && h.method == "GET")
+    });
+    let probe = [("X-Wirescope-Probe", "1")];
+    assert_eq!(common::http_with(r2, "GET", "/api/health", &probe, None).unwrap().0, 200, "probes pass");
+    assert_eq!(instructor(r1, "POST", "/api/instructor/release", Some(r#"{"count":1}"#)).0, 200);
+    assert_eq!(held.join().unwrap(), 200, "released through the other replica");
+    assert_eq!(instructor(r2, "POST", "/api/instructor/hold", Some(r#"{"on":false}"#)).0, 200);
+    until("replica 1 stops holding", || !room(r1).hold.on);
+
+    // The highlight set through replica 2 is replica 1's too.
+    assert_eq!(instructor(r2, "POST", "/api/instructor/highlight", Some(r#"{"client":"c-x"}"#)).0, 204);
+    until("replica 1 has the highlight", || room(r1).highlight.as_deref() == Some("c-x"));
+
+    // Members of one room on different replicas talk; a mute through replica 2 silences a
+    // member on replica 1; a kick through replica 1 closes a socket on replica 2.
+    rt.block_on(async {
+        let mut x = member(r1, "c-x").await;
+        let mut y = member(r2, "c-y").await;
+        let say = |text: &str| {
+            let msg = ClientMsg::Chat { room: "across".to_owned(), text: text.to_owned() };
+            tokio_tungstenite::tungstenite::Message::text(serde_json::to_string(&msg).unwrap())
+        };
+        x.send(say("hello from replica 1")).await.unwrap();
+        let line = next_of(&mut y, |m| if let ServerMsg::Chat(l) = m { Some(l) } else { None }).await;
+        assert_eq!((line.text.as_str(), line.from.client_id.as_str()), ("hello from replica 1", "c-x"));
+
+        assert_eq!(instructor(r2, "PATCH", "/api/instructor/clients/c-x", Some(r#"{"muted":true}"#)).0, 204);
+        while !room(r1).muted.contains(&"c-x".to_owned()) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        x.send(say("still here?")).await.unwrap();
+        let refused =
+            next_of(&mut x, |m| if let ServerMsg::Error { message } = m { Some(message) } else { None });
+        assert!(refused.await.contains("muted"));
+
+        assert_eq!(instructor(r1, "POST", "/api/instructor/clients/c-y/kick", None).0, 204);
+        let close = loop {
+            if let tokio_tungstenite::tungstenite::Message::Close(c) = common::next_frame(&mut y).await {
+                break c;
+            }
+        };
+        assert_eq!(close.map(|c| u16::from(c.code)), Some(4000), "kicked through the other replica");
+    });
+    assert_eq!(instructor(r1, "PATCH", "/api/instructor/clients/c-x", Some(r#"{"muted":false}"#)).0, 204);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
     let url = common::pg::fresh_database().await;
@@ -122,6 +239,8 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
                 common::http_with(r, "GET", "/api/instructor", &[("Authorization", &auth)], None).unwrap().0;
             assert_eq!(status, 204);
         }
+
+        the_room_is_one(&rt, r1.addr, r2.addr);
 
         // One event log for the cluster: observers on either replica see both replicas'
         // traffic, numbered by the stream in one order, each exchange id its replica's own.

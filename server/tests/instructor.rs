@@ -568,7 +568,11 @@ async fn a_rehearsal_plays_the_students_over_real_sockets_until_stopped() {
 async fn a_duplicated_request_keeps_at_most_the_largest_body_a_handler_takes() {
     use protocol::instructor::{FaultKind, NewFault, Target};
     let s = server();
-    s.state.faults().add(NewFault { target: Target::default(), fault: FaultKind::Duplicate, times: None });
+    s.state
+        .faults()
+        .add(NewFault { target: Target::default(), fault: FaultKind::Duplicate, times: None })
+        .await
+        .unwrap();
     // Sent in pieces with no Content-Length, so only reading it shows how big it is.
     let piece = bytes::Bytes::from("x".repeat(64 * 1024));
     let pieces = (0..20).map(move |_| Ok::<_, std::io::Error>(piece.clone()));

@@ -324,3 +324,63 @@ async fn replicas_sharing_postgresql_and_nats_see_each_others_changes() {
     .unwrap();
     drop(nats);
 }
+
+/// What the board's contract needs of a server: nothing happens to its sockets here.
+struct NoSockets;
+
+impl server::board::Actor for NoSockets {
+    fn act(&self, _: &server::board::Action) {}
+}
+
+/// The room's board, as two servers see it (one server: both are the same): changes made at
+/// once on both all land, each on the board the last one left, and each server sees the
+/// other's.
+async fn board_contract(a: Arc<server::board::Boards>, b: Arc<server::board::Boards>) {
+    let add = |boards: Arc<server::board::Boards>| {
+        tokio::spawn(async move {
+            boards
+                .update(|board| {
+                    board.next_fault += 1;
+                    board.next_fault
+                })
+                .await
+                .unwrap()
+        })
+    };
+    let tasks: Vec<_> = (0..10).flat_map(|_| [add(a.clone()), add(b.clone())]).collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, (2..22).collect::<Vec<_>>(), "every change saw the one before it, none was lost");
+    // What one server changes, the other sees (once it has it: it waits for it, no sleep).
+    a.update(|board| board.highlight = Some("c-ana".into())).await.unwrap();
+    let mut seen = b.watch();
+    seen.wait_for(|v| v.board.highlight.as_deref() == Some("c-ana")).await.unwrap();
+    assert_eq!(b.now().next_fault, 21);
+    // A change that changes nothing puts nothing.
+    let version = a.versioned().version;
+    assert_eq!(a.update(|board| board.highlight.clone()).await.unwrap().as_deref(), Some("c-ana"));
+    assert_eq!(a.versioned().version, version);
+}
+
+#[tokio::test]
+async fn the_board_of_one_server_keeps_the_contract() {
+    let boards: Arc<server::board::Boards> = Arc::default();
+    board_contract(boards.clone(), boards).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_board_of_a_cluster_keeps_the_contract() {
+    let nats = common::nats::Nats::start().await;
+    let actor: Arc<dyn server::board::Actor> = Arc::new(NoSockets);
+    let join = async |node: &str| {
+        let link = server::log::stream::jetstream_at(&nats.url).await.unwrap();
+        let boards: Arc<server::board::Boards> = Arc::default();
+        boards.join(&link, node, Arc::downgrade(&actor)).unwrap();
+        boards
+    };
+    let (a, b) = (join("replica-1").await, join("replica-2").await);
+    board_contract(a, b).await;
+}

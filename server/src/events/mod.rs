@@ -9,9 +9,11 @@
 //! Each connection has a bounded outgoing queue; a client too slow to keep up is closed with
 //! 1013 Try Again Later (it reconnects and rejoins) rather than slowing anyone else.
 
+pub mod relay;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -23,6 +25,9 @@ use protocol::channel::{
 };
 use tokio::sync::mpsc;
 
+use self::relay::Relay;
+
+use crate::board::Boards;
 use crate::changes::ChangeFeed;
 use crate::error::ApiError;
 use crate::extract::QueryText;
@@ -93,23 +98,13 @@ pub const ROOMS_PER_CONNECTION: usize = 20;
 struct Inner {
     conns: HashMap<u64, Conn>,
     rooms: HashMap<String, Room>,
-    /// Lane ids the instructor muted: a client chatting under one is muted (and its issued id
-    /// with it).
-    muted: HashSet<String>,
-    /// Issued ids of muted clients, each with the lane it was muted as: muted under any lane
-    /// it comes back as, and unmuted with that lane. A muted client that takes another's lane
-    /// id mutes nobody else.
-    muted_keys: HashMap<String, String>,
     /// Recent chat and hello times per issued id, for the rate limits.
     recent: HashMap<String, (VecDeque<Instant>, VecDeque<Instant>)>,
 }
 
-/// Most clients muted at once (lane ids, and issued ids); a mute past it is refused.
-pub const MAX_MUTED: usize = 10_000;
-
-/// The instructor's mute list is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MuteListFull;
+/// Most clients muted at once (lane ids, and issued ids); a mute past it is refused. The
+/// mutes are on the room's board, which a cluster keeps in one NATS message (at most 1 MiB).
+pub const MAX_MUTED: usize = 2_000;
 
 /// Counts an action in a sliding window; false when over the limit.
 fn allow(times: &mut VecDeque<Instant>, limit: usize, window: Duration) -> bool {
@@ -128,6 +123,13 @@ fn allow(times: &mut VecDeque<Instant>, limit: usize, window: Duration) -> bool 
 pub struct Hub {
     /// Chat lines a client may send per [`CHAT_WINDOW`].
     pub chat_limit: usize,
+    /// The room's board, where mutes are kept: the instructor mutes a lane id, and with it the
+    /// issued ids connected or chatting as it, which stay muted under any lane they come back
+    /// as and are unmuted with that lane (a muted client that takes another's lane id mutes
+    /// nobody else).
+    board: Arc<Boards>,
+    /// Passes joins, leaves and chat lines to the other replicas of a cluster.
+    relay: OnceLock<Relay>,
     inner: Mutex<Inner>,
     next_id: AtomicU64,
     open: AtomicU32,
@@ -136,15 +138,17 @@ pub struct Hub {
 
 impl Default for Hub {
     fn default() -> Self {
-        Self::new(CHAT_LIMIT)
+        Self::new(CHAT_LIMIT, Arc::default())
     }
 }
 
 impl Hub {
-    /// A hub allowing `chat_limit` chat lines per client per 10 seconds.
-    pub fn new(chat_limit: usize) -> Self {
+    /// A hub allowing `chat_limit` chat lines per client per 10 seconds, its mutes on `board`.
+    pub fn new(chat_limit: usize, board: Arc<Boards>) -> Self {
         Self {
             chat_limit,
+            board,
+            relay: OnceLock::new(),
             inner: Mutex::default(),
             next_id: AtomicU64::new(1),
             open: AtomicU32::new(0),
@@ -212,36 +216,130 @@ impl Hub {
 
     /// Clients whose chat is refused.
     pub fn muted(&self) -> Vec<String> {
-        let mut m: Vec<String> = self.lock().muted.iter().cloned().collect();
-        m.sort();
-        m
+        self.board.read(|b| b.muted.iter().cloned().collect())
     }
 
     /// Mutes (or unmutes) the lane `client`, and with it every issued id connected as that
-    /// lane now or chatting as it later: renaming itself afterwards does not unmute a client.
-    /// Unmuting the lane frees the ids muted as it.
-    pub fn set_muted(&self, client: &str, muted: bool) -> Result<(), MuteListFull> {
-        let mut inner = self.lock();
-        let inner = &mut *inner;
-        if muted {
-            let keys: Vec<String> =
-                inner.conns.values().filter(|c| c.peer.client_id == client).map(|c| c.key.clone()).collect();
-            let new_keys = keys.iter().filter(|k| !inner.muted_keys.contains_key(*k)).count();
-            let new_lane = usize::from(!inner.muted.contains(client));
-            if inner.muted.len() + new_lane > MAX_MUTED || inner.muted_keys.len() + new_keys > MAX_MUTED {
-                return Err(MuteListFull);
-            }
-            inner.muted.insert(client.to_owned());
-            for key in keys {
-                inner.muted_keys.entry(key).or_insert_with(|| client.to_owned());
-            }
+    /// lane now (on this server; the others add theirs when they see the mute) or chatting as
+    /// it later: renaming itself afterwards does not unmute a client. Unmuting the lane frees
+    /// the ids muted as it. Past [`MAX_MUTED`]: 409.
+    pub async fn set_muted(&self, client: &str, muted: bool) -> Result<(), ApiError> {
+        let keys: Vec<String> = self
+            .lock()
+            .conns
+            .values()
+            .filter(|c| c.peer.client_id == client)
+            .map(|c| c.key.clone())
+            .collect();
+        let done = self
+            .board
+            .update(|b| {
+                if !muted {
+                    b.muted.remove(client);
+                    b.muted_keys.retain(|_, lane| lane != client);
+                    return true;
+                }
+                let new_keys = keys.iter().filter(|k| !b.muted_keys.contains_key(*k)).count();
+                let new_lane = usize::from(!b.muted.contains(client));
+                if b.muted.len() + new_lane > MAX_MUTED || b.muted_keys.len() + new_keys > MAX_MUTED {
+                    return false;
+                }
+                b.muted.insert(client.to_owned());
+                for key in &keys {
+                    b.muted_keys.entry(key.clone()).or_insert_with(|| client.to_owned());
+                }
+                true
+            })
+            .await?;
+        if done {
+            Ok(())
         } else {
-            inner.muted.remove(client);
-            inner.muted_keys.retain(|_, lane| lane != client);
+            Err(ApiError::Conflict(format!("{MAX_MUTED} clients are muted already; unmute one first")))
         }
-        Ok(())
     }
 
+    /// Mutes the issued ids `keys` (each with the lane it is muted as), soon, where their lane
+    /// is still muted.
+    fn mute_keys(&self, keys: Vec<(String, String)>) {
+        self.board.update_soon(move |b| {
+            for (key, lane) in &keys {
+                if b.muted.contains(lane) && b.muted_keys.len() < MAX_MUTED {
+                    b.muted_keys.entry(key.clone()).or_insert_with(|| lane.clone());
+                }
+            }
+        });
+    }
+
+    /// Passes `msg` (a join, a leave, a chat line) to the other replicas of a cluster.
+    fn relay(&self, msg: &ServerMsg) {
+        if let Some(relay) = self.relay.get() {
+            relay.send(msg);
+        }
+    }
+
+    /// Joins the other replicas of a cluster at `link`: what happens on this hub is passed to
+    /// theirs and theirs to this one, so a room's members talk whichever replica they reached;
+    /// a lane muted through another replica mutes the ids connected as it here.
+    pub fn join_cluster(self: &Arc<Self>, link: &crate::log::stream::Link, node: &str) -> Result<(), String> {
+        let hears: std::sync::Weak<dyn relay::Hears> = Arc::downgrade(self) as _;
+        let relay = relay::start(link.client.clone(), node, hears);
+        self.relay.set(relay).map_err(|_| "this hub joined a cluster already".to_owned())?;
+        let hub = Arc::downgrade(self);
+        let mut board = self.board.watch();
+        tokio::spawn(async move {
+            while board.changed().await.is_ok() {
+                let b = board.borrow_and_update().board.clone();
+                let Some(hub) = hub.upgrade() else { return };
+                let keys: Vec<(String, String)> = hub
+                    .lock()
+                    .conns
+                    .values()
+                    .filter(|c| b.muted.contains(&c.peer.client_id) && !b.muted_keys.contains_key(&c.key))
+                    .map(|c| (c.key.clone(), c.peer.client_id.clone()))
+                    .collect();
+                if !keys.is_empty() {
+                    hub.mute_keys(keys);
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+impl relay::Hears for Hub {
+    /// Takes in what another replica's hub relayed: delivered to this one's connections, and a
+    /// chat line kept in its room's history.
+    fn hear(&self, msg: ServerMsg) {
+        let mut inner = self.lock();
+        match &msg {
+            ServerMsg::Chat(line) => {
+                if !inner.rooms.contains_key(&line.room) && inner.rooms.len() >= MAX_ROOMS {
+                    return;
+                }
+                let Inner { conns, rooms, .. } = &mut *inner;
+                let r = rooms.entry(line.room.clone()).or_default();
+                r.touched = Instant::now();
+                r.history.push_back(line.clone());
+                if r.history.len() > ROOM_HISTORY {
+                    r.history.pop_front();
+                }
+                for member in &r.members {
+                    if let Some(c) = conns.get(member) {
+                        send_to(c, (msg.clone(), None));
+                    }
+                }
+            }
+            ServerMsg::Joined { .. } | ServerMsg::Left { .. } => {
+                for conn in inner.conns.values() {
+                    send_to(conn, (msg.clone(), None));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Hub {
     /// The instructor renames a client on the channel.
     pub fn rename(&self, client: &str, name: &str) {
         let name: String = name.trim().chars().take(MAX_NAME).collect();
@@ -340,6 +438,7 @@ impl Hub {
             for other in inner.conns.values() {
                 send_to(other, (msg.clone(), None));
             }
+            self.relay(&msg);
         }
     }
 
@@ -379,6 +478,7 @@ impl Hub {
                             send_to(other, (joined.clone(), None));
                         }
                     }
+                    self.relay(&joined);
                 }
                 vec![ServerMsg::Welcome { version: CHANNEL_VERSION, client_id: peer.client_id, connected }]
             }
@@ -433,14 +533,14 @@ impl Hub {
                     return err("chat: join the room first");
                 }
                 let (client, key) = (conn.peer.client_id.clone(), conn.key.clone());
-                if inner.muted_keys.contains_key(&key) {
+                let (key_muted, lane_muted) =
+                    self.board.read(|b| (b.muted_keys.contains_key(&key), b.muted.contains(&client)));
+                if key_muted {
                     return err("chat: the instructor muted you");
                 }
-                if inner.muted.contains(&client) {
+                if lane_muted {
                     // Muted as this lane: the id is muted from now on, under any lane.
-                    if inner.muted_keys.len() < MAX_MUTED {
-                        inner.muted_keys.insert(key, client);
-                    }
+                    self.mute_keys(vec![(key, client)]);
                     return err("chat: the instructor muted you");
                 }
                 if !allow(&mut inner.recent.entry(key).or_default().0, self.chat_limit, CHAT_WINDOW) {
@@ -473,6 +573,7 @@ impl Hub {
                         send_to(c, (msg.clone(), None));
                     }
                 }
+                self.relay(&msg);
                 Vec::new()
             }
             ClientMsg::Pingpong { rounds } => {
@@ -639,7 +740,7 @@ mod tests {
 
     #[test]
     fn empty_rooms_and_old_rate_entries_are_forgotten_and_rooms_are_capped() {
-        let hub = Hub::new(5);
+        let hub = Hub::new(5, Arc::default());
         let (id, _rx, _) = add(&hub, "c-ana".to_owned());
         let mut pp = None;
         for room in ["a", "b"] {
@@ -690,7 +791,7 @@ mod tests {
 
     #[test]
     fn a_crowd_joining_at_once_never_crowds_out_a_chat_line() {
-        let hub = Hub::new(5);
+        let hub = Hub::new(5, Arc::default());
         let (slow, mut rx, overflow) = add(&hub, "c-slow".to_owned());
         let (talker, _rx2, _) = add(&hub, "c-talk".to_owned());
         let mut pp = None;
@@ -729,8 +830,8 @@ mod tests {
         assert!(overflow.load(Ordering::Relaxed));
     }
 
-    #[test]
-    fn a_mute_follows_the_issued_id_and_the_mute_list_is_capped() {
+    #[tokio::test]
+    async fn a_mute_follows_the_issued_id_and_the_mute_list_is_capped() {
         let hub = Hub::default();
         let chat = |id: u64| {
             let mut pp = None;
@@ -740,7 +841,7 @@ mod tests {
         };
         let (ana, _rx, _) = hub.add("c-ana".into(), "k-1".into());
         let (bob, _rx2, _) = hub.add("c-bob".into(), "k-2".into());
-        hub.set_muted("c-ana", true).unwrap();
+        hub.set_muted("c-ana", true).await.unwrap();
         assert!(!chat(ana));
         // Ana comes back as Bob's lane: still muted, and Bob is not.
         let (ana_as_bob, _rx3, _) = hub.add("c-bob".into(), "k-1".into());
@@ -748,24 +849,24 @@ mod tests {
         assert!(chat(bob), "a muted client taking another's lane id mutes nobody else");
         assert_eq!(hub.muted(), ["c-ana"]);
         // Unmuting Bob's lane (never muted) frees nobody; unmuting Ana's frees her id.
-        hub.set_muted("c-bob", false).unwrap();
+        hub.set_muted("c-bob", false).await.unwrap();
         assert!(!chat(ana_as_bob));
-        hub.set_muted("c-ana", false).unwrap();
+        hub.set_muted("c-ana", false).await.unwrap();
         assert!(chat(ana_as_bob) && hub.muted().is_empty());
         // Muted as a lane while away: the id that chats as it next is muted under any lane.
-        hub.set_muted("c-away", true).unwrap();
+        hub.set_muted("c-away", true).await.unwrap();
         let (away, _rx4, _) = hub.add("c-away".into(), "k-3".into());
         assert!(!chat(away));
         let (away_renamed, _rx5, _) = hub.add("c-fresh".into(), "k-3".into());
         assert!(!chat(away_renamed));
-        hub.set_muted("c-away", false).unwrap();
+        hub.set_muted("c-away", false).await.unwrap();
         for n in 0..MAX_MUTED {
-            hub.set_muted(&format!("c-{n}"), true).unwrap();
+            hub.set_muted(&format!("c-{n}"), true).await.unwrap();
         }
-        assert_eq!(hub.set_muted("c-one-more", true), Err(MuteListFull));
+        assert!(matches!(hub.set_muted("c-one-more", true).await, Err(ApiError::Conflict(_))));
         assert_eq!(hub.muted().len(), MAX_MUTED);
-        hub.set_muted("c-0", false).unwrap();
-        hub.set_muted("c-one-more", true).expect("room again after an unmute");
+        hub.set_muted("c-0", false).await.unwrap();
+        hub.set_muted("c-one-more", true).await.expect("room again after an unmute");
     }
 
     #[test]

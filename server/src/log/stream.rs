@@ -116,6 +116,8 @@ impl Shared {
 #[derive(Debug, Clone)]
 pub struct Link {
     pub js: jetstream::Context,
+    /// The plain NATS connection under it (for subjects outside JetStream).
+    pub client: async_nats::Client,
     /// Woken whenever the connection is made again: a consumer made before may never be
     /// told that it lost its place, so followers start over from where they were.
     pub reconnected: Arc<Notify>,
@@ -140,7 +142,7 @@ pub async fn jetstream_at(url: &str) -> Result<Link, String> {
         .connect(url)
         .await
         .map_err(|e| format!("NATS {url}: {e}"))?;
-    Ok(Link { js: jetstream::new(client), reconnected })
+    Ok(Link { js: jetstream::new(client.clone()), client, reconnected })
 }
 
 /// The next message of an ordered consumer; none when the messages end or the connection was
@@ -204,7 +206,7 @@ pub async fn connect(
     replica: u64,
     follower: Weak<dyn Follower>,
 ) -> Result<Shared, String> {
-    let Link { mut js, reconnected } = jetstream_at(url).await?;
+    let Link { mut js, reconnected, .. } = jetstream_at(url).await?;
     js.set_timeout(ACK_WAIT);
     let (tx, rx) = mpsc::channel(outbox.max(1));
     let status = Arc::new(Status::default());

@@ -48,7 +48,7 @@ impl Fanout {
 /// Connects to NATS at `url` and starts publishing the outbox of `pool` and following the
 /// stream into `feed`. Fails only on a malformed URL: an unreachable NATS is retried.
 pub async fn start(url: &str, pool: Pool, feed: Arc<ChangeFeed>) -> Result<Fanout, String> {
-    let crate::log::stream::Link { js, reconnected } = crate::log::stream::jetstream_at(url).await?;
+    let crate::log::stream::Link { js, reconnected, .. } = crate::log::stream::jetstream_at(url).await?;
     let nudge = Arc::new(Notify::new());
     tokio::spawn(publish(js.clone(), pool, nudge.clone()));
     tokio::spawn(follow(js, reconnected, feed));
