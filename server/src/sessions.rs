@@ -33,10 +33,22 @@ pub struct Ctx {
     pub token: InstructorToken,
 }
 
-/// The log, if it records anything: with `--no-capture` there are no sessions, and every
-/// session route (these and the instructor's) answers 409.
+/// The log, if it records sessions: with `--no-capture` there are none, and every session
+/// route (these and the instructor's) answers 409; so does a replica of a cluster, whose
+/// events are the cluster's stream (sessions are not kept there yet), rather than answer an
+/// empty list or an empty export.
 pub fn recording(log: &Arc<EventLog>) -> Result<&Arc<EventLog>, ApiError> {
-    if log.is_recording() { Ok(log) } else { Err(capture_off()) }
+    if !log.is_recording() {
+        Err(capture_off())
+    } else if log.is_shared() {
+        Err(ApiError::Conflict(
+            "this server is a replica of a cluster: its events are the cluster's stream, where recorded \
+             sessions and their exports are not kept yet (one server records them)"
+                .to_owned(),
+        ))
+    } else {
+        Ok(log)
+    }
 }
 
 /// The log, once session `id` is known to exist and this request may read it: the session
@@ -90,7 +102,7 @@ pub fn routes() -> Router<Ctx> {
 #[utoipa::path(get, path = "/api/sessions", tag = "server", operation_id = "listSessions",
     responses(
         (status = 200, description = "Sessions, newest first", body = Vec<Object>),
-        (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
+        (status = 409, description = "Capture is off (`--no-capture`), or a replica of a cluster: no sessions are recorded", body = crate::error::ErrorBody),
     ))]
 pub async fn list(State(state): State<Ctx>, headers: HeaderMap) -> Result<Json<Vec<SessionInfo>>, ApiError> {
     let log = recording(&state.log)?.clone();
@@ -115,7 +127,7 @@ pub async fn list(State(state): State<Ctx>, headers: HeaderMap) -> Result<Json<V
         (status = 200, description = "The session's events", body = Vec<Object>),
         (status = 403, description = "An earlier session the instructor has not published", body = crate::error::ErrorBody),
         (status = 404, description = "No such session", body = crate::error::ErrorBody),
-        (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
+        (status = 409, description = "Capture is off (`--no-capture`), or a replica of a cluster: no sessions are recorded", body = crate::error::ErrorBody),
         (status = 422, description = "The id is not an integer", body = crate::error::ValidationFailed),
     ))]
 pub async fn events(
@@ -218,7 +230,7 @@ fn export_target(state: &Ctx, id: &str, q: &HashMap<String, String>) -> Result<(
             content((Object = "application/json"), (String = "text/plain"))),
         (status = 403, description = "An earlier session the instructor has not published", body = crate::error::ErrorBody),
         (status = 404, description = "No such session", body = crate::error::ErrorBody),
-        (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
+        (status = 409, description = "Capture is off (`--no-capture`), or a replica of a cluster: no sessions are recorded", body = crate::error::ErrorBody),
         (status = 422, description = "The id, format or client id is not valid", body = crate::error::ValidationFailed),
     ))]
 pub async fn export(
@@ -247,7 +259,7 @@ pub async fn export(
         (status = 400, description = "Malformed JSON", body = crate::error::InvalidParameters),
         (status = 403, description = "An earlier session the instructor has not published", body = crate::error::ErrorBody),
         (status = 404, description = "No such session", body = crate::error::ErrorBody),
-        (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
+        (status = 409, description = "Capture is off (`--no-capture`), or a replica of a cluster: no sessions are recorded", body = crate::error::ErrorBody),
         (status = 422, description = "The id, format, client id or observations are not valid", body = crate::error::ValidationFailed),
     ))]
 pub async fn export_with(

@@ -242,6 +242,11 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
 
         the_room_is_one(&rt, r1.addr, r2.addr);
 
+        // Recorded sessions are not kept in a cluster yet: said, not an empty list.
+        let (status, body) = common::http(r1.addr, "GET", "/api/sessions", None);
+        assert_eq!(status, 409, "{body}");
+        assert!(body.contains("replica of a cluster"), "{body}");
+
         // One event log for the cluster: observers on either replica see both replicas'
         // traffic, numbered by the stream in one order, each exchange id its replica's own.
         assert_eq!(get_as(r1.addr, "c-one", "/transcripts/1"), 200);
