@@ -55,6 +55,28 @@ pub struct Board {
     pub muted: BTreeSet<String>,
     /// Issued ids muted, each with the lane it was muted as.
     pub muted_keys: BTreeMap<String, String>,
+    /// A cluster's recorded sessions, oldest first (the last one is being recorded): spans of
+    /// the event stream. At most [`MAX_SESSIONS`]; one server keeps its own in its database.
+    pub sessions: Vec<Session>,
+    pub next_session: u64,
+}
+
+/// Sessions a cluster's board lists at most; past it the oldest goes from the list (its events
+/// stay in the stream until its size cap pushes them out).
+pub const MAX_SESSIONS: usize = 500;
+
+/// A recorded session of a cluster: the events of the stream from `first_seq` to `last_seq`
+/// (to the newest while it is being recorded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub id: u64,
+    pub name: String,
+    pub started_us: i64,
+    pub ended_us: Option<i64>,
+    pub first_seq: u64,
+    pub last_seq: Option<u64>,
+    pub published: bool,
 }
 
 impl Default for Board {
@@ -70,6 +92,8 @@ impl Default for Board {
             highlight: None,
             muted: BTreeSet::new(),
             muted_keys: BTreeMap::new(),
+            sessions: Vec::new(),
+            next_session: 1,
         }
     }
 }
@@ -78,6 +102,36 @@ impl Board {
     /// Nothing armed, not down, not holding: requests go straight on.
     pub fn idle(&self, now_us: i64) -> bool {
         self.faults.is_empty() && !self.hold_on && self.down_until_us <= now_us
+    }
+
+    /// The session being recorded (none before the first is started).
+    pub fn current_session(&self) -> Option<&Session> {
+        self.sessions.last()
+    }
+
+    /// Ends the session being recorded (its last event: the one before `first_seq`) and starts
+    /// `name` from `first_seq`; answers its id. The list keeps at most [`MAX_SESSIONS`].
+    pub fn start_session(&mut self, name: &str, first_seq: u64, now_us: i64) -> u64 {
+        if let Some(current) = self.sessions.last_mut() {
+            current.ended_us = Some(now_us);
+            current.last_seq = Some(first_seq.saturating_sub(1).max(current.first_seq.saturating_sub(1)));
+        }
+        let id = self.next_session;
+        self.next_session += 1;
+        let session = Session {
+            id,
+            name: name.to_owned(),
+            started_us: now_us,
+            ended_us: None,
+            first_seq,
+            last_seq: None,
+            published: false,
+        };
+        self.sessions.push(session);
+        if self.sessions.len() > MAX_SESSIONS {
+            self.sessions.remove(0);
+        }
+        id
     }
 }
 
@@ -462,6 +516,24 @@ mod tests {
         let boards = Arc::new(Boards::default());
         boards.update_soon(|b| b.highlight = Some("c-ana".into()));
         assert_eq!(boards.now().highlight.as_deref(), Some("c-ana"));
+    }
+
+    #[test]
+    fn a_new_session_ends_the_last_one_where_it_begins_and_the_list_is_capped() {
+        let mut board = Board::default();
+        assert_eq!(board.start_session("one", 1, 10), 1);
+        assert_eq!(board.start_session("two", 41, 20), 2);
+        let one = &board.sessions[0];
+        assert_eq!((one.first_seq, one.last_seq, one.ended_us), (1, Some(40), Some(20)));
+        assert_eq!(board.current_session().map(|s| (s.id, s.first_seq, s.last_seq)), Some((2, 41, None)));
+        // Started again before anything was recorded: an empty span, not a negative one.
+        board.start_session("three", 41, 30);
+        assert_eq!(board.sessions[1].last_seq, Some(40));
+        for n in 0..MAX_SESSIONS {
+            board.start_session(&format!("s{n}"), 41, 40);
+        }
+        assert_eq!(board.sessions.len(), MAX_SESSIONS);
+        assert_eq!(board.sessions[0].name, "s0", "the oldest went");
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub struct Issuer {
     /// Most addresses counted ([`MAX_ADDRESSES`]; smaller in tests).
     max_addresses: usize,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    /// Told of every id issued here (a cluster's replicas tell each other, so an address has
+    /// one share in the whole cluster).
+    on_issue: std::sync::OnceLock<Box<dyn Fn(IpAddr) + Send + Sync>>,
 }
 
 /// Who a request is, by the id the server issued it. An extractor: the id its cookie
@@ -131,7 +134,13 @@ impl Issuer {
     pub fn new(secret: &str, per_address: u32) -> Self {
         let mut key = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
         key.update(b"wirescope issued client id\0");
-        Self { key, per_address: per_address.max(1), max_addresses: MAX_ADDRESSES, buckets: Mutex::default() }
+        Self {
+            key,
+            per_address: per_address.max(1),
+            max_addresses: MAX_ADDRESSES,
+            buckets: Mutex::default(),
+            on_issue: std::sync::OnceLock::new(),
+        }
     }
 
     /// The same, counting at most `max` addresses (to test the cap).
@@ -167,6 +176,9 @@ impl Issuer {
     pub fn issue(&self, addr: Option<IpAddr>, now: Instant) -> Result<String, Refused> {
         if let Some(addr) = addr {
             self.take(counted(addr), now)?;
+            if let Some(tell) = self.on_issue.get() {
+                tell(counted(addr));
+            }
         }
         let mut bytes = [0u8; 8];
         // The id need not be secret, only unique (the signature is what a client cannot make);
@@ -226,6 +238,17 @@ impl Issuer {
         Ok(())
     }
 
+    /// Calls `tell` with the (counted) address of every id issued here from now on.
+    pub fn on_issue(&self, tell: impl Fn(IpAddr) + Send + Sync + 'static) {
+        let _ = self.on_issue.set(Box::new(tell));
+    }
+
+    /// Another replica of the cluster issued an id to `addr`: it comes out of the same share
+    /// (if the address has any left; never below none).
+    pub fn issued_elsewhere(&self, addr: IpAddr, now: Instant) {
+        let _ = self.take(addr, now);
+    }
+
     fn forget_full(&self, buckets: &mut HashMap<IpAddr, Bucket>, now: Instant) {
         let per_address = self.per_address;
         buckets.retain(|_, b| {
@@ -279,6 +302,21 @@ fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ids_issued_on_other_replicas_come_out_of_the_same_share() {
+        let issuer = Issuer::new("a-token-of-sixteen-or-more", 3);
+        let told = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let heard = told.clone();
+        issuer.on_issue(move |a| heard.lock().unwrap().push(a));
+        let addr: IpAddr = "10.0.0.7".parse().unwrap();
+        let now = Instant::now();
+        issuer.issued_elsewhere(addr, now);
+        issuer.issued_elsewhere(addr, now);
+        assert!(issuer.issue(Some(addr), now).is_ok(), "one of three left");
+        assert!(matches!(issuer.issue(Some(addr), now), Err(Refused::TooMany(_))));
+        assert_eq!(*told.lock().unwrap(), [addr], "the one issued here is told, once");
+    }
+
     use super::*;
 
     fn ip(s: &str) -> Option<IpAddr> {

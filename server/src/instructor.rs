@@ -23,6 +23,7 @@ use crate::faults::Faults;
 use crate::identity::{Clients, client_id};
 use crate::log::EventLog;
 use crate::serve::Listening;
+use crate::sessions::Change;
 use crate::transcripts::Transcripts;
 
 /// What the instructor's routes reach: nearly everything the room shares.
@@ -240,13 +241,7 @@ async fn new_session(
     let name = n.name.map(|s| s.trim().chars().take(80).collect::<String>()).filter(|s| !s.is_empty());
     let name =
         name.unwrap_or_else(|| format!("session at {}", crate::clock::time_of_day(crate::clock::now_us())));
-    let log = crate::sessions::recording(&state.log)?.clone();
-    let nm = name.clone();
-    tokio::task::spawn_blocking(move || log.new_session(&nm))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .transpose()
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    crate::sessions::recorded(&state.log, &state.board)?.start(name.clone()).await?;
     note(&state, NoteKind::Session, protocol::SERVER_LANE, name);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -315,26 +310,15 @@ async fn rename_session(
     if name.is_empty() {
         return Err(ApiError::Validation([("name".to_owned(), "must not be empty".to_owned())].into()));
     }
-    let log = crate::sessions::recording(&state.log)?.clone();
-    session_command(log, id, move |reply| crate::log::db::Command::Rename { id, name, reply }).await
+    session_change(&state, id, Change::Rename(name)).await
 }
 
-/// Runs a command on a stored session (on the writer's thread): 204 when done, 404 when no
-/// such session.
-async fn session_command(
-    log: Arc<EventLog>,
-    id: u64,
-    command: impl FnOnce(std::sync::mpsc::Sender<rusqlite::Result<bool>>) -> crate::log::db::Command
-    + Send
-    + 'static,
-) -> Result<StatusCode, ApiError> {
-    let done = tokio::task::spawn_blocking(move || log.command(command))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    match done {
-        Some(Ok(true)) => Ok(StatusCode::NO_CONTENT),
-        Some(Ok(false)) | None => Err(ApiError::NotFound(format!("no session {id}"))),
-        Some(Err(e)) => Err(ApiError::Internal(e.to_string())),
+/// Changes a recorded session: 204 when done, 404 when no such session.
+async fn session_change(state: &Ctx, id: u64, change: Change) -> Result<StatusCode, ApiError> {
+    if crate::sessions::recorded(&state.log, &state.board)?.change(id, change).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no session {id}")))
     }
 }
 
@@ -354,8 +338,7 @@ async fn publish_session(
 ) -> Result<StatusCode, ApiError> {
     let id = crate::sessions::session_id(&p[0])?;
     let Publish { published } = parse(body)?;
-    let log = crate::sessions::recording(&state.log)?.clone();
-    session_command(log, id, move |reply| crate::log::db::Command::Publish { id, published, reply }).await
+    session_change(&state, id, Change::Publish(published)).await
 }
 
 async fn delete_session(
@@ -364,13 +347,12 @@ async fn delete_session(
     PathText(p): PathText,
 ) -> Result<StatusCode, ApiError> {
     let id = crate::sessions::session_id(&p[0])?;
-    if id == crate::sessions::recording(&state.log)?.session() {
+    if id == crate::sessions::recorded(&state.log, &state.board)?.current() {
         return Err(ApiError::BadRequest(
             "the session being recorded cannot be deleted; start a new one first".to_owned(),
         ));
     }
-    let log = state.log.clone();
-    session_command(log, id, move |reply| crate::log::db::Command::Delete { id, reply }).await
+    session_change(&state, id, Change::Delete).await
 }
 
 /// Answers whether the token is right; the instructor's own lane, while it has no name,

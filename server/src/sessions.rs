@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -16,59 +18,226 @@ use export::merge::{Merger, Observations};
 use serde::Deserialize;
 
 use crate::access::{InstructorToken, is_instructor};
+use crate::board::Boards;
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathText, QueryText, from_object};
 use crate::identity::{Clients, valid_client_id};
+use crate::log::db::LogDb;
 use crate::log::{EventLog, SessionInfo};
 use crate::secrets::Secrets;
 use crate::serve::Listening;
 
-/// What the session routes need: the log and what names and scrubs its exports.
+/// What the session routes need: the log, the board (a cluster's sessions), and what names
+/// and scrubs their exports.
 #[derive(Clone)]
 pub struct Ctx {
     pub log: Arc<EventLog>,
+    pub board: Arc<Boards>,
     pub clients: Arc<Clients>,
     pub secrets: Arc<Secrets>,
     pub listening: Listening,
     pub token: InstructorToken,
 }
 
-/// The log, if it records sessions: with `--no-capture` there are none, and every session
-/// route (these and the instructor's) answers 409; so does a replica of a cluster, whose
-/// events are the cluster's stream (sessions are not kept there yet), rather than answer an
-/// empty list or an empty export.
-pub fn recording(log: &Arc<EventLog>) -> Result<&Arc<EventLog>, ApiError> {
+type Fut<'a, T> = Pin<Box<dyn Future<Output = Result<T, ApiError>> + Send + 'a>>;
+
+/// What the instructor may change of a recorded session.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Rename(String),
+    Publish(bool),
+    Delete,
+}
+
+/// Where recorded sessions are kept: the embedded log's database ([`InDatabase`]), or a
+/// cluster's board and event stream ([`InCluster`]). The session routes and the instructor's
+/// use only this.
+pub trait Recorded: Send + Sync {
+    /// The session being recorded.
+    fn current(&self) -> u64;
+    /// Every session, newest first (complete: what was recorded so far is in it).
+    fn list(&self) -> Fut<'_, Vec<SessionInfo>>;
+    /// A page of session `id`'s events after `after` (exclusive), oldest first, as (`seq`,
+    /// JSON); empty at the end.
+    fn page(&self, id: u64, after: u64) -> Fut<'_, Vec<(u64, String)>>;
+    /// Ends the session being recorded and starts `name`; answers its id.
+    fn start(&self, name: String) -> Fut<'_, u64>;
+    /// Renames, publishes or deletes session `id`; false when there is no such session.
+    fn change(&self, id: u64, change: Change) -> Fut<'_, bool>;
+}
+
+/// Where this server's sessions are: with `--no-capture` nowhere, and every session route
+/// (these and the instructor's) answers 409.
+pub fn recorded(log: &Arc<EventLog>, board: &Arc<Boards>) -> Result<Arc<dyn Recorded>, ApiError> {
     if !log.is_recording() {
         Err(capture_off())
     } else if log.is_shared() {
-        Err(ApiError::Conflict(
-            "this server is a replica of a cluster: its events are the cluster's stream, where recorded \
-             sessions and their exports are not kept yet (one server records them)"
-                .to_owned(),
-        ))
+        Ok(Arc::new(InCluster { log: log.clone(), board: board.clone() }))
     } else {
-        Ok(log)
+        Ok(Arc::new(InDatabase { log: log.clone() }))
     }
 }
 
-/// The log, once session `id` is known to exist and this request may read it: the session
-/// being recorded is everyone's (every screen watches it live); an earlier one is the
-/// instructor's until published (flushed first, so what is read is complete).
-async fn readable(state: &Ctx, headers: &HeaderMap, id: u64) -> Result<Arc<EventLog>, ApiError> {
-    let log = recording(&state.log)?.clone();
-    let found = {
-        let log = log.clone();
-        tokio::task::spawn_blocking(move || {
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+/// Runs `f` on the log on a blocking thread (the database is read and written there).
+async fn blocking<T: Send + 'static>(
+    log: &Arc<EventLog>,
+    f: impl FnOnce(&EventLog) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let log = log.clone();
+    tokio::task::spawn_blocking(move || f(&log)).await.map_err(internal)?
+}
+
+/// One server's sessions: in its event database, written by the log's writer thread.
+pub struct InDatabase {
+    log: Arc<EventLog>,
+}
+
+impl Recorded for InDatabase {
+    fn current(&self) -> u64 {
+        self.log.session()
+    }
+
+    fn list(&self) -> Fut<'_, Vec<SessionInfo>> {
+        Box::pin(blocking(&self.log, |log| {
             log.flush();
-            log.db().map(|db| db.session(id)).transpose().map(Option::flatten)
+            Ok(log.db().map(LogDb::sessions).transpose().map_err(internal)?.unwrap_or_default())
+        }))
+    }
+
+    fn page(&self, id: u64, after: u64) -> Fut<'_, Vec<(u64, String)>> {
+        Box::pin(blocking(&self.log, move |log| match log.db() {
+            Some(db) => db.session_page(id, after, EXPORT_PAGE).map_err(internal),
+            None => Ok(Vec::new()),
+        }))
+    }
+
+    fn start(&self, name: String) -> Fut<'_, u64> {
+        Box::pin(blocking(&self.log, move |log| match log.new_session(&name) {
+            Some(r) => r.map_err(internal),
+            None => Err(internal("the event log's writer is gone")),
+        }))
+    }
+
+    fn change(&self, id: u64, change: Change) -> Fut<'_, bool> {
+        use crate::log::db::Command;
+        Box::pin(blocking(&self.log, move |log| {
+            let done = log.command(move |reply| match change {
+                Change::Rename(name) => Command::Rename { id, name, reply },
+                Change::Publish(published) => Command::Publish { id, published, reply },
+                Change::Delete => Command::Delete { id, reply },
+            });
+            match done {
+                Some(r) => r.map_err(internal),
+                None => Ok(false),
+            }
+        }))
+    }
+}
+
+/// Events read from a cluster's stream per page of a session.
+const STREAM_PAGE: usize = 1000;
+
+/// A cluster's sessions: listed on the room's board (so every replica knows where the one
+/// being recorded began), each a span of the event stream, read from there.
+pub struct InCluster {
+    log: Arc<EventLog>,
+    board: Arc<Boards>,
+}
+
+impl InCluster {
+    fn info(&self, s: &crate::board::Session) -> SessionInfo {
+        let last = s.last_seq.unwrap_or_else(|| self.log.latest_seq());
+        let events = (last + 1).saturating_sub(s.first_seq);
+        SessionInfo {
+            id: s.id,
+            name: s.name.clone(),
+            started_us: s.started_us,
+            ended_us: s.ended_us,
+            events,
+            first_seq: (events > 0).then_some(s.first_seq),
+            last_seq: (events > 0).then_some(last),
+            published: s.published,
+        }
+    }
+}
+
+impl Recorded for InCluster {
+    fn current(&self) -> u64 {
+        self.board.read(|b| b.current_session().map_or(0, |s| s.id))
+    }
+
+    fn list(&self) -> Fut<'_, Vec<SessionInfo>> {
+        let board = self.board.now();
+        let list = board.sessions.iter().rev().map(|s| self.info(s)).collect();
+        Box::pin(std::future::ready(Ok(list)))
+    }
+
+    fn page(&self, id: u64, after: u64) -> Fut<'_, Vec<(u64, String)>> {
+        Box::pin(async move {
+            let Some(s) = self.board.read(|b| b.sessions.iter().find(|s| s.id == id).cloned()) else {
+                return Ok(Vec::new());
+            };
+            let last = s.last_seq.unwrap_or_else(|| self.log.latest_seq());
+            let after = after.max(s.first_seq.saturating_sub(1));
+            if after >= last {
+                return Ok(Vec::new());
+            }
+            self.log.read_stream(after, last + 1, STREAM_PAGE).await.map_err(internal)
         })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-    };
+    }
+
+    fn start(&self, name: String) -> Fut<'_, u64> {
+        Box::pin(async move {
+            let first = self.log.latest_seq() + 1;
+            let now = crate::clock::now_us();
+            let id = self.board.update(|b| b.start_session(&name, first, now)).await?;
+            self.log.follow_session(id, first);
+            Ok(id)
+        })
+    }
+
+    fn change(&self, id: u64, change: Change) -> Fut<'_, bool> {
+        Box::pin(async move {
+            let gone = self
+                .board
+                .update(|b| {
+                    let i = b.sessions.iter().position(|s| s.id == id)?;
+                    match &change {
+                        Change::Rename(name) => b.sessions[i].name.clone_from(name),
+                        Change::Publish(published) => b.sessions[i].published = *published,
+                        Change::Delete => return Some(Some(b.sessions.remove(i))),
+                    }
+                    Some(None)
+                })
+                .await?;
+            match gone {
+                None => Ok(false),
+                Some(None) => Ok(true),
+                Some(Some(session)) => {
+                    // Its events go from the stream too (in the background: one by one).
+                    if let Some(last) = session.last_seq {
+                        self.log.forget_stream(session.first_seq, last);
+                    }
+                    Ok(true)
+                }
+            }
+        })
+    }
+}
+
+/// The sessions, once session `id` is known to exist and this request may read it: the
+/// session being recorded is everyone's (every screen watches it live); an earlier one is the
+/// instructor's until published.
+async fn readable(state: &Ctx, headers: &HeaderMap, id: u64) -> Result<Arc<dyn Recorded>, ApiError> {
+    let recorded = recorded(&state.log, &state.board)?;
+    let found = recorded.list().await?.into_iter().find(|s| s.id == id);
     let Some(info) = found else { return Err(ApiError::NotFound(format!("no session {id}"))) };
-    if info.published || id == log.session() || is_instructor(headers, &state.token) {
-        Ok(log)
+    if info.published || id == recorded.current() || is_instructor(headers, &state.token) {
+        Ok(recorded)
     } else {
         Err(ApiError::Private(format!(
             "session {id} is the instructor's until the instructor publishes it for replay"
@@ -105,18 +274,10 @@ pub fn routes() -> Router<Ctx> {
         (status = 409, description = "Capture is off (`--no-capture`), or a replica of a cluster: no sessions are recorded", body = crate::error::ErrorBody),
     ))]
 pub async fn list(State(state): State<Ctx>, headers: HeaderMap) -> Result<Json<Vec<SessionInfo>>, ApiError> {
-    let log = recording(&state.log)?.clone();
+    let recorded = recorded(&state.log, &state.board)?;
     let all = is_instructor(&headers, &state.token);
-    let current = log.session();
-    let list = tokio::task::spawn_blocking(move || log.db().map(|db| db.sessions()))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .transpose()
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|s| all || s.published || s.id == current)
-        .collect();
+    let current = recorded.current();
+    let list = recorded.list().await?.into_iter().filter(|s| all || s.published || s.id == current).collect();
     Ok(Json(list))
 }
 
@@ -136,24 +297,17 @@ pub async fn events(
     PathText(p): PathText,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = session_id(&p[0])?;
-    let log = readable(&state, &headers, id).await?;
+    let recorded = readable(&state, &headers, id).await?;
     // Streamed page by page (never the whole session in memory), up to what was recorded
     // when it was asked for: `[`, each page's events, `]`.
-    let upto = log.latest_seq();
+    let upto = state.log.latest_seq();
     let stream = futures_util::stream::unfold(Some((0u64, true)), move |at| {
-        let log = log.clone();
+        let recorded = recorded.clone();
         async move {
             let (after, first) = at?;
-            let page = tokio::task::spawn_blocking(move || match log.db() {
-                Some(db) => db.session_page(id, after, EXPORT_PAGE),
-                None => Ok(Vec::new()),
-            })
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r.map_err(std::io::Error::other));
-            let mut page = match page {
+            let mut page = match recorded.page(id, after).await {
                 Ok(page) => page,
-                Err(e) => return Some((Err(e), None)),
+                Err(e) => return Some((Err(std::io::Error::other(format!("{e:?}"))), None)),
             };
             page.retain(|(seq, _)| *seq <= upto);
             let Some(last) = page.last().map(|(seq, _)| *seq) else {
@@ -193,7 +347,7 @@ struct ExportBody {
 fn export_target(state: &Ctx, id: &str, q: &HashMap<String, String>) -> Result<(u64, Format), ApiError> {
     let mut problems = std::collections::BTreeMap::new();
     let session = if id == "current" {
-        Some(recording(&state.log)?.session())
+        Some(recorded(&state.log, &state.board)?.current())
     } else {
         let n = id.parse::<u64>().ok();
         if n.is_none() {
@@ -240,9 +394,9 @@ pub async fn export(
     QueryText(q): QueryText,
 ) -> Result<Response, ApiError> {
     let (session, format) = export_target(&state, &p[0], &q)?;
-    let log = readable(&state, &headers, session).await?;
+    let recorded = readable(&state, &headers, session).await?;
     let me = q.get("me").cloned().unwrap_or_default();
-    stream_export(state, log, session, format, me, Observations::default()).await
+    stream_export(state, recorded, session, format, me, Observations::default()).await
 }
 
 /// The same, with what only this browser saw merged in: its own send and receive times and
@@ -275,8 +429,8 @@ pub async fn export_with(
     if !me.is_empty() && !valid_client_id(&me) {
         return Err(ApiError::Validation([("me".to_owned(), "must be a client id".to_owned())].into()));
     }
-    let log = readable(&state, &headers, session).await?;
-    stream_export(state, log, session, format, me, body.observations).await
+    let recorded = readable(&state, &headers, session).await?;
+    stream_export(state, recorded, session, format, me, body.observations).await
 }
 
 /// Exports being written at once; more wait their turn.
@@ -286,7 +440,7 @@ const STALLED: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn stream_export(
     state: Ctx,
-    log: Arc<EventLog>,
+    recorded: Arc<dyn Recorded>,
     session: u64,
     format: Format,
     me: String,
@@ -295,7 +449,7 @@ async fn stream_export(
     // What a browser saw is about the session it watches: the current one. Whatever it sent
     // is scrubbed like everything the server records (a request typed on the API page that
     // never arrived may carry the token).
-    if session != log.session() {
+    if session != recorded.current() {
         observations = Observations::default();
     }
     for l in &mut observations.local {
@@ -305,7 +459,7 @@ async fn stream_export(
             l.event = clean;
         }
     }
-    let upto = log.latest_seq();
+    let upto = state.log.latest_seq();
     // The export's own request is in the log too; it is not part of what is exported.
     let own = crate::cause::current();
     let mut names = export::Names::default();
@@ -315,7 +469,7 @@ async fn stream_export(
     let origin = state.listening.get().map(|a| format!("http://{a}")).unwrap_or_default();
     let ctx = export::Context { me, names, origin };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(EXPORT_QUEUE);
-    let pages = Pages { log, session, upto, own };
+    let pages = Pages { recorded, session, upto, own };
     tokio::spawn(async move {
         static AT_ONCE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(EXPORTS_AT_ONCE);
         let Ok(_turn) = AT_ONCE.acquire().await else { return };
@@ -392,10 +546,10 @@ async fn stream_export(
         .into_response())
 }
 
-/// A session's events up to `upto`, read from the database a page at a time (each read on a
-/// blocking thread of its own, never holding one while the network waits).
+/// A session's events up to `upto`, read a page at a time (from the database on a blocking
+/// thread, or from a cluster's stream), never holding either while the network waits.
 struct Pages {
-    log: std::sync::Arc<crate::log::EventLog>,
+    recorded: Arc<dyn Recorded>,
     session: u64,
     upto: u64,
     own: Option<u64>,
@@ -404,13 +558,7 @@ struct Pages {
 impl Pages {
     /// The events after `after` on the next page, and the last `seq` read; `None` at the end.
     async fn next(&self, after: u64) -> Result<Option<(u64, Vec<protocol::Event>)>, String> {
-        let (log, session) = (self.log.clone(), self.session);
-        let page = tokio::task::spawn_blocking(move || match log.db() {
-            Some(db) => db.session_page(session, after, EXPORT_PAGE).map_err(|e| e.to_string()),
-            None => Ok(Vec::new()),
-        })
-        .await
-        .map_err(|e| e.to_string())??;
+        let page = self.recorded.page(self.session, after).await.map_err(|e| format!("{e:?}"))?;
         let Some(last) = page.last().map(|(s, _)| *s).filter(|_| after < self.upto) else { return Ok(None) };
         let events = page
             .into_iter()

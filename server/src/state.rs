@@ -310,7 +310,38 @@ impl AppState {
         let node = &self.inner.config.node;
         let actor: std::sync::Weak<dyn crate::board::Actor> = Arc::downgrade(&self.inner.faults) as _;
         self.inner.board.join(&link, node, actor)?;
-        self.inner.hub.join_cluster(&link, node)
+        self.inner.hub.join_cluster(&link, node, &self.inner.issuer)?;
+        // The session being recorded is the board's: the cluster's first one is started by
+        // whichever replica comes first (from the stream's start), and every replica's log
+        // follows the board's current one.
+        let recording = self.inner.log.is_recording();
+        let (log, board) = (Arc::downgrade(&self.inner.log), self.inner.board.clone());
+        let mut seen = board.watch();
+        tokio::spawn(async move {
+            let mut started = false;
+            loop {
+                let current = seen.borrow_and_update().board.current_session().map(|s| (s.id, s.first_seq));
+                let Some(log) = log.upgrade() else { return };
+                match current {
+                    Some((id, first)) if id != log.session() => log.follow_session(id, first),
+                    None if recording && !started => {
+                        started = true;
+                        let name = format!("started {}", time_of_day(now_us()));
+                        board.update_soon(move |b| {
+                            if b.sessions.is_empty() {
+                                b.start_session(&name, 1, now_us());
+                            }
+                        });
+                    }
+                    _ => {}
+                }
+                drop(log);
+                if seen.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(())
     }
 
     /// The room's board.
@@ -432,6 +463,7 @@ impl FromRef<AppState> for sessions::Ctx {
     fn from_ref(s: &AppState) -> Self {
         sessions::Ctx {
             log: s.inner.log.clone(),
+            board: s.inner.board.clone(),
             clients: s.inner.clients.clone(),
             secrets: s.inner.secrets.clone(),
             listening: s.inner.listening.clone(),

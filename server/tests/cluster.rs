@@ -84,10 +84,25 @@ fn room(r: std::net::SocketAddr) -> protocol::instructor::Room {
 
 /// `/ws/events` on `r` as `client`, greeted and in the room `across`.
 async fn member(r: std::net::SocketAddr, client: &str) -> common::Ws {
+    member_with(r, client, None).await.0
+}
+
+/// The same, sending `cookie` (an issued id); with the cookie the server set, if it set one.
+async fn member_with(
+    r: std::net::SocketAddr,
+    client: &str,
+    cookie: Option<&str>,
+) -> (common::Ws, Option<String>) {
     use futures_util::SinkExt;
     use protocol::channel::{ClientMsg, ServerEnvelope, ServerMsg};
-    let url = format!("ws://{r}/ws/events?client={client}");
-    let mut ws = tokio_tungstenite::connect_async(url).await.unwrap().0;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{r}/ws/events?client={client}").into_client_request().unwrap();
+    if let Some(cookie) = cookie {
+        request.headers_mut().insert("cookie", cookie.parse().unwrap());
+    }
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let set = response.headers().get("set-cookie").and_then(|v| v.to_str().ok());
+    let set = set.and_then(|c| c.split(';').next()).map(str::to_owned);
     for msg in [ClientMsg::Hello { name: client.to_owned() }, ClientMsg::Join { room: "across".to_owned() }] {
         let text = serde_json::to_string(&msg).unwrap();
         ws.send(tokio_tungstenite::tungstenite::Message::text(text)).await.unwrap();
@@ -95,7 +110,7 @@ async fn member(r: std::net::SocketAddr, client: &str) -> common::Ws {
     loop {
         let env: ServerEnvelope = common::next_json(&mut ws).await;
         if matches!(env.msg, ServerMsg::History { .. }) {
-            return ws;
+            return (ws, set);
         }
     }
 }
@@ -164,6 +179,25 @@ fn the_room_is_one(rt: &tokio::runtime::Handle, r1: std::net::SocketAddr, r2: st
         let refused =
             next_of(&mut x, |m| if let ServerMsg::Error { message } = m { Some(message) } else { None });
         assert!(refused.await.contains("muted"));
+
+        // A client with sockets on both replicas has one chat allowance, not one per replica:
+        // 3 lines through replica 1 (heard on replica 2: y sees the third), 2 through replica
+        // 2, and the next is refused there.
+        let (mut z1, cookie) = member_with(r1, "c-z", None).await;
+        let cookie = cookie.expect("replica 1 issued an id");
+        let (mut z2, _) = member_with(r2, "c-z", Some(&cookie)).await;
+        for n in 1..=3 {
+            z1.send(say(&format!("z line {n}"))).await.unwrap();
+        }
+        next_of(&mut y, |m| matches!(&m, ServerMsg::Chat(l) if l.text == "z line 3").then_some(())).await;
+        for n in 4..=6 {
+            z2.send(say(&format!("z line {n}"))).await.unwrap();
+        }
+        let refused =
+            next_of(&mut z2, |m| if let ServerMsg::Error { message } = m { Some(message) } else { None });
+        assert!(refused.await.contains("slow down"), "the sixth line, on the other replica");
+        let seen = next_of(&mut y, |m| if let ServerMsg::Chat(l) = m { Some(l.text) } else { None });
+        assert_eq!(seen.await, "z line 4");
 
         assert_eq!(instructor(r1, "POST", "/api/instructor/clients/c-y/kick", None).0, 204);
         let close = loop {
@@ -242,10 +276,8 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
 
         the_room_is_one(&rt, r1.addr, r2.addr);
 
-        // Recorded sessions are not kept in a cluster yet: said, not an empty list.
-        let (status, body) = common::http(r1.addr, "GET", "/api/sessions", None);
-        assert_eq!(status, 409, "{body}");
-        assert!(body.contains("replica of a cluster"), "{body}");
+        // Recorded sessions are the cluster's: spans of the one stream, listed on the board.
+        common::sessions::contract(r1.addr, &[r2.addr], TOKEN, "cluster");
 
         // One event log for the cluster: observers on either replica see both replicas'
         // traffic, numbered by the stream in one order, each exchange id its replica's own.

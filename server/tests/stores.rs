@@ -384,3 +384,15 @@ async fn the_board_of_a_cluster_keeps_the_contract() {
     let (a, b) = (join("replica-1").await, join("replica-2").await);
     board_contract(a, b).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_in_one_servers_database_keep_the_contract() {
+    const TOKEN: &str = "sessions-test-token-0123456789";
+    tokio::task::spawn_blocking(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let server = common::RealServer::start(dir.path(), &["--instructor-token", TOKEN]);
+        common::sessions::contract(server.addr, &[], TOKEN, "embedded");
+    })
+    .await
+    .unwrap();
+}

@@ -130,6 +130,8 @@ pub struct Hub {
     board: Arc<Boards>,
     /// Passes joins, leaves and chat lines to the other replicas of a cluster.
     relay: OnceLock<Relay>,
+    /// In a cluster: the issuer that ids issued by other replicas are counted against.
+    issuer: OnceLock<std::sync::Weak<Issuer>>,
     inner: Mutex<Inner>,
     next_id: AtomicU64,
     open: AtomicU32,
@@ -149,6 +151,7 @@ impl Hub {
             chat_limit,
             board,
             relay: OnceLock::new(),
+            issuer: OnceLock::new(),
             inner: Mutex::default(),
             next_id: AtomicU64::new(1),
             open: AtomicU32::new(0),
@@ -270,20 +273,33 @@ impl Hub {
         });
     }
 
-    /// Passes `msg` (a join, a leave, a chat line) to the other replicas of a cluster.
-    fn relay(&self, msg: &ServerMsg) {
+    /// Passes `msg` (a join, a leave, a chat line from the client issued `key`) to the other
+    /// replicas of a cluster.
+    fn relay(&self, msg: &ServerMsg, key: Option<&str>) {
         if let Some(relay) = self.relay.get() {
-            relay.send(msg);
+            relay.send(relay::News::Msg { msg: msg.clone(), key: key.map(str::to_owned) });
         }
     }
 
     /// Joins the other replicas of a cluster at `link`: what happens on this hub is passed to
     /// theirs and theirs to this one, so a room's members talk whichever replica they reached;
     /// a lane muted through another replica mutes the ids connected as it here.
-    pub fn join_cluster(self: &Arc<Self>, link: &crate::log::stream::Link, node: &str) -> Result<(), String> {
+    pub fn join_cluster(
+        self: &Arc<Self>,
+        link: &crate::log::stream::Link,
+        node: &str,
+        issuer: &Arc<Issuer>,
+    ) -> Result<(), String> {
         let hears: std::sync::Weak<dyn relay::Hears> = Arc::downgrade(self) as _;
         let relay = relay::start(link.client.clone(), node, hears);
         self.relay.set(relay).map_err(|_| "this hub joined a cluster already".to_owned())?;
+        let _ = self.issuer.set(Arc::downgrade(issuer));
+        let hub = Arc::downgrade(self);
+        issuer.on_issue(move |addr| {
+            if let Some(relay) = hub.upgrade().as_ref().and_then(|h| h.relay.get()) {
+                relay.send(relay::News::Issued { addr });
+            }
+        });
         let hub = Arc::downgrade(self);
         let mut board = self.board.watch();
         tokio::spawn(async move {
@@ -307,12 +323,35 @@ impl Hub {
 }
 
 impl relay::Hears for Hub {
-    /// Takes in what another replica's hub relayed: delivered to this one's connections, and a
-    /// chat line kept in its room's history.
-    fn hear(&self, msg: ServerMsg) {
+    fn renamed(&self, key: String) {
+        let mut inner = self.lock();
+        let (_, names) = inner.recent.entry(key).or_default();
+        names.push_back(Instant::now());
+        if names.len() > NAME_LIMIT {
+            names.pop_front();
+        }
+    }
+
+    fn issued(&self, addr: std::net::IpAddr) {
+        if let Some(issuer) = self.issuer.get().and_then(std::sync::Weak::upgrade) {
+            issuer.issued_elsewhere(addr, Instant::now());
+        }
+    }
+
+    /// Takes in what another replica's hub relayed: delivered to this one's connections; a
+    /// chat line kept in its room's history and counted against its sender's rate limit here
+    /// too (so a client with sockets on two replicas has one allowance, not two).
+    fn hear(&self, msg: ServerMsg, key: Option<String>) {
         let mut inner = self.lock();
         match &msg {
             ServerMsg::Chat(line) => {
+                if let Some(key) = key {
+                    let (chat, _) = inner.recent.entry(key).or_default();
+                    chat.push_back(Instant::now());
+                    if chat.len() > self.chat_limit {
+                        chat.pop_front();
+                    }
+                }
                 if !inner.rooms.contains_key(&line.room) && inner.rooms.len() >= MAX_ROOMS {
                     return;
                 }
@@ -438,7 +477,7 @@ impl Hub {
             for other in inner.conns.values() {
                 send_to(other, (msg.clone(), None));
             }
-            self.relay(&msg);
+            self.relay(&msg, None);
         }
     }
 
@@ -459,7 +498,7 @@ impl Hub {
                 let renaming = inner.conns.get(&id).is_some_and(|c| c.greeted && c.peer.name != name);
                 if renaming
                     && !allow(
-                        &mut inner.recent.entry(key).or_default().1,
+                        &mut inner.recent.entry(key.clone()).or_default().1,
                         NAME_LIMIT,
                         crate::limits::NAME_WINDOW,
                     )
@@ -478,7 +517,9 @@ impl Hub {
                             send_to(other, (joined.clone(), None));
                         }
                     }
-                    self.relay(&joined);
+                    self.relay(&joined, None);
+                } else if renaming && let Some(relay) = self.relay.get() {
+                    relay.send(relay::News::Renamed { key });
                 }
                 vec![ServerMsg::Welcome { version: CHANNEL_VERSION, client_id: peer.client_id, connected }]
             }
@@ -543,7 +584,7 @@ impl Hub {
                     self.mute_keys(vec![(key, client)]);
                     return err("chat: the instructor muted you");
                 }
-                if !allow(&mut inner.recent.entry(key).or_default().0, self.chat_limit, CHAT_WINDOW) {
+                if !allow(&mut inner.recent.entry(key.clone()).or_default().0, self.chat_limit, CHAT_WINDOW) {
                     return err(&format!(
                         "chat: slow down (at most {} lines in 10 seconds)",
                         self.chat_limit
@@ -573,7 +614,7 @@ impl Hub {
                         send_to(c, (msg.clone(), None));
                     }
                 }
-                self.relay(&msg);
+                self.relay(&msg, Some(&key));
                 Vec::new()
             }
             ClientMsg::Pingpong { rounds } => {
@@ -828,6 +869,40 @@ mod tests {
             hub.broadcast(&ServerMsg::TranscriptChanged(change), None);
         }
         assert!(overflow.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn chat_lines_and_renames_on_other_replicas_count_against_the_same_allowance() {
+        use relay::Hears;
+        let hub = Hub::new(3, Arc::default());
+        let (ana, _rx, _) = hub.add("c-ana".into(), "k-1".into());
+        let mut pp = None;
+        hub.handle(ana, ClientMsg::Hello { name: "Ana".into() }, &mut pp);
+        hub.handle(ana, ClientMsg::Join { room: "r".into() }, &mut pp);
+        let line = |text: &str| ChatLine {
+            room: "r".into(),
+            from: Peer { client_id: "c-ana".into(), name: "Ana".into() },
+            text: text.into(),
+            at_us: 0,
+        };
+        // Three lines from the same issued id on another replica: none left here.
+        for n in 0..3 {
+            hub.hear(ServerMsg::Chat(line(&format!("elsewhere {n}"))), Some("k-1".into()));
+        }
+        let answer = hub.handle(ana, ClientMsg::Chat { room: "r".into(), text: "here".into() }, &mut pp);
+        assert!(
+            matches!(&answer[..], [ServerMsg::Error { message }] if message.contains("slow down")),
+            "{answer:?}"
+        );
+        // The same for renames.
+        for _ in 0..NAME_LIMIT {
+            hub.renamed("k-1".into());
+        }
+        let answer = hub.handle(ana, ClientMsg::Hello { name: "Anna".into() }, &mut pp);
+        assert!(
+            matches!(&answer[..], [ServerMsg::Error { message }] if message.contains("name changes")),
+            "{answer:?}"
+        );
     }
 
     #[tokio::test]

@@ -1,9 +1,12 @@
 //! A hub's joins, leaves and chat lines passed between the replicas of a cluster, over one
-//! plain NATS subject: members of one room talk whichever replica the balancer gave them.
+//! plain NATS subject: members of one room talk whichever replica the balancer gave them. So
+//! are what the rate limits count (chat lines and renames by issued id, ids issued by
+//! address), so a client has one allowance in the cluster, not one per replica.
 //! Only the replicas running now matter (as for a connection), so nothing is kept in a stream;
 //! each replica keeps the room history it heard. The queue to NATS is bounded: what does not
 //! fit is dropped and counted in the log.
 
+use std::net::IpAddr;
 use std::sync::Weak;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,13 +22,36 @@ pub const QUEUE: usize = 1024;
 
 /// What takes in what the other replicas relayed (the hub implements it).
 pub trait Hears: Send + Sync + 'static {
-    fn hear(&self, msg: ServerMsg);
+    /// `msg` happened on another replica; `key` is the issued id of the client that sent it
+    /// (a chat line), so this replica counts it against that client's rate limit too.
+    fn hear(&self, msg: ServerMsg, key: Option<String>);
+    /// The client issued `key` renamed itself on another replica (counted here too).
+    fn renamed(&self, key: String);
+    /// Another replica issued an id to `addr` (it comes out of the same share here).
+    fn issued(&self, addr: IpAddr);
+}
+
+/// What one replica tells the others.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum News {
+    /// A join, a leave or a chat line (`key`: the sender's issued id).
+    Msg {
+        msg: ServerMsg,
+        key: Option<String>,
+    },
+    Renamed {
+        key: String,
+    },
+    Issued {
+        addr: IpAddr,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct News {
+struct Envelope {
     from: String,
-    msg: ServerMsg,
+    news: News,
 }
 
 /// This replica's end of the relay.
@@ -37,10 +63,10 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Passes `msg` on to the other replicas (dropped, and counted, when the queue is full).
-    pub fn send(&self, msg: &ServerMsg) {
-        let news = News { from: self.node.clone(), msg: msg.clone() };
-        let Ok(json) = serde_json::to_vec(&news) else { return };
+    /// Passes `news` on to the other replicas (dropped, and counted, when the queue is full).
+    pub fn send(&self, news: News) {
+        let envelope = Envelope { from: self.node.clone(), news };
+        let Ok(json) = serde_json::to_vec(&envelope) else { return };
         if self.tx.try_send(json).is_err() {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
@@ -80,9 +106,11 @@ pub fn start(client: async_nats::Client, node: &str, hub: Weak<dyn Hears>) -> Re
         };
         while let Some(message) = subscription.next().await {
             let Some(hub) = hub.upgrade() else { return };
-            match serde_json::from_slice::<News>(&message.payload) {
-                Ok(news) if news.from != me => hub.hear(news.msg),
-                Ok(_) => {}
+            match serde_json::from_slice::<Envelope>(&message.payload) {
+                Ok(e) if e.from == me => {}
+                Ok(Envelope { news: News::Msg { msg, key }, .. }) => hub.hear(msg, key),
+                Ok(Envelope { news: News::Renamed { key }, .. }) => hub.renamed(key),
+                Ok(Envelope { news: News::Issued { addr }, .. }) => hub.issued(addr),
                 Err(e) => tracing::warn!(error = %e, "hub: a relayed message that is not one"),
             }
         }
@@ -98,10 +126,10 @@ mod tests {
     async fn a_full_queue_drops_and_counts() {
         let (tx, _rx) = mpsc::channel(1);
         let relay = Relay { tx, node: "replica-1".into(), dropped: AtomicU64::new(0) };
-        let msg = ServerMsg::Tick { watchers: 1 };
-        relay.send(&msg);
-        relay.send(&msg);
-        relay.send(&msg);
+        let news = || News::Renamed { key: "k-1".into() };
+        relay.send(news());
+        relay.send(news());
+        relay.send(news());
         assert_eq!(relay.dropped(), 2, "one fits, two dropped and counted");
     }
 }

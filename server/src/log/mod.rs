@@ -484,6 +484,35 @@ impl EventLog {
         rx.recv().ok()
     }
 
+    /// In a cluster: the session being recorded is `id`, from `first_seq` on (the board says
+    /// so; observers see nothing before it).
+    pub fn follow_session(&self, id: u64, first_seq: u64) {
+        self.session.store(id, Ordering::Relaxed);
+        self.session_first.store(first_seq, Ordering::Relaxed);
+    }
+
+    /// In a cluster: the events after `after` and before `before` (at most `limit`), read from
+    /// the stream.
+    pub async fn read_stream(
+        &self,
+        after: u64,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, String> {
+        match self.stream.get() {
+            Some(stream) => stream.read(after, before, limit).await,
+            None => Err("this log is not a cluster's stream".to_owned()),
+        }
+    }
+
+    /// In a cluster: deletes the events from `first` to `last` from the stream, in the
+    /// background (a deleted session's).
+    pub fn forget_stream(&self, first: u64, last: u64) {
+        if let Some(stream) = self.stream.get() {
+            stream.forget(first, last);
+        }
+    }
+
     /// Ends the current session and starts a new one (blocking); answers its id.
     pub fn new_session(&self, name: &str) -> Option<rusqlite::Result<u64>> {
         let now_us = crate::clock::now_us();

@@ -107,8 +107,28 @@ impl Shared {
             if let Some(json) = numbered(seq, &message.payload) {
                 out.push((seq, json));
             }
+            // The last one asked for: nothing to wait for after it.
+            if seq + 1 >= before {
+                break;
+            }
         }
         Ok(out)
+    }
+
+    /// Deletes the events from `first` to `last` from the stream, one by one, in the
+    /// background (those gone already are skipped); logs how many went.
+    pub(super) fn forget(&self, first: u64, last: u64) {
+        let js = self.js.clone();
+        tokio::spawn(async move {
+            let Ok(stream) = stream_of(&js, 0).await else { return };
+            let mut deleted = 0u64;
+            for seq in first..=last {
+                if stream.delete_message(seq).await.is_ok() {
+                    deleted += 1;
+                }
+            }
+            tracing::info!(first, last, deleted, "events: a deleted session's events left the stream");
+        });
     }
 }
 

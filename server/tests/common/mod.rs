@@ -14,6 +14,7 @@ pub mod haproxy;
 pub mod nats;
 pub mod owned;
 pub mod pg;
+pub mod sessions;
 
 /// A server state over temporary directories (removed when dropped).
 pub struct TestServer {
