@@ -396,3 +396,55 @@ async fn sessions_in_one_servers_database_keep_the_contract() {
     .await
     .unwrap();
 }
+
+/// One contract for the event log's backends: one server's ring and SQLite database, or a
+/// cluster's ring and JetStream stream (both with a ring of 4). What is recorded is numbered
+/// strictly increasing from where the log stood, in the order recorded; the ring keeps the
+/// newest; what it no longer holds is read back from the backend, every event, in order.
+async fn log_contract(log: Arc<server::log::EventLog>) {
+    use protocol::{EventKind, Note, NoteKind};
+    let before = log.latest_seq();
+    for n in 0..10 {
+        let note = EventKind::Note(Note { what: NoteKind::Session, text: format!("event {n}") });
+        log.record(&format!("c-log-{n}"), 0, None, server::clock::server_now(), note);
+    }
+    // A cluster's log has them once the stream numbered them and they came back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while log.latest_seq() < before + 10 {
+        assert!(std::time::Instant::now() < deadline, "not numbered: {}", log.latest_seq());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let since = log.since(before);
+    assert_eq!(since.latest, before + 10);
+    let newest: Vec<u64> = since.entries.iter().map(|e| e.seq).collect();
+    assert_eq!(newest, (before + 7..=before + 10).collect::<Vec<_>>(), "the ring keeps the newest 4");
+    assert_eq!(since.from_disk, Some((before, before + 7)), "the rest is the backend's");
+    assert!(since.entries[3].json.contains(r#""client":"c-log-9""#), "{}", since.entries[3].json);
+    let flushed = log.clone();
+    tokio::task::spawn_blocking(move || flushed.flush()).await.unwrap();
+    let older = log.between(before, before + 7, 100).await;
+    let seqs: Vec<u64> = older.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (before + 1..=before + 6).collect::<Vec<_>>(), "no gap, nothing twice");
+    for (n, (_, json)) in older.iter().enumerate() {
+        assert!(json.contains(&format!(r#""client":"c-log-{n}""#)), "in the order recorded: {json}");
+    }
+}
+
+fn ring_of_4() -> server::log::LogConfig {
+    server::log::LogConfig { ring: 4, ..server::log::LogConfig::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_log_of_one_server_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = server::log::EventLog::open(dir.path(), ring_of_4(), "contract").unwrap();
+    log_contract(log).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_log_of_a_cluster_keeps_the_contract() {
+    let nats = common::nats::Nats::start().await;
+    let log = server::log::EventLog::in_memory(ring_of_4());
+    log.join_stream(&nats.url, 1).await.unwrap();
+    log_contract(log).await;
+}
