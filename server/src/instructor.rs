@@ -38,6 +38,8 @@ pub struct Ctx {
     /// The room's board: the highlighted lane, and what faults and the hub keep there.
     pub board: Arc<Boards>,
     pub listening: Listening,
+    /// Where students join when it is not this server's own address (`--public-url`).
+    pub public_url: Option<String>,
     /// Checks the id the instructor's browser was issued (its lane becomes the instructor's).
     pub issuer: Arc<crate::ids::Issuer>,
 }
@@ -52,9 +54,13 @@ fn note(state: &Ctx, what: NoteKind, client: &str, text: String) {
     state.log.record(client, 0, None, crate::clock::server_now(), EventKind::Note(Note { what, text }));
 }
 
-/// Addresses students can open: the listening address, or every network address when the
-/// server listens on all of them.
-pub fn join_urls(listening: Option<std::net::SocketAddr>) -> Vec<String> {
+/// Addresses students can open: the public URL when one was given (`--public-url`: a
+/// cluster's balancer), else the listening address, or every network address when the server
+/// listens on all of them.
+pub fn join_urls(listening: Option<std::net::SocketAddr>, public: Option<&str>) -> Vec<String> {
+    if let Some(url) = public {
+        return vec![url.to_owned()];
+    }
     let Some(addr) = listening else { return Vec::new() };
     if !addr.ip().is_unspecified() {
         return vec![format!("http://{addr}/")];
@@ -83,7 +89,7 @@ pub fn qr_svg(text: &str) -> String {
 }
 
 fn room(state: &Ctx) -> Room {
-    let urls = join_urls(state.listening.get());
+    let urls = join_urls(state.listening.get(), state.public_url.as_deref());
     Room {
         qr_svg: urls.first().map(|u| qr_svg(u)).unwrap_or_default(),
         join_urls: urls,
@@ -399,6 +405,13 @@ pub fn routes() -> Router<Ctx> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn students_join_at_the_public_url_when_one_is_given() {
+        let addr: std::net::SocketAddr = "127.0.0.1:8081".parse().unwrap();
+        assert_eq!(join_urls(Some(addr), None), ["http://127.0.0.1:8081/"]);
+        assert_eq!(join_urls(Some(addr), Some("http://lecture.test/")), ["http://lecture.test/"]);
+    }
 
     #[test]
     fn qr_codes_are_svg() {

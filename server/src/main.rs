@@ -78,6 +78,11 @@ struct Cli {
     #[arg(long, value_name = "URL", env = "WIRESCOPE_POSTGRES", hide_env_values = true)]
     postgres: Option<String>,
 
+    /// The address students open, when it is not this server's own: a cluster's balancer
+    /// (`http://HOST[:PORT]/`). The instructor's page shows it and its QR code.
+    #[arg(long, value_name = "URL", env = "WIRESCOPE_PUBLIC_URL", value_parser = public_url)]
+    public_url: Option<String>,
+
     /// This server's name, recorded in every event it captures (the inspector shows it); the
     /// replicas of a cluster each have their own. Default: the machine's host name.
     #[arg(long, value_name = "NAME", env = "WIRESCOPE_NODE")]
@@ -122,6 +127,17 @@ enum Command {
         #[arg(long = "replica", value_name = "HOST:PORT", required = true)]
         replicas: Vec<std::net::SocketAddr>,
     },
+}
+
+/// `--public-url`: an http(s) URL, with a `/` at the end.
+fn public_url(text: &str) -> Result<String, String> {
+    let rest = text.strip_prefix("http://").or_else(|| text.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') && !text.contains(char::is_whitespace) => {
+            Ok(if text.ends_with('/') { text.to_owned() } else { format!("{text}/") })
+        }
+        _ => Err("must be an http:// or https:// URL with a host, e.g. http://192.168.1.10/".to_owned()),
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -170,6 +186,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(node) = cli.node {
         config.node = node;
     }
+    config.public_url = cli.public_url.clone();
     config.capture = !cli.no_capture;
     config.preview_bytes = cli.preview_bytes;
     config.log.ring = cli.ring.max(1);
@@ -228,7 +245,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     // The instructor's link goes to standard error, so standard output keeps its one line.
     eprintln!("instructor: http://{host}/#token={}", state.token());
-    for url in server::instructor::join_urls(state.local_addr()) {
+    for url in server::instructor::join_urls(state.local_addr(), cli.public_url.as_deref()) {
         tracing::info!(%url, "students can join at");
     }
 
@@ -309,5 +326,14 @@ mod tests {
         assert_eq!(listen_addr(None, Some("7000".into())), "127.0.0.1:7000");
         assert_eq!(listen_addr(None, None), "127.0.0.1:8081");
         assert_eq!(listen_addr(None, Some(String::new())), "127.0.0.1:8081");
+    }
+
+    #[test]
+    fn a_public_url_is_an_http_url_with_a_host() {
+        assert_eq!(public_url("http://10.0.0.5:8080").unwrap(), "http://10.0.0.5:8080/");
+        assert_eq!(public_url("https://lecture.test/").unwrap(), "https://lecture.test/");
+        for bad in ["10.0.0.5", "ftp://x/", "http://", "http:///x", "http://a b/"] {
+            assert!(public_url(bad).is_err(), "{bad}");
+        }
     }
 }

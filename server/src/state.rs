@@ -60,6 +60,9 @@ pub struct Config {
     pub client_address_header: Option<axum::http::HeaderName>,
     /// This server's name in every event it records (`--node`; a cluster's replicas differ).
     pub node: String,
+    /// Where students join, when it is not this server's own address (`--public-url`: the
+    /// balancer in front of a cluster's replicas).
+    pub public_url: Option<String>,
     /// The event log is a cluster's stream (`--nats`), joined after start
     /// ([`crate::log::stream::join`]): no event database is opened here, the ring only.
     pub log_in_stream: bool,
@@ -83,6 +86,7 @@ impl std::fmt::Debug for Config {
             .field("ids_per_address", &self.ids_per_address)
             .field("client_address_header", &self.client_address_header)
             .field("node", &self.node)
+            .field("public_url", &self.public_url)
             .field("log_in_stream", &self.log_in_stream)
             .finish()
     }
@@ -107,6 +111,7 @@ impl Config {
             ids_per_address: crate::ids::PER_ADDRESS,
             client_address_header: None,
             node: default_node(),
+            public_url: None,
             log_in_stream: false,
         }
     }
@@ -494,6 +499,7 @@ impl FromRef<AppState> for instructor::Ctx {
             transcripts: s.inner.transcripts.clone(),
             board: s.inner.board.clone(),
             listening: s.inner.listening.clone(),
+            public_url: s.inner.config.public_url.clone(),
             issuer: s.inner.issuer.clone(),
         }
     }

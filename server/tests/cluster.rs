@@ -131,6 +131,8 @@ async fn next_of<T>(ws: &mut common::Ws, pick: impl Fn(protocol::channel::Server
 fn the_room_is_one(rt: &tokio::runtime::Handle, r1: std::net::SocketAddr, r2: std::net::SocketAddr) {
     use futures_util::SinkExt;
     use protocol::channel::{ClientMsg, ServerMsg};
+    // Students are sent to the balancer, not to a replica.
+    assert_eq!(room(r1).join_urls, ["http://lecture-hall.test/"]);
     // A fault armed through replica 1 for one use: replica 2 applies it, and then nobody.
     let fault = r#"{"target":{"path":"/transcripts/4"},"fault":{"kind":"status","status":503,"retryAfterS":1},"times":1}"#;
     assert_eq!(instructor(r1, "POST", "/api/instructor/faults", Some(fault)).0, 200);
@@ -230,6 +232,8 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
                 TOKEN.to_owned(),
                 "--client-address-header".to_owned(),
                 "X-Forwarded-For".to_owned(),
+                "--public-url".to_owned(),
+                "http://lecture-hall.test".to_owned(),
             ]
         };
         let start = |i: usize| {
