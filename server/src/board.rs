@@ -112,6 +112,8 @@ impl Board {
     /// Ends the session being recorded (its last event: the one before `first_seq`) and starts
     /// `name` from `first_seq`; answers its id. The list keeps at most [`MAX_SESSIONS`].
     pub fn start_session(&mut self, name: &str, first_seq: u64, now_us: i64) -> u64 {
+        // Never before the one being recorded began (a replica behind the stream asks for less).
+        let first_seq = first_seq.max(self.sessions.last().map_or(0, |s| s.first_seq));
         if let Some(current) = self.sessions.last_mut() {
             current.ended_us = Some(now_us);
             current.last_seq = Some(first_seq.saturating_sub(1).max(current.first_seq.saturating_sub(1)));
@@ -168,7 +170,13 @@ pub enum PutError {
     Stale,
     /// The keeper is out of reach.
     Unreachable(String),
+    /// The board would be this many bytes, more than one NATS message takes.
+    TooLarge(usize),
 }
+
+/// Largest board a cluster keeps (a NATS message is at most 1 MiB by default). Every list on
+/// the board is capped well below it; this is the last guard.
+pub const MAX_BYTES: usize = 1_000_000;
 
 /// The board's keeper is out of reach (a cluster's NATS): nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +204,8 @@ pub trait Keeper: Send + Sync + 'static {
     fn put<'a>(&'a self, here: &'a watch::Sender<Versioned>, version: u64, next: &'a Board) -> Put<'a>;
     /// Tells the other servers to carry out `action` (this one did already).
     fn announce(&self, action: &Action);
+    /// The newest version kept (0: none yet), asked of the keeper itself.
+    fn newest(&self) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>>;
 }
 
 /// The board of one server: in memory.
@@ -208,6 +218,11 @@ impl Keeper for Here {
     }
 
     fn announce(&self, _: &Action) {}
+
+    fn newest(&self) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>> {
+        // Nothing is newer than this server's own copy: the caller's version is the newest.
+        Box::pin(std::future::ready(Ok(0)))
+    }
 }
 
 impl Here {
@@ -238,6 +253,9 @@ impl Keeper for InStream {
         Box::pin(async move {
             let json: bytes::Bytes =
                 serde_json::to_vec(next).map_err(|e| PutError::Unreachable(e.to_string()))?.into();
+            if json.len() > MAX_BYTES {
+                return Err(PutError::TooLarge(json.len()));
+            }
             let wrong = |e: jetstream::context::PublishError| match e.kind() {
                 PublishErrorKind::WrongLastSequence => PutError::Stale,
                 _ => PutError::Unreachable(e.to_string()),
@@ -260,6 +278,13 @@ impl Keeper for InStream {
                 }
             }
             Err(PutError::Unreachable("no stream".to_owned()))
+        })
+    }
+
+    fn newest(&self) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>> {
+        Box::pin(async move {
+            let mut stream = stream_of(&self.js).await?;
+            Ok(stream.info().await.map_err(|e| e.to_string())?.state.last_sequence)
         })
     }
 
@@ -334,7 +359,22 @@ impl Boards {
             let mut next = (*board).clone();
             let answer = change(&mut next);
             if next == *board {
-                return Ok(answer);
+                // Nothing to change here — unless this copy is behind the cluster's board (a
+                // "release next" on a replica that has not yet seen what was held elsewhere).
+                match tokio::time::timeout(WAIT, self.keeper().newest()).await {
+                    Ok(Ok(newest)) if newest > version => {
+                        if !matches!(
+                            tokio::time::timeout(WAIT, rx.wait_for(|v| v.version >= newest)).await,
+                            Ok(Ok(_))
+                        ) {
+                            return Err(Unreachable("the newest board never came".to_owned()));
+                        }
+                        continue;
+                    }
+                    Ok(Ok(_)) => return Ok(answer),
+                    Ok(Err(e)) => return Err(Unreachable(e)),
+                    Err(_) => return Err(Unreachable("no answer in 5 s".to_owned())),
+                }
             }
             match tokio::time::timeout(WAIT, self.keeper().put(&self.here, version, &next)).await {
                 Ok(Ok(put)) => {
@@ -353,6 +393,9 @@ impl Boards {
                     }
                 }
                 Ok(Err(PutError::Unreachable(e))) => return Err(Unreachable(e)),
+                Ok(Err(PutError::TooLarge(n))) => {
+                    return Err(Unreachable(format!("the board would be {n} bytes, more than {MAX_BYTES}")));
+                }
                 Err(_) => return Err(Unreachable("no answer in 5 s".to_owned())),
             }
         }
@@ -398,12 +441,29 @@ impl Boards {
     /// left behind: it joins before it serves), follows it, and hands actions announced by
     /// other servers (not `node`) to `actor`. Fails only when it joined already; an
     /// unreachable NATS is retried.
-    pub fn join(self: &Arc<Self>, link: &Link, node: &str, actor: Weak<dyn Actor>) -> Result<(), String> {
-        let keeper = InStream { js: link.js.clone(), client: link.client.clone() };
-        self.keeper.set(Arc::new(keeper)).map_err(|_| "this board is kept already".to_owned())?;
+    pub async fn join(
+        self: &Arc<Self>,
+        link: &Link,
+        node: &str,
+        actor: Weak<dyn Actor>,
+    ) -> Result<(), String> {
+        let keeper = Arc::new(InStream { js: link.js.clone(), client: link.client.clone() });
+        self.keeper.set(keeper.clone()).map_err(|_| "this board is kept already".to_owned())?;
         self.here.send_replace(Versioned::default());
         tokio::spawn(follow(link.clone(), Arc::downgrade(self)));
         tokio::spawn(hear(link.client.clone(), node.to_owned(), actor));
+        // Serve with the cluster's board, not an empty one: wait (a while) until it is here.
+        let mut rx = self.here.subscribe();
+        let first = async {
+            let newest = keeper.newest().await?;
+            rx.wait_for(|v| v.version >= newest).await.map_err(|e| e.to_string())?;
+            Ok::<u64, String>(newest)
+        };
+        match tokio::time::timeout(WAIT, first).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "board: serving before the cluster's board came"),
+            Err(_) => tracing::warn!("board: serving before the cluster's board came (none in 5 s)"),
+        }
         Ok(())
     }
 }
@@ -526,9 +586,11 @@ mod tests {
         let one = &board.sessions[0];
         assert_eq!((one.first_seq, one.last_seq, one.ended_us), (1, Some(40), Some(20)));
         assert_eq!(board.current_session().map(|s| (s.id, s.first_seq, s.last_seq)), Some((2, 41, None)));
-        // Started again before anything was recorded: an empty span, not a negative one.
-        board.start_session("three", 41, 30);
+        // Started again before anything was recorded: an empty span, not a negative one; and
+        // never from before the current one began (spans do not overlap).
+        board.start_session("three", 30, 30);
         assert_eq!(board.sessions[1].last_seq, Some(40));
+        assert_eq!(board.sessions[2].first_seq, 41);
         for n in 0..MAX_SESSIONS {
             board.start_session(&format!("s{n}"), 41, 40);
         }

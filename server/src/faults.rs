@@ -89,9 +89,17 @@ pub fn validate(f: &NewFault) -> Result<(), ApiError> {
         _ => {}
     }
     if let Some(p) = &f.target.path
-        && !p.starts_with('/')
+        && (!p.starts_with('/') || p.chars().count() > HELD_TEXT)
     {
-        problems.insert("target.path".to_owned(), "must start with /".to_owned());
+        problems.insert(
+            "target.path".to_owned(),
+            format!("must start with / and be at most {HELD_TEXT} characters"),
+        );
+    }
+    if let Some(c) = &f.target.client
+        && c.chars().count() > HELD_TEXT
+    {
+        problems.insert("target.client".to_owned(), format!("must be at most {HELD_TEXT} characters"));
     }
     if problems.is_empty() { Ok(()) } else { Err(ApiError::Validation(problems)) }
 }
@@ -202,7 +210,8 @@ impl Faults {
         Ok(self.board.update(|b| b.faults.clear()).await?)
     }
 
-    /// The faults in force, each with how often it was applied.
+    /// The faults in force, each with how often it was applied (a limited fault: in the whole
+    /// cluster; an unlimited one: on this server).
     pub fn list(&self) -> Vec<Fault> {
         let here = self.applied_here.lock().unwrap_or_else(PoisonError::into_inner);
         let mut faults = self.board.now().faults.clone();
@@ -227,7 +236,8 @@ impl Faults {
         } else {
             let claimed = self.board.update(|b| spend(b, path, client)).await;
             claimed.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "faults: limited faults skipped");
+                // Said on the diagram, not only in the server's log.
+                self.note(client, NoteKind::Fault, format!("limited faults not applied: {e}"));
                 hits.iter().filter(|f| f.times.is_none()).map(|f| (f.id, false, f.fault.clone())).collect()
             })
         };
@@ -323,11 +333,12 @@ impl Faults {
                 }
                 let id = b.next_held;
                 b.next_held += 1;
+                // Cut to a size the board can hold 256 of (a path is the sender's to choose).
                 let held = Held {
                     id,
-                    client: client.to_owned(),
-                    method: method.to_owned(),
-                    path: path.to_owned(),
+                    client: cut(client, HELD_TEXT),
+                    method: cut(method, HELD_TEXT),
+                    path: cut(path, HELD_TEXT),
                     since_us,
                 };
                 b.held.push(held);
@@ -347,17 +358,43 @@ impl Faults {
             }
         };
         note(format!("held: {what}"), NoteKind::Held);
+        // A message whose request or socket goes away while held leaves the list at once.
+        let mut unhold = Unhold { board: self.board.clone(), id: Some(id) };
         let mut board = self.board.watch();
         let gone = |v: &crate::board::Versioned| !v.board.held.iter().any(|h| h.id == id);
         let wait = tokio::time::timeout(Duration::from_millis(timeout_ms), board.wait_for(gone));
         // (Not kept: what it answers holds the board's lock.)
-        if matches!(wait.await, Ok(Ok(_))) {
+        let released = matches!(wait.await, Ok(Ok(_)));
+        unhold.id = None;
+        if released {
             note(format!("released: {what}"), NoteKind::Released);
         } else {
             if let Err(e) = self.board.update(|b| b.held.retain(|h| h.id != id)).await {
                 tracing::warn!(error = %e, "faults: a held message's entry stays until it is stale");
             }
             note(format!("released after the hold timeout: {what}"), NoteKind::Released);
+        }
+    }
+}
+
+/// Longest client, method or path kept for a held message on the board.
+const HELD_TEXT: usize = 200;
+
+/// At most `max` characters of `text`.
+fn cut(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// Takes a held message off the board when what waits for it goes away (dropped) first.
+struct Unhold {
+    board: Arc<Boards>,
+    id: Option<u64>,
+}
+
+impl Drop for Unhold {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.board.update_soon(move |b| b.held.retain(|h| h.id != id));
         }
     }
 }
@@ -555,6 +592,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_held_message_whose_request_goes_away_leaves_the_list_and_long_paths_are_cut() {
+        let f = Arc::new(Faults::default());
+        f.set_hold(true, Some(60_000)).await.unwrap();
+        let long = format!("frame on /{}", "x".repeat(5000));
+        let waiting = tokio::spawn({
+            let f = f.clone();
+            async move { f.hold_frame("c-ana", &long).await }
+        });
+        let mut board = f.board().watch();
+        board.wait_for(|v| v.board.held.len() == 1).await.unwrap();
+        assert_eq!(f.hold_state().held[0].path.chars().count(), HELD_TEXT);
+        waiting.abort();
+        board.wait_for(|v| v.board.held.is_empty()).await.unwrap();
+        f.set_hold(false, None).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn faults_are_capped() {
         let f = Faults::default();
         let nf = || NewFault { target: Target::default(), fault: FaultKind::Duplicate, times: None };
@@ -631,5 +685,11 @@ mod tests {
         assert!(validate(&nf(FaultKind::Close { code: 1000 })).is_err());
         assert!(validate(&nf(FaultKind::Latency { fixed_ms: 59_000, jitter_ms: 5_000 })).is_err());
         assert!(validate(&nf(FaultKind::Status { status: 503, retry_after_s: 2 })).is_ok());
+        let long = NewFault {
+            target: Target { path: Some(format!("/{}", "x".repeat(HELD_TEXT))), client: None },
+            fault: FaultKind::Cut,
+            times: None,
+        };
+        assert!(validate(&long).is_err(), "a path the board would have to carry is short");
     }
 }

@@ -186,7 +186,16 @@ impl Recorded for InCluster {
             if after >= last {
                 return Ok(Vec::new());
             }
-            self.log.read_stream(after, last + 1, STREAM_PAGE).await.map_err(internal)
+            let page = self.log.read_stream(after, last + 1, STREAM_PAGE).await.map_err(internal)?;
+            // Nothing came though the span goes on: the rest is gone only if the stream's size
+            // cap pushed it out; else the stream did not answer, and the read fails (an export
+            // cut short fails instead of looking complete).
+            if page.is_empty() && self.log.stream_oldest().await.map_err(internal)? <= last {
+                return Err(internal(format!(
+                    "the cluster's stream did not answer for events after {after}"
+                )));
+            }
+            Ok(page)
         })
     }
 
@@ -271,7 +280,7 @@ pub fn routes() -> Router<Ctx> {
 #[utoipa::path(get, path = "/api/sessions", tag = "server", operation_id = "listSessions",
     responses(
         (status = 200, description = "Sessions, newest first", body = Vec<Object>),
-        (status = 409, description = "Capture is off (`--no-capture`), or a replica of a cluster: no sessions are recorded", body = crate::error::ErrorBody),
+        (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
     ))]
 pub async fn list(State(state): State<Ctx>, headers: HeaderMap) -> Result<Json<Vec<SessionInfo>>, ApiError> {
     let recorded = recorded(&state.log, &state.board)?;
@@ -288,7 +297,7 @@ pub async fn list(State(state): State<Ctx>, headers: HeaderMap) -> Result<Json<V
         (status = 200, description = "The session's events", body = Vec<Object>),
         (status = 403, description = "An earlier session the instructor has not published", body = crate::error::ErrorBody),
         (status = 404, description = "No such session", body = crate::error::ErrorBody),
-        (status = 409, description = "Capture is off (`--no-capture`), or a replica of a cluster: no sessions are recorded", body = crate::error::ErrorBody),
+        (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
         (status = 422, description = "The id is not an integer", body = crate::error::ValidationFailed),
     ))]
 pub async fn events(
@@ -384,7 +393,7 @@ fn export_target(state: &Ctx, id: &str, q: &HashMap<String, String>) -> Result<(
             content((Object = "application/json"), (String = "text/plain"))),
         (status = 403, description = "An earlier session the instructor has not published", body = crate::error::ErrorBody),
         (status = 404, description = "No such session", body = crate::error::ErrorBody),
-        (status = 409, description = "Capture is off (`--no-capture`), or a replica of a cluster: no sessions are recorded", body = crate::error::ErrorBody),
+        (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
         (status = 422, description = "The id, format or client id is not valid", body = crate::error::ValidationFailed),
     ))]
 pub async fn export(
@@ -413,7 +422,7 @@ pub async fn export(
         (status = 400, description = "Malformed JSON", body = crate::error::InvalidParameters),
         (status = 403, description = "An earlier session the instructor has not published", body = crate::error::ErrorBody),
         (status = 404, description = "No such session", body = crate::error::ErrorBody),
-        (status = 409, description = "Capture is off (`--no-capture`), or a replica of a cluster: no sessions are recorded", body = crate::error::ErrorBody),
+        (status = 409, description = "Capture is off (`--no-capture`): no sessions are recorded", body = crate::error::ErrorBody),
         (status = 422, description = "The id, format, client id or observations are not valid", body = crate::error::ValidationFailed),
     ))]
 pub async fn export_with(

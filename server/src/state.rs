@@ -314,7 +314,7 @@ impl AppState {
         let link = crate::log::stream::jetstream_at(url).await?;
         let node = &self.inner.config.node;
         let actor: std::sync::Weak<dyn crate::board::Actor> = Arc::downgrade(&self.inner.faults) as _;
-        self.inner.board.join(&link, node, actor)?;
+        self.inner.board.join(&link, node, actor).await?;
         self.inner.hub.join_cluster(&link, node, &self.inner.issuer)?;
         // The session being recorded is the board's: the cluster's first one is started by
         // whichever replica comes first (from the stream's start), and every replica's log
@@ -323,22 +323,29 @@ impl AppState {
         let (log, board) = (Arc::downgrade(&self.inner.log), self.inner.board.clone());
         let mut seen = board.watch();
         tokio::spawn(async move {
-            let mut started = false;
             loop {
                 let current = seen.borrow_and_update().board.current_session().map(|s| (s.id, s.first_seq));
                 let Some(log) = log.upgrade() else { return };
                 match current {
                     Some((id, first)) if id != log.session() => log.follow_session(id, first),
-                    None if recording && !started => {
-                        started = true;
+                    Some(_) => {}
+                    // None yet: this replica starts the cluster's first one (from the stream's
+                    // start), and tries again each second until one is there.
+                    None if recording => {
                         let name = format!("started {}", time_of_day(now_us()));
-                        board.update_soon(move |b| {
+                        let first = board.update(|b| {
                             if b.sessions.is_empty() {
                                 b.start_session(&name, 1, now_us());
                             }
                         });
+                        if let Err(e) = first.await {
+                            tracing::warn!(error = %e, "sessions: the cluster's first session is not started yet");
+                            drop(log);
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                            continue;
+                        }
                     }
-                    _ => {}
+                    None => {}
                 }
                 drop(log);
                 if seen.changed().await.is_err() {

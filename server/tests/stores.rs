@@ -378,7 +378,7 @@ async fn the_board_of_a_cluster_keeps_the_contract() {
     let join = async |node: &str| {
         let link = server::log::stream::jetstream_at(&nats.url).await.unwrap();
         let boards: Arc<server::board::Boards> = Arc::default();
-        boards.join(&link, node, Arc::downgrade(&actor)).unwrap();
+        boards.join(&link, node, Arc::downgrade(&actor)).await.unwrap();
         boards
     };
     let (a, b) = (join("replica-1").await, join("replica-2").await);

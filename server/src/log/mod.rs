@@ -505,6 +505,14 @@ impl EventLog {
         }
     }
 
+    /// In a cluster: the oldest `seq` the stream still holds.
+    pub async fn stream_oldest(&self) -> Result<u64, String> {
+        match self.stream.get() {
+            Some(stream) => stream.oldest().await,
+            None => Err("this log is not a cluster's stream".to_owned()),
+        }
+    }
+
     /// In a cluster: deletes the events from `first` to `last` from the stream, in the
     /// background (a deleted session's).
     pub fn forget_stream(&self, first: u64, last: u64) {

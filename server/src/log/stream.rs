@@ -115,6 +115,12 @@ impl Shared {
         Ok(out)
     }
 
+    /// The oldest `seq` the stream still holds (older ones went to its size cap).
+    pub(super) async fn oldest(&self) -> Result<u64, String> {
+        let mut stream = stream_of(&self.js, 0).await?;
+        Ok(stream.info().await.map_err(|e| e.to_string())?.state.first_sequence)
+    }
+
     /// Deletes the events from `first` to `last` from the stream, one by one, in the
     /// background (those gone already are skipped); logs how many went.
     pub(super) fn forget(&self, first: u64, last: u64) {
