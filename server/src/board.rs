@@ -154,8 +154,27 @@ pub struct Action {
     pub close: Option<(u16, String)>,
     /// What it is, for the note a server writes when it closed any (`kicked by the instructor`).
     pub what: String,
-    /// The node that announced it (it acted already).
+    /// The node that announced it (it acted already), by name.
     pub from: String,
+    /// The process that announced it ([`instance`]): how it knows its own (two replicas may be
+    /// given the same name).
+    #[serde(default)]
+    pub instance: u64,
+}
+
+/// This process's number among a cluster's replicas: random, drawn once. What a replica sends
+/// over NATS carries it, so it skips what it sent itself (names may repeat, this does not
+/// in practice: 64 random bits).
+pub fn instance() -> u64 {
+    static INSTANCE: OnceLock<u64> = OnceLock::new();
+    *INSTANCE.get_or_init(|| {
+        let mut b = [0u8; 8];
+        // Without the random source, the time (µs) still tells two processes apart.
+        if getrandom::fill(&mut b).is_err() {
+            return crate::clock::now_us() as u64;
+        }
+        u64::from_le_bytes(b)
+    })
 }
 
 /// What carries out an action on one server (the faults' sockets implement it).
@@ -439,19 +458,14 @@ impl Boards {
 
     /// Keeps the board in the cluster's stream from now on (what this server set before is
     /// left behind: it joins before it serves), follows it, and hands actions announced by
-    /// other servers (not `node`) to `actor`. Fails only when it joined already; an
-    /// unreachable NATS is retried.
-    pub async fn join(
-        self: &Arc<Self>,
-        link: &Link,
-        node: &str,
-        actor: Weak<dyn Actor>,
-    ) -> Result<(), String> {
+    /// other processes (not this one: [`instance`]) to `actor`. Fails only when it joined
+    /// already; an unreachable NATS is retried.
+    pub async fn join(self: &Arc<Self>, link: &Link, actor: Weak<dyn Actor>) -> Result<(), String> {
         let keeper = Arc::new(InStream { js: link.js.clone(), client: link.client.clone() });
         self.keeper.set(keeper.clone()).map_err(|_| "this board is kept already".to_owned())?;
         self.here.send_replace(Versioned::default());
         tokio::spawn(follow(link.clone(), Arc::downgrade(self)));
-        tokio::spawn(hear(link.client.clone(), node.to_owned(), actor));
+        tokio::spawn(hear(link.client.clone(), actor));
         // Serve with the cluster's board, not an empty one: wait (a while) until it is here.
         let mut rx = self.here.subscribe();
         let first = async {
@@ -515,8 +529,8 @@ async fn follow(link: Link, boards: Weak<Boards>) {
     }
 }
 
-/// Hands the actions other servers announce to `actor`, forever.
-async fn hear(client: async_nats::Client, node: String, actor: Weak<dyn Actor>) {
+/// Hands the actions other processes announce to `actor`, forever.
+async fn hear(client: async_nats::Client, actor: Weak<dyn Actor>) {
     let mut subscription = loop {
         match client.subscribe(ACTIONS).await {
             Ok(s) => break s,
@@ -529,7 +543,7 @@ async fn hear(client: async_nats::Client, node: String, actor: Weak<dyn Actor>) 
     while let Some(message) = subscription.next().await {
         let Some(actor) = actor.upgrade() else { return };
         match serde_json::from_slice::<Action>(&message.payload) {
-            Ok(action) if action.from != node => actor.act(&action),
+            Ok(action) if action.instance != instance() => actor.act(&action),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "board: a message that is not an action"),
         }

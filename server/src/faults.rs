@@ -151,6 +151,7 @@ impl Faults {
             close: close.map(|(code, reason)| (code, reason.to_owned())),
             what: what.to_owned(),
             from: self.node.clone(),
+            instance: crate::board::instance(),
         };
         self.board.announce(&action);
         self.sockets.control(client, path, &control_of(&action))

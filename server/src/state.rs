@@ -312,10 +312,9 @@ impl AppState {
     /// server serves; fails only on a malformed URL (an unreachable NATS is retried).
     pub async fn join_cluster(&self, url: &str) -> Result<(), String> {
         let link = crate::log::stream::jetstream_at(url).await?;
-        let node = &self.inner.config.node;
         let actor: std::sync::Weak<dyn crate::board::Actor> = Arc::downgrade(&self.inner.faults) as _;
-        self.inner.board.join(&link, node, actor).await?;
-        self.inner.hub.join_cluster(&link, node, &self.inner.issuer)?;
+        self.inner.board.join(&link, actor).await?;
+        self.inner.hub.join_cluster(&link, &self.inner.issuer)?;
         // The session being recorded is the board's: the cluster's first one is started by
         // whichever replica comes first (from the stream's start), and every replica's log
         // follows the board's current one.

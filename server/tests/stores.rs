@@ -375,13 +375,14 @@ async fn the_board_of_one_server_keeps_the_contract() {
 async fn the_board_of_a_cluster_keeps_the_contract() {
     let nats = common::nats::Nats::start().await;
     let actor: Arc<dyn server::board::Actor> = Arc::new(NoSockets);
-    let join = async |node: &str| {
+    // Two replicas: each its own connection to NATS and its own copy of the board.
+    let join = async || {
         let link = server::log::stream::jetstream_at(&nats.url).await.unwrap();
         let boards: Arc<server::board::Boards> = Arc::default();
-        boards.join(&link, node, Arc::downgrade(&actor)).await.unwrap();
+        boards.join(&link, Arc::downgrade(&actor)).await.unwrap();
         boards
     };
-    let (a, b) = (join("replica-1").await, join("replica-2").await);
+    let (a, b) = (join().await, join().await);
     board_contract(a, b).await;
 }
 

@@ -287,11 +287,10 @@ impl Hub {
     pub fn join_cluster(
         self: &Arc<Self>,
         link: &crate::log::stream::Link,
-        node: &str,
         issuer: &Arc<Issuer>,
     ) -> Result<(), String> {
         let hears: std::sync::Weak<dyn relay::Hears> = Arc::downgrade(self) as _;
-        let relay = relay::start(link.client.clone(), node, hears);
+        let relay = relay::start(link.client.clone(), hears);
         self.relay.set(relay).map_err(|_| "this hub joined a cluster already".to_owned())?;
         let _ = self.issuer.set(Arc::downgrade(issuer));
         let hub = Arc::downgrade(self);

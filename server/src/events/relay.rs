@@ -50,7 +50,8 @@ pub enum News {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope {
-    from: String,
+    /// The sending process ([`crate::board::instance`]): a replica skips its own.
+    from: u64,
     news: News,
 }
 
@@ -58,14 +59,13 @@ struct Envelope {
 #[derive(Debug)]
 pub struct Relay {
     tx: mpsc::Sender<Vec<u8>>,
-    node: String,
     dropped: AtomicU64,
 }
 
 impl Relay {
     /// Passes `news` on to the other replicas (dropped, and counted, when the queue is full).
     pub fn send(&self, news: News) {
-        let envelope = Envelope { from: self.node.clone(), news };
+        let envelope = Envelope { from: crate::board::instance(), news };
         let Ok(json) = serde_json::to_vec(&envelope) else { return };
         if self.tx.try_send(json).is_err() {
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -81,9 +81,9 @@ impl Relay {
     }
 }
 
-/// Starts relaying for the replica `node`: publishing what it sends, handing what the others
-/// publish to `hub`.
-pub fn start(client: async_nats::Client, node: &str, hub: Weak<dyn Hears>) -> Relay {
+/// Starts relaying for this replica: publishing what it sends, handing what the others publish
+/// to `hub`.
+pub fn start(client: async_nats::Client, hub: Weak<dyn Hears>) -> Relay {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let publisher = client.clone();
     tokio::spawn(async move {
@@ -93,7 +93,6 @@ pub fn start(client: async_nats::Client, node: &str, hub: Weak<dyn Hears>) -> Re
             }
         }
     });
-    let me = node.to_owned();
     tokio::spawn(async move {
         let mut subscription = loop {
             match client.subscribe(SUBJECT).await {
@@ -107,7 +106,7 @@ pub fn start(client: async_nats::Client, node: &str, hub: Weak<dyn Hears>) -> Re
         while let Some(message) = subscription.next().await {
             let Some(hub) = hub.upgrade() else { return };
             match serde_json::from_slice::<Envelope>(&message.payload) {
-                Ok(e) if e.from == me => {}
+                Ok(e) if e.from == crate::board::instance() => {}
                 Ok(Envelope { news: News::Msg { msg, key }, .. }) => hub.hear(msg, key),
                 Ok(Envelope { news: News::Renamed { key }, .. }) => hub.renamed(key),
                 Ok(Envelope { news: News::Issued { addr }, .. }) => hub.issued(addr),
@@ -115,7 +114,7 @@ pub fn start(client: async_nats::Client, node: &str, hub: Weak<dyn Hears>) -> Re
             }
         }
     });
-    Relay { tx, node: node.to_owned(), dropped: AtomicU64::new(0) }
+    Relay { tx, dropped: AtomicU64::new(0) }
 }
 
 #[cfg(test)]
@@ -125,7 +124,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_drops_and_counts() {
         let (tx, _rx) = mpsc::channel(1);
-        let relay = Relay { tx, node: "replica-1".into(), dropped: AtomicU64::new(0) };
+        let relay = Relay { tx, dropped: AtomicU64::new(0) };
         let news = || News::Renamed { key: "k-1".into() };
         relay.send(news());
         relay.send(news());
