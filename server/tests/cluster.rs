@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::RealServer;
+use common::{RealServer, until};
 use protocol::{Event, EventKind, ObserverMsg};
 
 const TOKEN: &str = "cluster-test-token-0123456789";
@@ -57,16 +57,6 @@ fn is_late_note(e: &Event) -> bool {
 /// `GET path` on `addr` in lane `client`: the status.
 fn get_as(addr: std::net::SocketAddr, client: &str, path: &str) -> u16 {
     common::http_with(addr, "GET", path, &[("X-Wirescope-Client", client)], None).unwrap().0
-}
-
-/// Polls `check` (every 20 ms, at most 20 s) until it holds: the state another replica has to
-/// take in from the cluster.
-fn until(what: &str, check: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !check() {
-        assert!(std::time::Instant::now() < deadline, "not within 20 s: {what}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 /// An instructor's call on replica `r`: (status, body).

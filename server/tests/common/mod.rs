@@ -209,6 +209,16 @@ pub fn http_with(
     Some((raw[9..12].parse().unwrap(), h.to_owned(), b.to_owned()))
 }
 
+/// Polls `check` (every 20 ms, at most 20 s) until it holds (blocking): state another
+/// process takes in in the background, such as another replica of a cluster.
+pub fn until(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "not within 20 s: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A client WebSocket over plain TCP.
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use super::{http, http_with};
+use super::{http, http_with, until};
 
 fn as_instructor(
     addr: SocketAddr,
@@ -40,16 +40,6 @@ fn events(addr: SocketAddr, token: &str, id: u64) -> String {
 
 fn lane(client: &str) -> String {
     format!(r#""client":"{client}""#)
-}
-
-/// Polls `check` every 20 ms for at most 20 s (what was captured reaches the sessions' store
-/// in the background).
-fn until(what: &str, check: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !check() {
-        assert!(std::time::Instant::now() < deadline, "not within 20 s: {what}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
 }
 
 /// The contract (blocking: call it from a blocking thread). `tag` keeps the lanes of one run
