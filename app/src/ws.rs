@@ -79,8 +79,7 @@ impl Socket {
         let ws = match WebSocket::new(&url(&tagged)) {
             Ok(ws) => ws,
             Err(e) => {
-                let message =
-                    format!("could not open: {}", e.as_string().unwrap_or_else(|| format!("{e:?}")));
+                let message = format!("could not open: {}", js_error_text(&e));
                 rec.record(
                     exchange,
                     EventKind::Failure(Failure { from: Side::Client, message: message.clone() }),
@@ -182,7 +181,7 @@ impl Socket {
     /// Sends a text frame.
     pub fn send_text(&self, text: &str) -> Result<(), String> {
         let i = &self.inner;
-        i.ws.send_with_str(text).map_err(|e| format!("{e:?}"))?;
+        i.ws.send_with_str(text).map_err(|e| js_error_text(&e))?;
         let payload = Body::capture(text.as_bytes(), PREVIEW_BYTES);
         i.rec.record(
             i.exchange,
@@ -248,4 +247,14 @@ pub fn echo_once(rec: Recorder, text: String, done: impl Fn(Result<String, Strin
         Ok(s) => *holder.borrow_mut() = Some(s),
         Err(e) => done_here(Err(e)),
     }
+}
+
+/// What a JavaScript exception says: its message (a `DOMException` is an `Error`), or the
+/// value itself when it is a string.
+fn js_error_text(e: &wasm_bindgen::JsValue) -> String {
+    use wasm_bindgen::JsCast;
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "the browser gave no reason".to_owned())
 }

@@ -285,6 +285,17 @@ pub enum Opcode {
 }
 
 impl Opcode {
+    /// Its name as RFC 6455 writes it (and the JSON does).
+    pub fn name(self) -> &'static str {
+        match self {
+            Opcode::Text => "text",
+            Opcode::Binary => "binary",
+            Opcode::Continuation => "continuation",
+            Opcode::Ping => "ping",
+            Opcode::Pong => "pong",
+        }
+    }
+
     /// Control frames (ping, pong) as opposed to data frames.
     pub fn is_control(self) -> bool {
         matches!(self, Opcode::Ping | Opcode::Pong)

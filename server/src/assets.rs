@@ -68,27 +68,47 @@ async fn serve(State(Dir(dir)): State<Dir>, req: Request) -> Response {
     let dir = &*dir;
     let index = dir.join("index.html");
     if has_extension(&path) {
-        let res = ServeDir::new(dir).precompressed_gzip().oneshot(req).await;
+        let res = ServeDir::new(dir).precompressed_br().precompressed_gzip().oneshot(req).await;
         return match res {
             Ok(res) if res.status() == StatusCode::NOT_FOUND => {
                 ApiError::NotFound(format!("no such file: {path}")).into_response()
             }
-            Ok(res) => res.map(Body::new),
+            Ok(res) => {
+                let mut res = res.map(Body::new);
+                let cache = if hashed(&path) { IMMUTABLE } else { "no-cache" };
+                res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+                res.headers_mut().insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+                res
+            }
             Err(never) => match never {},
         };
     }
     if !index.is_file() {
         return not_built(dir);
     }
-    match ServeFile::new(&index).oneshot(req).await {
+    match ServeFile::new(&index).precompressed_br().precompressed_gzip().oneshot(req).await {
         Ok(res) => {
             let mut res = res.map(Body::new);
             // The page names its hashed assets: always revalidate it so a rebuild shows at once.
             res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            res.headers_mut().insert(header::VARY, HeaderValue::from_static("accept-encoding"));
             res
         }
         Err(never) => match never {},
     }
+}
+
+/// How long a browser keeps a hashed file: a year, never revalidated (a new build has new names).
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// The build names its files `name-<hash>.ext` (at least 12 hex digits): their content never
+/// changes under that name.
+fn hashed(path: &str) -> bool {
+    let last = path.rsplit('/').next().unwrap_or("");
+    let stem = last.split('.').next().unwrap_or("");
+    let stem = stem.strip_suffix("_bg").unwrap_or(stem);
+    stem.rsplit_once('-')
+        .is_some_and(|(_, hash)| hash.len() >= 12 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn not_built(dir: &Path) -> Response {
@@ -122,6 +142,18 @@ mod tests {
         for good in ["/", "/index.html", "/app-1f2e_bg.wasm", "/docs/x", "/a..b/c.d"] {
             assert!(traversal(good).is_none(), "{good}");
         }
+    }
+
+    #[test]
+    fn only_the_builds_hashed_names_are_immutable() {
+        assert!(hashed("/app-b152cc80c515828f.js"));
+        assert!(hashed("/app-b152cc80c515828f_bg.wasm"));
+        assert!(hashed("/main-333096089a138f12.css"));
+        assert!(hashed("/favicon-836efec617f55c0f.svg"));
+        assert!(!hashed("/index.html"));
+        assert!(!hashed("/robots.txt"));
+        assert!(!hashed("/my-page.html"));
+        assert!(!hashed("/app-zzzzzzzzzzzzzzzz.js"));
     }
 
     #[test]

@@ -299,6 +299,36 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RemoteIp {
     }
 }
 
+/// The lane of a connection's anonymous client, worked out once per TCP connection instead of
+/// once per request: [`crate::serve`] puts one on every request of a connection, and the
+/// capture layer asks it for the pseudonym of the request's address. Keyed by that address,
+/// since a trusted balancer's header ([`crate::proxy`]) may name another client on the same
+/// connection.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionLane(Arc<Mutex<Option<LastLane>>>);
+
+/// The address a connection's last request came from, as text, and its pseudonym.
+type LastLane = (std::net::IpAddr, Arc<str>, Arc<str>);
+
+impl ConnectionLane {
+    /// The request's address (as text) and its pseudonym; computed only when the address is
+    /// not the one this connection's last request came from.
+    pub fn of<B>(&self, req: &Request<B>) -> (Option<Arc<str>>, Arc<str>) {
+        let Some(ip) = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()) else {
+            return (None, pseudonym(None).into());
+        };
+        let mut last = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((seen, addr, lane)) = last.as_ref().filter(|(seen, ..)| *seen == ip) {
+            debug_assert_eq!(*seen, ip);
+            return (Some(addr.clone()), lane.clone());
+        }
+        let addr: Arc<str> = ip.to_string().into();
+        let lane: Arc<str> = pseudonym(Some(&addr)).into();
+        *last = Some((ip, addr.clone(), lane.clone()));
+        (Some(addr), lane)
+    }
+}
+
 /// The secret pseudonyms are keyed with ([`key_pseudonyms`]).
 static PSEUDONYM_SECRET: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
 
@@ -340,6 +370,28 @@ pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_connections_lane_follows_the_address_of_each_request() {
+        let request = |ip: &str| {
+            let mut req = Request::new(());
+            let addr: SocketAddr = format!("{ip}:5000").parse().unwrap();
+            req.extensions_mut().insert(ConnectInfo(addr));
+            req
+        };
+        let lane = super::ConnectionLane::default();
+        let (addr, first) = lane.of(&request("203.0.113.7"));
+        assert_eq!(addr.as_deref(), Some("203.0.113.7"));
+        assert_eq!(&*first, super::pseudonym(Some("203.0.113.7")));
+        let (_, again) = lane.of(&request("203.0.113.7"));
+        assert!(Arc::ptr_eq(&first, &again), "worked out once for the connection");
+        // Behind a trusted balancer one connection carries many clients: each gets its own.
+        let (addr, other) = lane.of(&request("198.51.100.2"));
+        assert_eq!(addr.as_deref(), Some("198.51.100.2"));
+        assert_eq!(&*other, super::pseudonym(Some("198.51.100.2")));
+        assert_ne!(first, other);
+        assert_eq!(lane.of(&Request::new(())).1.as_ref(), "anon:unknown");
+    }
+
     use super::*;
 
     /// The `client` events the registry records, in order.

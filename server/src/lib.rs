@@ -10,6 +10,7 @@ pub mod access;
 pub mod balancer;
 pub mod cause;
 pub mod clock;
+pub mod compress;
 pub mod error;
 pub mod extract;
 pub mod identity;
@@ -54,10 +55,13 @@ pub use error::ApiError;
 pub use shutdown::Shutdown;
 pub use state::{AppState, Config, StartError};
 
-/// The whole HTTP surface of the server.
+/// The whole HTTP surface of the server: the routes, and around them, once (not around each
+/// route, where every request would clone and box every layer again), the layers — outermost
+/// first: tracing, the trusted client address, compression, capture, the origin check,
+/// faults and idempotency.
 pub fn app(state: AppState) -> Router {
     let secrets = state.secrets().clone();
-    Router::new()
+    let routes = Router::new()
         .merge(health::routes().with_state(FromRef::from_ref(&state)))
         .merge(openapi::routes())
         .merge(echo::routes().with_state(FromRef::from_ref(&state)))
@@ -70,12 +74,8 @@ pub fn app(state: AppState) -> Router {
         .merge(instructor::routes().with_state(FromRef::from_ref(&state)))
         .merge(rehearsal::routes().with_state(FromRef::from_ref(&state)))
         .method_not_allowed_fallback(error::method_not_allowed)
-        .fallback_service(assets::service(FromRef::from_ref(&state)))
-        .layer(axum::middleware::from_fn_with_state(state.idempotency().clone(), idempotency::middleware))
-        .layer(axum::middleware::from_fn_with_state(state.faults().clone(), faults::middleware))
-        .layer(axum::middleware::from_fn_with_state(state.origins().clone(), origin::middleware))
-        .layer(state.capture())
-        .layer(axum::middleware::from_fn_with_state(state.client_address_header(), proxy::middleware))
+        .fallback_service(assets::service(FromRef::from_ref(&state)));
+    let layered = tower::ServiceBuilder::new()
         .layer(
             // Spans name the method and the path, scrubbed (never the query or headers), so no
             // log line holds the token.
@@ -85,4 +85,12 @@ pub fn app(state: AppState) -> Router {
                 })
                 .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
+        .layer(axum::middleware::from_fn_with_state(state.client_address_header(), proxy::middleware))
+        .layer(compress::Compress)
+        .layer(state.capture())
+        .layer(axum::middleware::from_fn_with_state(state.origins().clone(), origin::middleware))
+        .layer(axum::middleware::from_fn_with_state(state.faults().clone(), faults::middleware))
+        .layer(axum::middleware::from_fn_with_state(state.idempotency().clone(), idempotency::middleware))
+        .service(routes);
+    Router::new().fallback_service(layered)
 }

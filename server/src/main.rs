@@ -9,8 +9,29 @@ use tokio::net::TcpListener;
 
 // The capture path allocates many small, short-lived strings; mimalloc serves them faster and
 // returns memory better than the system allocator (measured: see README, "Measured").
+#[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `scripts/bench` builds with `--features dhat-heap` to count allocations per request: every
+/// allocation then goes through dhat, and SIGUSR1 prints the totals so far to stderr.
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOCATOR: dhat::Alloc = dhat::Alloc;
+
+#[cfg(feature = "dhat-heap")]
+fn count_allocations() -> dhat::Profiler {
+    let profiler = dhat::Profiler::builder().testing().trim_backtraces(Some(1)).build();
+    tokio::spawn(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else { return };
+        while usr1.recv().await.is_some() {
+            let stats = dhat::HeapStats::get();
+            eprintln!("allocations: blocks={} bytes={}", stats.total_blocks, stats.total_bytes);
+        }
+    });
+    profiler
+}
 
 /// wirescope: watch REST and WebSocket traffic live, as a sequence diagram.
 #[derive(Debug, Parser)]
@@ -164,6 +185,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = count_allocations();
     let cli = Cli::parse();
     if let Some(Command::BalancerConfig { listen, replicas }) = &cli.command {
         print!("{}", server::balancer::haproxy_config(*listen, replicas));

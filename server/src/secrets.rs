@@ -1,6 +1,7 @@
 //! Values that must never be stored or shown (the instructor's token), and the one way text
 //! and previews are scrubbed of them.
 
+use std::borrow::Cow;
 use std::sync::{PoisonError, RwLock};
 
 /// What a secret is replaced with.
@@ -56,12 +57,13 @@ impl Secrets {
         out
     }
 
-    /// `text` with every secret replaced by `[redacted]`.
-    pub fn scrub(&self, text: &str) -> String {
+    /// `text` with every secret replaced by `[redacted]`; `text` itself (no copy) when it
+    /// holds none.
+    pub fn scrub<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let secrets = self.0.read().unwrap_or_else(PoisonError::into_inner);
-        let mut out = text.to_owned();
+        let mut out = Cow::Borrowed(text);
         for s in secrets.iter().filter(|s| text.contains(s.as_str())) {
-            out = out.replace(s.as_str(), REDACTED);
+            out = Cow::Owned(out.replace(s.as_str(), REDACTED));
         }
         out
     }

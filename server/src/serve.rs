@@ -124,9 +124,11 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: Shutdown) -> st
         let shutdown = shutdown.clone();
         let upgrades = upgrades.clone();
         conns.spawn(async move {
+            let lane = crate::identity::ConnectionLane::default();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
                 req.extensions_mut().insert(upgrades.clone());
+                req.extensions_mut().insert(lane.clone());
                 let app = app.clone();
                 async move {
                     let Ok(res) = app.oneshot(req).await;

@@ -215,3 +215,108 @@ async fn a_body_that_trickles_in_is_cut_and_nobody_else_waits() {
     assert!(sent > 10, "it was still sending when it was cut ({sent} bytes)");
     assert!(answer.contains("came too slowly"), "{answer}");
 }
+
+#[tokio::test]
+async fn the_apps_files_are_sent_precompressed_with_their_cache_headers() {
+    use server::compress::{Encoding, compress};
+    let s = TestServer::without_app();
+    let dir = s.assets.path();
+    let wasm: Vec<u8> = (0..20_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+    let js = "export default function init() { return 1; }\n".repeat(200).into_bytes();
+    let html = "<!doctype html><title>wirescope</title><body></body>\n".repeat(40).into_bytes();
+    let files = [
+        ("app-0123456789abcdef_bg.wasm", &wasm, "application/wasm"),
+        ("app-0123456789abcdef.js", &js, "text/javascript"),
+        ("index.html", &html, "text/html"),
+    ];
+    for (name, bytes, _) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+        std::fs::write(dir.join(format!("{name}.br")), compress(bytes, Encoding::Brotli).unwrap()).unwrap();
+        std::fs::write(dir.join(format!("{name}.gz")), compress(bytes, Encoding::Gzip).unwrap()).unwrap();
+    }
+    for (name, original, kind) in files {
+        for (accept, sent) in [("gzip, deflate, br", Some("br")), ("gzip", Some("gzip")), ("identity", None)]
+        {
+            let path = if name == "index.html" { "/live".to_owned() } else { format!("/{name}") };
+            let req =
+                Request::get(&path).header(header::ACCEPT_ENCODING, accept).body(Body::empty()).unwrap();
+            let res = s.send(req).await;
+            assert_eq!(res.status(), StatusCode::OK, "{path} {accept}");
+            let h = res.headers().clone();
+            assert_eq!(h.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap()), sent, "{path} {accept}");
+            assert!(h[header::CONTENT_TYPE].to_str().unwrap().starts_with(kind), "{path}: {h:?}");
+            assert!(
+                h[header::VARY].to_str().unwrap().to_ascii_lowercase().contains("accept-encoding"),
+                "{path}"
+            );
+            let cache = h[header::CACHE_CONTROL].to_str().unwrap();
+            if name == "index.html" {
+                assert_eq!(cache, "no-cache", "the page is revalidated every time");
+            } else {
+                assert_eq!(cache, "public, max-age=31536000, immutable", "{path}");
+            }
+            let body = body_bytes(res).await;
+            let decoded = match sent {
+                Some("br") => {
+                    let mut out = Vec::new();
+                    std::io::Read::read_to_end(&mut brotli::Decompressor::new(&body[..], 4096), &mut out)
+                        .unwrap();
+                    assert!(body.len() < original.len(), "{path}: sent smaller than it is");
+                    out
+                }
+                Some("gzip") => {
+                    let mut out = Vec::new();
+                    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut out)
+                        .unwrap();
+                    out
+                }
+                _ => body,
+            };
+            assert_eq!(&decoded, original, "{path} {accept}: decodes to the original");
+        }
+    }
+}
+
+#[tokio::test]
+async fn large_json_answers_are_compressed_and_the_capture_notes_it() {
+    let s = TestServer::without_app();
+    // Enough transcripts that the list is past the compression threshold.
+    for i in 0..40 {
+        let body = format!(r#"{{"studentName":"Student number {i} with a long name"}}"#);
+        let req = Request::post("/transcripts")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        assert_eq!(s.send(req).await.status(), StatusCode::OK);
+    }
+    let plain = body_bytes(s.get("/transcripts").await).await;
+    assert!(plain.len() as u64 > server::compress::THRESHOLD, "{}", plain.len());
+    let req = Request::get("/transcripts").header(header::ACCEPT_ENCODING, "br").body(Body::empty()).unwrap();
+    let res = s.send(req).await;
+    assert_eq!(res.headers()[header::CONTENT_ENCODING], "br");
+    assert!(res.headers().get_all(header::VARY).iter().any(|v| v == "accept-encoding"));
+    let packed = body_bytes(res).await;
+    assert!(packed.len() * 3 < plain.len(), "{} of {}", packed.len(), plain.len());
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut brotli::Decompressor::new(&packed[..], 4096), &mut out).unwrap();
+    assert_eq!(out, plain);
+    // Small answers go as they are.
+    let req = Request::get("/api/health").header(header::ACCEPT_ENCODING, "br").body(Body::empty()).unwrap();
+    assert!(s.send(req).await.headers().get(header::CONTENT_ENCODING).is_none());
+    // The diagram shows the body the handler made, and notes the encoding sent.
+    let events = s
+        .wait_events("the 43 answers", |events| {
+            events.iter().filter(|e| matches!(e.kind, protocol::EventKind::HttpResponse(_))).count() >= 43
+        })
+        .await;
+    let noted: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            protocol::EventKind::HttpResponse(r) if r.status == 200 => Some(r),
+            _ => None,
+        })
+        .filter(|r| r.body.as_ref().is_some_and(|b| b.size == plain.len() as u64))
+        .map(|r| r.headers.iter().find(|h| h.name == "content-encoding").map(|h| h.value.clone()))
+        .collect();
+    assert_eq!(noted, [None, Some("br".to_owned())], "the plain read, then the compressed one");
+}

@@ -98,7 +98,7 @@ fn message(item: &Item) -> Section {
             s.rows.extend(a.headers.iter().map(|h| (format!("‹ {}", h.name), h.value.clone())));
         }
         EventKind::WsFrame(f) => {
-            s.row("opcode", format!("{:?}", f.opcode).to_lowercase());
+            s.row("opcode", f.opcode.name());
             s.row("FIN", if f.fin { "1 (last frame of the message)" } else { "0 (more frames follow)" });
             s.row("payload", size(&f.payload));
             s.body = Some(pretty(&f.payload));

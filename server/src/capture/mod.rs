@@ -27,7 +27,7 @@ use tower::{Layer, Service};
 
 use crate::clock::{now_us, server_now as now};
 use crate::error::ApiError;
-use crate::identity::{Clients, client_id, pseudonym, query_param, remote_ip};
+use crate::identity::{Clients, ConnectionLane, client_id, pseudonym, query_param, remote_ip};
 use crate::log::EventLog;
 use crate::paths::{EXCHANGE_HEADER, INSTRUCTOR_PREFIX, OBSERVE_PATH, is_api_path, under};
 use crate::secrets::{REDACTED, Secrets};
@@ -90,7 +90,7 @@ impl Capture {
                 } else if ADDRESS_HEADERS.contains(&name.as_str()) {
                     "[address]".to_owned()
                 } else {
-                    self.secrets.scrub(&String::from_utf8_lossy(value.as_bytes()))
+                    self.secrets.scrub(&String::from_utf8_lossy(value.as_bytes())).into_owned()
                 };
                 Header::new(name.as_str(), value)
             })
@@ -175,14 +175,20 @@ where
             let headers = req.headers();
             let query = req.uri().query().map(str::to_owned);
             // The remote address is read only when it is needed: for the lane of a client
-            // without an id (formatted on each of its requests), or to describe a client seen
+            // without an id (worked out once per connection), or to describe a client seen
             // for the first time.
             let id = client_id(&req);
             let known = id.is_some_and(|id| cap.clients.knows(id));
-            let addr = if known { None } else { remote_ip(&req) };
-            let client: Arc<str> = match id {
-                Some(id) => id.into(),
-                None => pseudonym(addr.as_deref()).into(),
+            let (addr, client): (Option<Arc<str>>, Arc<str>) = match id {
+                Some(id) => ((!known).then(|| remote_ip(&req)).flatten().map(Arc::from), id.into()),
+                None => match req.extensions().get::<ConnectionLane>() {
+                    Some(lane) => lane.of(&req),
+                    None => {
+                        let addr = remote_ip(&req).map(Arc::<str>::from);
+                        let lane = pseudonym(addr.as_deref()).into();
+                        (addr, lane)
+                    }
+                },
             };
             let client_ref = headers
                 .get(EXCHANGE_HEADER)
@@ -194,8 +200,8 @@ where
                 cap.clients.seen(&log, &client, addr.as_deref(), user_agent);
             }
             let at = Stamps { client_us: None, server_us: Some(received) };
-            let path = cap.secrets.scrub(req.uri().path());
-            let query = query.map(|q| cap.secrets.scrub(&q));
+            let path = cap.secrets.scrub(req.uri().path()).into_owned();
+            let query = query.map(|q| cap.secrets.scrub_owned(q));
             let upgrade =
                 headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
 
@@ -234,13 +240,19 @@ where
             let declared =
                 headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
             let req_headers = cap.headers(req.headers());
+            let accept = req.headers().get(header::ACCEPT_ENCODING).cloned();
             let (parts, body) = req.into_parts();
             // The answers meant for the instructor alone (clients with their addresses, every
             // session) are recorded by their size only.
             let private = under(parts.uri.path(), INSTRUCTOR_PREFIX)
                 || (under(parts.uri.path(), "/api/sessions")
                     && parts.headers.contains_key(header::AUTHORIZATION));
-            let (head, body, size, late) = buffer(body, declared, cap.body_grace).await;
+            // A request without a body (most GETs) is handed on as it came: nothing to read.
+            let (head, body, size, late) = if axum::body::HttpBody::size_hint(&body).exact() == Some(0) {
+                (Bytes::new(), body, 0, false)
+            } else {
+                buffer(body, declared, cap.body_grace).await
+            };
             let body_preview = (size > 0).then(|| cap.body(&head, size));
             let request = HttpRequest {
                 method: parts.method.to_string(),
@@ -265,8 +277,13 @@ where
                 return Ok(res);
             }
             let status = res.status();
-            let headers = cap.headers(res.headers());
+            let mut headers = cap.headers(res.headers());
             let exact = axum::body::HttpBody::size_hint(res.body()).exact();
+            // Compressed on the way out ([`crate::compress`], outside this layer): the body shown
+            // is the handler's, the encoding sent is noted with the headers.
+            if let Some(encoding) = crate::compress::chosen(accept.as_ref(), res.headers(), exact) {
+                headers.push(Header::new(header::CONTENT_ENCODING.as_str(), encoding.token()));
+            }
             let streaming = exact.is_none() || exact.is_some_and(|n| n > BUFFER_LIMIT as u64);
             let (res, body) = if streaming || status == StatusCode::SWITCHING_PROTOCOLS {
                 (res, None)

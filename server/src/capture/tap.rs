@@ -49,9 +49,10 @@ impl Tap {
             RawFrame::PING => Opcode::Ping,
             RawFrame::PONG => Opcode::Pong,
             RawFrame::CLOSE => {
-                let close = f
-                    .close_info()
-                    .map(|(code, reason)| CloseInfo { code, reason: self.secrets.scrub(&reason) });
+                let close = f.close_info().map(|(code, reason)| CloseInfo {
+                    code,
+                    reason: self.secrets.scrub(&reason).into_owned(),
+                });
                 self.record(EventKind::WsClose(WsClose { from, close, clean: true }));
                 return;
             }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use protocol::{Event, EventKind, Stamps};
+use protocol::{EventKind, Stamps};
 use tokio::sync::broadcast;
 
 use crate::secrets::Secrets;
@@ -53,6 +53,33 @@ struct Ring {
 
 /// How an event serialized with `seq` 0 begins: `record` replaces it with the real number.
 const UNNUMBERED: &str = r#"{"seq":0,"#;
+
+/// An event as [`EventLog::record`] writes it: the fields of [`protocol::Event`], in its order
+/// and with its attributes, borrowed, so nothing is copied to serialize it. The test
+/// `the_written_json_is_the_protocols_byte_for_byte` fails if the two ever differ.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Unnumbered<'a> {
+    seq: u64,
+    client: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    node: &'a str,
+    exchange: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ref: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<u64>,
+    at: Stamps,
+    #[serde(flatten)]
+    kind: &'a EventKind,
+}
+
+/// What is recorded in place of an event that cannot be serialized.
+fn unrecordable(e: &dyn std::fmt::Display) -> String {
+    format!(
+        r#"{UNNUMBERED}"client":"server","exchange":0,"at":{{}},"kind":"failure","from":"server","message":"unrecordable event: {e}"}}"#
+    )
+}
 
 /// The event log. Shared as `Arc<EventLog>`.
 pub struct EventLog {
@@ -299,24 +326,24 @@ impl EventLog {
         // Serialized before the lock is taken, with `seq` 0 (always the first field); under the
         // lock only the number is put in front, so the lock is held for a copy, not a serializer.
         let written_here = matches!(kind, EventKind::Note(_) | EventKind::Client(_) | EventKind::Failure(_));
-        let node = self.node.get().cloned().unwrap_or_default();
-        let event = Event { seq: 0, client: client.to_owned(), node, exchange, client_ref, cause, at, kind };
-        let rest = match serde_json::to_string(&event) {
-            Ok(json) => {
+        let node = self.node.get().map_or("", String::as_str);
+        let event = Unnumbered { seq: 0, client, node, exchange, client_ref, cause, at, kind: &kind };
+        let mut buf = Vec::with_capacity(512);
+        let json = match serde_json::to_writer(&mut buf, &event).map(|()| String::from_utf8(buf)) {
+            Ok(Ok(json)) => {
                 debug_assert!(json.starts_with(UNNUMBERED), "seq is an event's first field");
-                let json = match self.secrets.get().filter(|_| written_here) {
+                match self.secrets.get().filter(|_| written_here) {
                     Some(s) => s.scrub_owned(json),
                     None => json,
-                };
-                json.strip_prefix(UNNUMBERED).map(str::to_owned).unwrap_or_else(|| json[1..].to_owned())
+                }
             }
-            Err(e) => format!(
-                r#""client":"server","exchange":0,"at":{{}},"kind":"failure","from":"server","message":"unrecordable event: {e}"}}"#
-            ),
+            Ok(Err(e)) => unrecordable(&e),
+            Err(e) => unrecordable(&e),
         };
+        let rest = json.strip_prefix(UNNUMBERED).unwrap_or_else(|| &json[1..]);
         if let Some(stream) = self.stream.get() {
             // Numbered by the stream; it comes back to the ring through `admit`.
-            if !stream.push(rest) {
+            if !stream.push(rest.to_owned()) {
                 self.unpersisted.fetch_add(1, Ordering::Relaxed);
             }
             return 0;
@@ -328,10 +355,12 @@ impl EventLog {
             r.cover(seq);
         }
         ring.next_seq += 1;
-        let mut json = String::with_capacity(rest.len() + 32);
-        let _ = write!(json, r#"{{"seq":{seq},"#);
-        json.push_str(&rest);
-        let entry = Arc::new(Entry { seq, server_us, json: json.into_boxed_str() });
+        let digits = seq.checked_ilog10().unwrap_or(0) as usize + 1;
+        let mut numbered = String::with_capacity(r#"{"seq":,"#.len() + digits + rest.len());
+        let _ = write!(numbered, r#"{{"seq":{seq},"#);
+        numbered.push_str(rest);
+        debug_assert_eq!(numbered.len(), numbered.capacity(), "no reallocation, none in into_boxed_str");
+        let entry = Arc::new(Entry { seq, server_us, json: numbered.into_boxed_str() });
         if ring.entries.len() >= self.config.ring {
             ring.entries.pop_front();
         }
@@ -565,7 +594,61 @@ impl EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use protocol::Failure;
+    use protocol::{Event, Failure};
+
+    #[test]
+    fn the_written_json_is_the_protocols_byte_for_byte() {
+        let log = EventLog::in_memory(LogConfig::default());
+        log.name_node("replica-1");
+        let at = Stamps { client_us: None, server_us: Some(1_700_000_000_123_456) };
+        let request = EventKind::HttpRequest(protocol::HttpRequest {
+            method: "POST".into(),
+            path: "/transcripts".into(),
+            query: Some("x=1".into()),
+            headers: vec![protocol::Header::new("content-type", "application/json")],
+            body: Some(protocol::Body {
+                size: 19,
+                text: Some(r#"{"studentName":"a"}"#.into()),
+                hex: None,
+                truncated: false,
+            }),
+        });
+        let response = EventKind::HttpResponse(protocol::HttpResponse {
+            status: 201,
+            streaming: false,
+            headers: vec![],
+            body: Some(protocol::Body { size: 300, text: Some("é\"\n".into()), hex: None, truncated: true }),
+        });
+        log.record("s-abc", 7, Some(3), at, request.clone());
+        log.record_caused("anon:0a1b2c3d", 8, None, Some(7), Stamps::default(), response.clone());
+        let written = log.since(0).entries;
+        assert_eq!(
+            &*written[0].json,
+            r#"{"seq":1,"client":"s-abc","node":"replica-1","exchange":7,"clientRef":3,"at":{"serverUs":1700000000123456},"kind":"httpRequest","method":"POST","path":"/transcripts","query":"x=1","headers":[{"name":"content-type","value":"application/json"}],"body":{"size":19,"text":"{\"studentName\":\"a\"}"}}"#
+        );
+        assert_eq!(
+            &*written[1].json,
+            r#"{"seq":2,"client":"anon:0a1b2c3d","node":"replica-1","exchange":8,"cause":7,"at":{},"kind":"httpResponse","status":201,"body":{"size":300,"text":"é\"\n","truncated":true}}"#
+        );
+        // And it is what the protocol's own type writes.
+        let event = |seq, client: &str, exchange, client_ref, cause, at, kind| Event {
+            seq,
+            client: client.into(),
+            node: "replica-1".into(),
+            exchange,
+            client_ref,
+            cause,
+            at,
+            kind,
+        };
+        let ours = [
+            event(1, "s-abc", 7, Some(3), None, at, request),
+            event(2, "anon:0a1b2c3d", 8, None, Some(7), Stamps::default(), response),
+        ];
+        for (w, e) in written.iter().zip(ours) {
+            assert_eq!(*w.json, serde_json::to_string(&e).unwrap());
+        }
+    }
 
     fn kind() -> EventKind {
         EventKind::Failure(Failure { from: protocol::Side::Client, message: "x".into() })
