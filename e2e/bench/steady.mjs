@@ -16,8 +16,11 @@ function load(server, eventsPerSecond, secs) {
   return new Promise((done, fail) => {
     const p = spawn(benchBin, ['load', server.url, '--rate', String(eventsPerSecond / 2), '--seconds', String(secs)]);
     let out = '';
+    let err = '';
     p.stdout.on('data', (d) => { out += d; });
-    p.on('exit', (code) => (code === 0 ? done(Number(/sent=(\d+)/.exec(out)?.[1] ?? 0) * 2) : fail(new Error(`load failed: ${code}`))));
+    p.stderr.on('data', (d) => { err += d; });
+    // 'close': the process ended and its output has been read to the end.
+    p.on('close', (code) => (code === 0 ? done(Number(/sent=(\d+)/.exec(out)?.[1] ?? 0) * 2) : fail(new Error(`load failed (${code}): ${err}`))));
   });
 }
 

@@ -75,7 +75,12 @@ async fn serve(State(Dir(dir)): State<Dir>, req: Request) -> Response {
             }
             Ok(res) => {
                 let mut res = res.map(Body::new);
-                let cache = if hashed(&path) { IMMUTABLE } else { "no-cache" };
+                // Only a file actually sent (or confirmed) is kept for good: never an error.
+                let sent = matches!(
+                    res.status(),
+                    StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED
+                );
+                let cache = if hashed(&path) && sent { IMMUTABLE } else { "no-cache" };
                 res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
                 res.headers_mut().insert(header::VARY, HeaderValue::from_static("accept-encoding"));
                 res

@@ -21,8 +21,8 @@ use http_body_util::BodyExt;
 
 /// Smaller answers are sent as they are: compressing them saves less than it costs.
 pub const THRESHOLD: u64 = 1024;
-/// Larger answers are sent as they are (and are streamed, not held in memory).
-pub const MAX: u64 = 4 << 20;
+/// Larger answers are sent as they are: compressing them would hold a worker too long.
+pub const MAX: u64 = 1 << 20;
 
 /// An encoding the server compresses answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,18 @@ impl Encoding {
     }
 }
 
+/// Every `Accept-Encoding` line of a request, as one value (a client may send several).
+pub fn accept_encoding(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut lines = headers.get_all(header::ACCEPT_ENCODING).iter();
+    let first = lines.next()?;
+    let rest: Vec<&[u8]> = lines.map(HeaderValue::as_bytes).collect();
+    if rest.is_empty() {
+        return Some(first.clone());
+    }
+    let joined = std::iter::once(first.as_bytes()).chain(rest).collect::<Vec<_>>().join(&b", "[..]);
+    HeaderValue::from_bytes(&joined).ok()
+}
+
 /// Which encodings an `Accept-Encoding` value allows: brotli first, then gzip; one given
 /// `q=0` (or not named, with no `*`) is refused.
 pub fn accepted(accept: Option<&HeaderValue>) -> Option<Encoding> {
@@ -51,7 +63,10 @@ pub fn accepted(accept: Option<&HeaderValue>) -> Option<Encoding> {
         let mut parts = item.split(';');
         let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
         let q = parts
-            .find_map(|p| p.trim().strip_prefix("q=").map(|q| q.trim().parse::<f32>().unwrap_or(0.0)))
+            .find_map(|p| {
+                let (name, q) = p.split_once('=')?;
+                name.trim().eq_ignore_ascii_case("q").then(|| q.trim().parse::<f32>().unwrap_or(0.0))
+            })
             .unwrap_or(1.0);
         match name.as_str() {
             "br" => br = Some(q > 0.0),
@@ -98,7 +113,9 @@ pub fn compress(bytes: &[u8], encoding: Encoding) -> std::io::Result<Vec<u8>> {
         Encoding::Brotli => {
             let mut out = Vec::with_capacity(bytes.len() / 4);
             {
-                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                // A window no larger than the body: a small answer does not set up 4 MiB.
+                let window = (usize::BITS - bytes.len().max(1).leading_zeros()).clamp(10, 22);
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, window);
                 w.write_all(bytes)?;
                 w.flush()?;
             }
@@ -148,7 +165,7 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let accept = req.headers().get(header::ACCEPT_ENCODING).cloned();
+        let accept = accept_encoding(req.headers());
         let answer = self.inner.call(req);
         Box::pin(async move {
             let res = answer.await?;
@@ -190,6 +207,11 @@ mod tests {
         assert_eq!(accept("identity"), None);
         assert_eq!(accept("*"), Some(Encoding::Brotli));
         assert_eq!(accept("*;q=0, gzip"), Some(Encoding::Gzip));
+        assert_eq!(accept("br;Q=0, gzip"), Some(Encoding::Gzip), "q is case-insensitive");
+        let mut two = HeaderMap::new();
+        two.append(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        two.append(header::ACCEPT_ENCODING, HeaderValue::from_static("br"));
+        assert_eq!(accepted(accept_encoding(&two).as_ref()), Some(Encoding::Brotli), "every line counts");
         assert_eq!(accepted(None), None);
     }
 

@@ -316,7 +316,13 @@ async fn large_json_answers_are_compressed_and_the_capture_notes_it() {
             _ => None,
         })
         .filter(|r| r.body.as_ref().is_some_and(|b| b.size == plain.len() as u64))
-        .map(|r| r.headers.iter().find(|h| h.name == "content-encoding").map(|h| h.value.clone()))
+        .map(|r| {
+            let named = |n: &str| r.headers.iter().find(|h| h.name == n).map(|h| h.value.clone());
+            let varies = r.headers.iter().any(|h| h.name == "vary" && h.value == "accept-encoding");
+            (named("content-encoding"), named("content-length").is_some(), varies)
+        })
         .collect();
-    assert_eq!(noted, [None, Some("br".to_owned())], "the plain read, then the compressed one");
+    // The plain read, with its length; then the compressed one, whose length on the wire is
+    // not the body's (the preview keeps the body's size), with the encoding and Vary sent.
+    assert_eq!(noted, [(None, true, false), (Some("br".to_owned()), false, true)]);
 }

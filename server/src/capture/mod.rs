@@ -240,7 +240,7 @@ where
             let declared =
                 headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
             let req_headers = cap.headers(req.headers());
-            let accept = req.headers().get(header::ACCEPT_ENCODING).cloned();
+            let accept = crate::compress::accept_encoding(req.headers());
             let (parts, body) = req.into_parts();
             // The answers meant for the instructor alone (clients with their addresses, every
             // session) are recorded by their size only.
@@ -282,7 +282,10 @@ where
             // Compressed on the way out ([`crate::compress`], outside this layer): the body shown
             // is the handler's, the encoding sent is noted with the headers.
             if let Some(encoding) = crate::compress::chosen(accept.as_ref(), res.headers(), exact) {
+                // The length sent is the compressed one: the body's own size is in its preview.
+                headers.retain(|h| h.name != header::CONTENT_LENGTH.as_str());
                 headers.push(Header::new(header::CONTENT_ENCODING.as_str(), encoding.token()));
+                headers.push(Header::new(header::VARY.as_str(), "accept-encoding"));
             }
             let streaming = exact.is_none() || exact.is_some_and(|n| n > BUFFER_LIMIT as u64);
             let (res, body) = if streaming || status == StatusCode::SWITCHING_PROTOCOLS {

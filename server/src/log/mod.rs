@@ -76,8 +76,9 @@ struct Unnumbered<'a> {
 
 /// What is recorded in place of an event that cannot be serialized.
 fn unrecordable(e: &dyn std::fmt::Display) -> String {
+    let message = serde_json::Value::String(format!("unrecordable event: {e}"));
     format!(
-        r#"{UNNUMBERED}"client":"server","exchange":0,"at":{{}},"kind":"failure","from":"server","message":"unrecordable event: {e}"}}"#
+        r#"{UNNUMBERED}"client":"server","exchange":0,"at":{{}},"kind":"failure","from":"server","message":{message}}}"#
     )
 }
 
