@@ -1,6 +1,6 @@
 //! Compression of JSON answers on their way out: a JSON body of more than [`THRESHOLD`] bytes
 //! (and at most [`MAX`]) is sent with brotli or gzip when the client accepts one, with
-//! `Content-Encoding` and `Vary: Accept-Encoding`. Streamed answers (exports, the event
+//! `Content-Encoding` and `Vary: Accept-Encoding`, its `ETag` made weak. Streamed answers (exports, the event
 //! stream) and everything else pass as they are.
 //!
 //! The layer sits outside the capture layer, so the diagram shows the body the handler
@@ -184,6 +184,14 @@ where
             parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding.token()));
             parts.headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
             parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(packed.len()));
+            let weak = parts
+                .headers
+                .get(header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(crate::conditional::weakened);
+            if let Some(weak) = weak.and_then(|w| HeaderValue::from_str(&w).ok()) {
+                parts.headers.insert(header::ETAG, weak);
+            }
             Ok(Response::from_parts(parts, Body::from(packed)))
         })
     }

@@ -11,6 +11,7 @@ pub mod balancer;
 pub mod cause;
 pub mod clock;
 pub mod compress;
+pub mod conditional;
 pub mod error;
 pub mod extract;
 pub mod identity;

@@ -49,6 +49,14 @@ fn requests_of<'a>(events: &'a [Event], client: &str) -> Vec<&'a Event> {
     events.iter().filter(|e| e.client == client && matches!(e.kind, EventKind::HttpRequest(_))).collect()
 }
 
+/// The `ETag` of a response's head.
+fn etag(head: &str) -> String {
+    head.lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap_or_else(|| panic!("no ETag in {head}"))
+        .to_owned()
+}
+
 /// A replica's note that it could not publish for a while.
 fn is_late_note(e: &Event) -> bool {
     matches!(&e.kind, EventKind::Note(n) if n.text.contains("events published late"))
@@ -248,6 +256,37 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
             let (_, body) = common::http(r, "GET", "/api/changes?since=0&wait=20", None);
             assert!(body.contains(r#""studentID":5"#), "{body}");
         }
+
+        // Conditional reads through the balancer: every replica tags the same answer alike, so
+        // the tag one gave is a 304 from either; after a write, a 200 with the new one. The
+        // diagram shows both answers in the reader's lane.
+        let reader = [("X-Wirescope-Client", "c-cache")];
+        let (status, head, _) = common::http_with(lb.addr, "GET", "/transcripts/5", &reader, None).unwrap();
+        assert_eq!(status, 200);
+        let tag = etag(&head);
+        let held = [("X-Wirescope-Client", "c-cache"), ("If-None-Match", tag.as_str())];
+        for _ in 0..4 {
+            let (status, head, body) =
+                common::http_with(lb.addr, "GET", "/transcripts/5", &held, None).unwrap();
+            assert_eq!((status, body.as_str(), etag(&head)), (304, "", tag.clone()));
+        }
+        assert_eq!(common::http(lb.addr, "POST", "/transcripts/5/DemoClass", Some("77")).0, 204);
+        let (status, head, body) = common::http_with(lb.addr, "GET", "/transcripts/5", &held, None).unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_ne!(etag(&head), tag);
+        let answers = |e: &[Event]| -> Vec<(u16, String)> {
+            e.iter()
+                .filter(|e| e.client == "c-cache")
+                .filter_map(|e| match &e.kind {
+                    EventKind::HttpResponse(r) => Some((r.status, e.node.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let drawn = answers(&rt.block_on(common::observe_until(r1.addr, 0, |e| answers(e).len() == 6)));
+        assert_eq!(drawn.iter().map(|a| a.0).collect::<Vec<_>>(), [200, 304, 304, 304, 304, 200]);
+        let nodes: BTreeSet<&str> = drawn.iter().filter(|a| a.0 == 304).map(|a| a.1.as_str()).collect();
+        assert_eq!(nodes.len(), 2, "304s from both replicas: {nodes:?}");
 
         // A POST retried with the same Idempotency-Key on the other replica (the balancer may
         // send a retry anywhere) is answered the same, not run twice.

@@ -280,15 +280,7 @@ async fn the_apps_files_are_sent_precompressed_with_their_cache_headers() {
 #[tokio::test]
 async fn large_json_answers_are_compressed_and_the_capture_notes_it() {
     let s = TestServer::without_app();
-    // Enough transcripts that the list is past the compression threshold.
-    for i in 0..40 {
-        let body = format!(r#"{{"studentName":"Student number {i} with a long name"}}"#);
-        let req = Request::post("/transcripts")
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(body))
-            .unwrap();
-        assert_eq!(s.send(req).await.status(), StatusCode::OK);
-    }
+    forty_students(&s).await;
     let plain = body_bytes(s.get("/transcripts").await).await;
     assert!(plain.len() as u64 > server::compress::THRESHOLD, "{}", plain.len());
     let req = Request::get("/transcripts").header(header::ACCEPT_ENCODING, "br").body(Body::empty()).unwrap();
@@ -325,4 +317,145 @@ async fn large_json_answers_are_compressed_and_the_capture_notes_it() {
     // The plain read, with its length; then the compressed one, whose length on the wire is
     // not the body's (the preview keeps the body's size), with the encoding and Vary sent.
     assert_eq!(noted, [(None, true, false), (Some("br".to_owned()), false, true)]);
+}
+
+#[tokio::test]
+async fn a_repeated_read_is_answered_304_until_a_write_changes_it_and_the_diagram_shows_both() {
+    let s = TestServer::without_app();
+    let post = |body: &'static str, path: &str| {
+        Request::post(path).header(header::CONTENT_TYPE, "application/json").body(Body::from(body)).unwrap()
+    };
+    let created = s.send(post(r#"{"studentName":"ada"}"#, "/transcripts")).await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let one = format!("/transcripts/{}", body_json(created).await);
+    let one = one.as_str();
+    let grade = format!("{one}/DemoClass");
+    let read = |path: &str, held: Option<&str>| {
+        let mut req = Request::get(path).header(header::ORIGIN, "http://students.example");
+        if let Some(tag) = held {
+            req = req.header(header::IF_NONE_MATCH, tag);
+        }
+        req.body(Body::empty()).unwrap()
+    };
+    let first = s.send(read(one, None)).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(first.headers()[header::CACHE_CONTROL], "no-cache");
+    assert_eq!(first.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    assert!(
+        first.headers().get(header::VARY).is_none(),
+        "the same answer for every origin: a cache keeps one"
+    );
+    let tag = first.headers()[header::ETAG].to_str().unwrap().to_owned();
+    assert!(tag.starts_with('"') && tag.ends_with('"'), "{tag}");
+
+    let again = s.send(read(one, Some(&tag))).await;
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()[header::ETAG], tag.as_str());
+    assert!(body_bytes(again).await.is_empty());
+    // Another read's tag, or a weak copy of this one, is judged like the RFC says.
+    assert_eq!(s.send(read(one, Some("\"other\""))).await.status(), StatusCode::OK);
+    let weak = format!("W/{tag}");
+    assert_eq!(s.send(read(one, Some(&weak))).await.status(), StatusCode::NOT_MODIFIED);
+    // Every read is tagged: the list, a grade, the ids by name.
+    for path in ["/transcripts", "/studentids?name=ada"] {
+        let tag = s.send(read(path, None)).await.headers()[header::ETAG].to_str().unwrap().to_owned();
+        assert_eq!(s.send(read(path, Some(&tag))).await.status(), StatusCode::NOT_MODIFIED, "{path}");
+    }
+
+    // A write changes the transcript: the tag held no longer matches, a 200 brings the new one.
+    assert_eq!(s.send(post("91", &grade)).await.status(), StatusCode::NO_CONTENT);
+    let after = s.send(read(one, Some(&tag))).await;
+    assert_eq!(after.status(), StatusCode::OK);
+    let new_tag = after.headers()[header::ETAG].to_str().unwrap().to_owned();
+    assert_ne!(new_tag, tag);
+    assert_eq!(body_json(after).await["grades"][0]["grade"], 91);
+    let grade_tag = s.send(read(&grade, None)).await.headers()[header::ETAG].clone();
+    let grade_again = s.send(read(&grade, Some(grade_tag.to_str().unwrap()))).await;
+    assert_eq!(grade_again.status(), StatusCode::NOT_MODIFIED);
+
+    // The diagram: the repeated read answered 304, then the read after the write answered 200,
+    // each with the tag it carried.
+    let events = s
+        .wait_events("the grade's 304", |events| {
+            events.iter().any(|e| {
+                matches!(&e.kind, protocol::EventKind::HttpResponse(r)
+                    if r.status == 304 && r.headers.iter().any(|h| h.name == "etag" && h.value == grade_tag))
+            })
+        })
+        .await;
+    let reads: Vec<(u16, String)> = answers(&events)
+        .into_iter()
+        .filter(|(path, _)| path == one)
+        .map(|(_, r)| {
+            let etag = r.headers.iter().find(|h| h.name == "etag").map(|h| h.value.clone());
+            (r.status, etag.unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(
+        reads,
+        [(200, tag.clone()), (304, tag.clone()), (200, tag.clone()), (304, tag.clone()), (200, new_tag)]
+    );
+}
+
+#[tokio::test]
+async fn a_compressed_read_carries_a_weak_tag_that_still_revalidates() {
+    let s = TestServer::without_app();
+    forty_students(&s).await;
+    let plain = s.get("/transcripts").await.headers()[header::ETAG].to_str().unwrap().to_owned();
+    let br = |held: Option<&str>| {
+        let mut req = Request::get("/transcripts").header(header::ACCEPT_ENCODING, "br");
+        if let Some(tag) = held {
+            req = req.header(header::IF_NONE_MATCH, tag);
+        }
+        req.body(Body::empty()).unwrap()
+    };
+    let res = s.send(br(None)).await;
+    assert_eq!(res.headers()[header::CONTENT_ENCODING], "br");
+    let weak = res.headers()[header::ETAG].to_str().unwrap().to_owned();
+    assert_eq!(weak, format!("W/{plain}"), "other bytes, so no longer the strong tag");
+    let again = s.send(br(Some(&weak))).await;
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert!(again.headers().get(header::CONTENT_ENCODING).is_none());
+    // The diagram notes the tag that was sent, beside the encoding.
+    let events = s
+        .wait_events("the 304", |events| {
+            events.iter().any(|e| matches!(&e.kind, protocol::EventKind::HttpResponse(r) if r.status == 304))
+        })
+        .await;
+    let sent: Vec<String> = answers(&events)
+        .into_iter()
+        .filter(|(path, r)| path == "/transcripts" && r.status == 200)
+        .filter_map(|(_, r)| r.headers.iter().find(|h| h.name == "etag").map(|h| h.value.clone()))
+        .collect();
+    assert_eq!(sent, [plain.clone(), weak]);
+}
+
+/// Each answer of the diagram with the path its request asked for.
+fn answers(events: &[protocol::Event]) -> Vec<(String, &protocol::HttpResponse)> {
+    let paths: std::collections::HashMap<u64, String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            protocol::EventKind::HttpRequest(r) => Some((e.exchange, r.path.clone())),
+            _ => None,
+        })
+        .collect();
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            protocol::EventKind::HttpResponse(r) => Some((paths.get(&e.exchange)?.clone(), r)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Enough transcripts that the list is past the compression threshold.
+async fn forty_students(s: &TestServer) {
+    for i in 0..40 {
+        let body = format!(r#"{{"studentName":"Student number {i} with a long name"}}"#);
+        let req = Request::post("/transcripts")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        assert_eq!(s.send(req).await.status(), StatusCode::OK);
+    }
 }

@@ -286,6 +286,9 @@ where
                 headers.retain(|h| h.name != header::CONTENT_LENGTH.as_str());
                 headers.push(Header::new(header::CONTENT_ENCODING.as_str(), encoding.token()));
                 headers.push(Header::new(header::VARY.as_str(), "accept-encoding"));
+                for h in headers.iter_mut().filter(|h| h.name == header::ETAG.as_str()) {
+                    h.value = crate::conditional::weakened(&h.value);
+                }
             }
             let streaming = exact.is_none() || exact.is_some_and(|n| n > BUFFER_LIMIT as u64);
             let (res, body) = if streaming || status == StatusCode::SWITCHING_PROTOCOLS {

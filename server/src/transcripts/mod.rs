@@ -16,11 +16,13 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, header};
+use axum::response::Response;
 use axum::routing::get;
 use protocol::{NewTranscript, StudentId, Transcript};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::changes::ChangeFeed;
+use crate::conditional::{self, IfNoneMatch};
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathText, QueryText};
 pub use backend::{Embedded, Transcripts};
@@ -59,7 +61,10 @@ pub fn routes() -> Router<Ctx> {
         .allow_origin(AllowOrigin::any())
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([header::CONTENT_TYPE, header::HeaderName::from_static(crate::idempotency::HEADER)])
-        .max_age(std::time::Duration::from_secs(600));
+        .max_age(std::time::Duration::from_secs(600))
+        // Every origin gets the same answer (`*`), so nothing varies by it: with a `Vary` on
+        // the request's origin a shared cache would keep a copy per origin, or none at all.
+        .vary(Vec::<header::HeaderName>::new());
     Router::new()
         .route("/transcripts", get(list).post(create))
         .route("/transcripts/{studentID}", get(get_transcript).delete(delete))
@@ -71,9 +76,13 @@ pub fn routes() -> Router<Ctx> {
 
 /// Every transcript, ordered by student id.
 #[utoipa::path(get, path = "/transcripts", tag = "transcripts", operation_id = "listTranscripts",
-    responses((status = 200, description = "All transcripts, by id", body = Vec<Transcript>)))]
-pub async fn list(State(state): State<Ctx>) -> Result<Json<Vec<Transcript>>, ApiError> {
-    state.store.list().await.map(Json).map_err(ApiError::from)
+    params(("If-None-Match" = Option<String>, Header, description = "Tags of copies the client holds (or `*`): a 304 answers if one is current")),
+    responses(
+        (status = 200, description = "All transcripts, by id", body = Vec<Transcript>, headers(("ETag" = String, description = "The answer's tag: send it back in If-None-Match"), ("Cache-Control" = String, description = "`no-cache`: a copy may be kept but is checked each time"))),
+        (status = 304, description = "Not modified: the tag in If-None-Match is still the answer's (no body)", headers(("ETag" = String, description = "The answer's tag"))),
+    ))]
+pub async fn list(State(state): State<Ctx>, held: IfNoneMatch) -> Result<Response, ApiError> {
+    Ok(conditional::json(&state.store.list().await?, &held))
 }
 
 /// Adds a student (with optional grades, at most one per course); answers the new id.
@@ -93,21 +102,24 @@ pub async fn create(State(state): State<Ctx>, JsonBody(body): JsonBody) -> Resul
 
 /// One student's transcript.
 #[utoipa::path(get, path = "/transcripts/{studentID}", tag = "transcripts", operation_id = "getTranscript",
-    params(("studentID" = i64, Path, description = "The student's id")),
+    params(("studentID" = i64, Path, description = "The student's id"), ("If-None-Match" = Option<String>, Header, description = "Tags of copies the client holds (or `*`): a 304 answers if one is current")),
     responses(
-        (status = 200, description = "The transcript", body = Transcript),
+        (status = 200, description = "The transcript", body = Transcript, headers(("ETag" = String, description = "The answer's tag: send it back in If-None-Match"), ("Cache-Control" = String, description = "`no-cache`: a copy may be kept but is checked each time"))),
+        (status = 304, description = "Not modified: the tag in If-None-Match is still the answer's (no body)", headers(("ETag" = String, description = "The answer's tag"))),
         (status = 400, description = "No student with this id", body = crate::error::InvalidParameters),
         (status = 422, description = "The id is not an integer", body = crate::error::ValidationFailed),
     ))]
 pub async fn get_transcript(
     State(state): State<Ctx>,
+    held: IfNoneMatch,
     PathText(p): PathText,
-) -> Result<Json<Transcript>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut problems = Problems::new();
     let id = validate::student_id(&p[0], &mut problems);
     check(problems)?;
     let id = id.unwrap_or_default();
-    state.store.get(id).await?.map(Json).ok_or_else(|| StoreError::NoSuchStudent(id).into())
+    let transcript = state.store.get(id).await?.ok_or(StoreError::NoSuchStudent(id))?;
+    Ok(conditional::json(&transcript, &held))
 }
 
 /// Deletes a student and their grades.
@@ -163,16 +175,19 @@ pub async fn add_grade(
         ("studentID" = i64, Path, description = "The student's id"),
         ("courseNumber" = String, Path, description = "The course (may contain spaces, sent as %20)",
             min_length = 1, max_length = 200, pattern = r"\S", example = "DemoClass"),
+        ("If-None-Match" = Option<String>, Header, description = "Tags of copies the client holds (or `*`): a 304 answers if one is current"),
     ),
     responses(
-        (status = 200, description = "The grade, as a bare JSON number", body = f64, content_type = "application/json", example = json!(100)),
+        (status = 200, description = "The grade, as a bare JSON number", body = f64, content_type = "application/json", headers(("ETag" = String, description = "The answer's tag: send it back in If-None-Match"), ("Cache-Control" = String, description = "`no-cache`: a copy may be kept but is checked each time")), example = json!(100)),
+        (status = 304, description = "Not modified: the tag in If-None-Match is still the answer's (no body)", headers(("ETag" = String, description = "The answer's tag"))),
         (status = 400, description = "No student with this id, or no grade in this course", body = crate::error::InvalidParameters),
         (status = 422, description = "The id is not an integer", body = crate::error::ValidationFailed),
     ))]
 pub async fn get_grade(
     State(state): State<Ctx>,
+    held: IfNoneMatch,
     PathText(p): PathText,
-) -> Result<Json<GradeNumber>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut problems = Problems::new();
     let id = validate::student_id(&p[0], &mut problems);
     let course = validate::course(&p[1], &mut problems);
@@ -180,24 +195,26 @@ pub async fn get_grade(
     let (Some(id), Some(course)) = (id, course) else {
         return Err(ApiError::Internal("validation passed without values".to_owned()));
     };
-    Ok(Json(GradeNumber(state.store.grade(id, &course).await?)))
+    Ok(conditional::json(&GradeNumber(state.store.grade(id, &course).await?), &held))
 }
 
 /// The ids of every student with exactly this name, ascending.
 #[utoipa::path(get, path = "/studentids", tag = "transcripts", operation_id = "getStudentIDs",
-    params(("name" = String, Query, description = "The exact name to look for", example = "blake")),
+    params(("name" = String, Query, description = "The exact name to look for", example = "blake"), ("If-None-Match" = Option<String>, Header, description = "Tags of copies the client holds (or `*`): a 304 answers if one is current")),
     responses(
-        (status = 200, description = "Matching ids, ascending (empty if none)", body = Vec<i64>, example = json!([2, 3])),
+        (status = 200, description = "Matching ids, ascending (empty if none)", body = Vec<i64>, headers(("ETag" = String, description = "The answer's tag: send it back in If-None-Match"), ("Cache-Control" = String, description = "`no-cache`: a copy may be kept but is checked each time")), example = json!([2, 3])),
+        (status = 304, description = "Not modified: the tag in If-None-Match is still the answer's (no body)", headers(("ETag" = String, description = "The answer's tag"))),
         (status = 422, description = "`name` is missing", body = crate::error::ValidationFailed),
     ))]
 pub async fn student_ids(
     State(state): State<Ctx>,
+    held: IfNoneMatch,
     QueryText(q): QueryText,
-) -> Result<Json<Vec<StudentId>>, ApiError> {
+) -> Result<Response, ApiError> {
     let Some(name) = q.get("name") else {
         return Err(ApiError::Validation(Problems::from([("name".to_owned(), "is required".to_owned())])));
     };
-    Ok(Json(state.store.ids_named(name).await?))
+    Ok(conditional::json(&state.store.ids_named(name).await?, &held))
 }
 
 /// A grade as a bare JSON number, written like grades everywhere else in the API.
