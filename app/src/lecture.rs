@@ -135,6 +135,7 @@ pub fn start(rec: Recorder) -> Lecture {
             "l" | "L" => lecture.playback.update(Playback::live),
             "b" | "B" | "." => lecture.blank.update(|b| *b = !*b),
             "t" | "T" => lecture.dark.update(|d| *d = !*d),
+            "i" | "I" => rec.filter.update(|f| f.view = f.view.other()),
             "f" | "F" if lecture.is_instructor() => lecture.console.update(|c| *c = !*c),
             _ => handled = false,
         }

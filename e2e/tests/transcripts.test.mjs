@@ -116,3 +116,65 @@ test('the home page lists, adds and deletes students through the typed client', 
   assert.deepEqual(problems, []);
   await context.close();
 });
+
+test('a repeated read is drawn as a 304, and the inside view shows the write reaching SQLite', async () => {
+  // A server of its own: no other test's browsers beside this one.
+  const own = await startServer({ name: 'inside-view-server' });
+  const { page, context, problems } = await openPage(browser, `${own.url}/docs`, VIEWPORTS.laptop);
+  await page.waitForSelector('[data-op="addStudent"]');
+  await waitForLabels(page, ['GET /api/openapi.json', '200 OK']);
+  const created = await send(page, 'addStudent', { body: '{"studentName": "inside view"}' });
+  const id = Number(created.body);
+  // The browser keeps the first answer and asks again with its ETag: the server answers 304,
+  // and the page (like any page) is handed the kept copy as a 200.
+  const first = await send(page, 'getTranscript', { params: { studentID: id } });
+  const second = await send(page, 'getTranscript', { params: { studentID: id } });
+  assert.deepEqual([first.status, second.status], ['200 OK', '200 OK']);
+  assert.equal(second.body, first.body);
+  const client = [
+    'GET /api/openapi.json', '200 OK',
+    'POST /transcripts', '200 OK',
+    `GET /transcripts/${id}`, '200 OK',
+    `GET /transcripts/${id}`, '304 Not Modified',
+  ];
+  await waitForLabels(page, client);
+  const lanes = () => page.$$eval('svg.diagram-head .lane-title', (els) => els.map((e) => e.textContent));
+  assert.deepEqual(await lanes(), ['This browser', 'Server']);
+
+  // The inside view: the server's own lane and the database it wrote to; the write's step.
+  await page.click('#view-inside');
+  assert.equal(await page.getAttribute('#view-inside', 'aria-pressed'), 'true');
+  await page.waitForFunction(() => [...document.querySelectorAll('svg.diagram-head .lane-title')].some((e) => e.textContent === 'SQLite'));
+  const [me, node, database] = await lanes();
+  assert.deepEqual([me, database], ['This browser', 'SQLite']);
+  assert.ok(!['Server', 'This browser'].includes(node) && node.length > 0, `the server's own lane, by its name: ${node}`);
+  await waitForLabels(page, [
+    'GET /api/openapi.json', '200 OK',
+    'POST /transcripts', 'INSERT students · 1 row', '200 OK',
+    `GET /transcripts/${id}`, '200 OK',
+    `GET /transcripts/${id}`, '304 Not Modified',
+  ]);
+  // The step goes from the server's lane to the database's, and its time is under it.
+  const step = page.locator('svg.diagram g.arrow', { hasText: 'INSERT students' });
+  const [x1, x2] = await step.locator('.arrow-line').evaluate((l) => [Number(l.getAttribute('x1')), Number(l.getAttribute('x2'))]);
+  assert.ok(x2 > x1, `the step points at the database: ${x1} → ${x2}`);
+  assert.match(await step.textContent(), /took [\d.]+ (ms|µs)/);
+  await page.screenshot({ path: join(ARTIFACTS, 'inside-view-laptop.png') });
+  await step.locator('.hit').click();
+  await page.waitForSelector('.inspector');
+  const inspector = await page.locator('.inspector').textContent();
+  for (const words of ['SQLite', 'INSERT', 'students', 'client never sees']) {
+    assert.ok(inspector.includes(words), `the inspector names ${words}: ${inspector}`);
+  }
+  await page.keyboard.press('Escape');
+
+  // Key I switches back to what a client sees.
+  await page.locator('body').click({ position: { x: 5, y: 5 } });
+  await page.keyboard.press('i');
+  await page.waitForFunction(() => document.querySelector('#view-client').getAttribute('aria-pressed') === 'true');
+  await waitForLabels(page, client);
+  assert.deepEqual(await lanes(), ['This browser', 'Server']);
+  assert.deepEqual(problems, []);
+  await context.close();
+  await own.stop();
+});

@@ -22,10 +22,12 @@ pub enum Tone {
     Close,
     /// Something that never arrived: a failed request, a connection cut without a close.
     Lost,
+    /// A step inside the system (the balancer's hand-off, a database statement).
+    Inside,
 }
 
 impl Tone {
-    pub const ALL: [Tone; 8] = [
+    pub const ALL: [Tone; 9] = [
         Tone::Request,
         Tone::Success,
         Tone::ClientError,
@@ -34,6 +36,7 @@ impl Tone {
         Tone::Control,
         Tone::Close,
         Tone::Lost,
+        Tone::Inside,
     ];
 
     pub fn class(self) -> &'static str {
@@ -46,6 +49,7 @@ impl Tone {
             Tone::Control => "tone-control",
             Tone::Close => "tone-close",
             Tone::Lost => "tone-lost",
+            Tone::Inside => "tone-inside",
         }
     }
 }
@@ -131,6 +135,7 @@ pub fn label(kind: &EventKind) -> (String, Tone) {
         }
         EventKind::Presence(p) => (format!("{} observers", p.observers), Tone::Control),
         EventKind::Note(n) => (format!("⚡ {}", n.text), Tone::Lost),
+        EventKind::Hop(h) => (h.step.describe(), Tone::Inside),
     }
 }
 

@@ -85,6 +85,7 @@ pub enum EventKind {
     Client(ClientInfo),
     Presence(Presence),
     Note(Note),
+    Hop(Hop),
 }
 
 impl EventKind {
@@ -97,7 +98,7 @@ impl EventKind {
             EventKind::WsClose(c) => c.from,
             EventKind::Failure(f) => f.from,
             EventKind::Client(_) => Side::Client,
-            EventKind::Presence(_) | EventKind::Note(_) => Side::Server,
+            EventKind::Presence(_) | EventKind::Note(_) | EventKind::Hop(_) => Side::Server,
         }
     }
 
@@ -164,6 +165,61 @@ pub enum NoteKind {
     /// The server is down for a while (or up again).
     Down,
 }
+
+/// A step inside the system that served an exchange, which its client never sees: the
+/// balancer handing the request to a replica, or one database statement. Recorded by the node
+/// that served the exchange (the event's `node`), with the exchange's id and client, between
+/// the request and its answer; its `at.serverUs` is when the step began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hop {
+    pub step: Step,
+    /// How long it took, in microseconds: from the balancer's receipt to the replica's, or
+    /// the statement's round trip.
+    pub took_us: u64,
+}
+
+/// What a [`Hop`] was. Tagged by `step` in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "is", rename_all = "camelCase")]
+pub enum Step {
+    /// The balancer received the request and handed it to `server` (its name for the replica).
+    Handoff { server: String },
+    /// One statement on `database` (`postgresql`, `sqlite`): its kind (`SELECT`, `INSERT`,
+    /// `DELETE`, `LOCK`, `COMMIT`), the table it is about (empty for none), and the rows it
+    /// read or wrote.
+    #[serde(rename_all = "camelCase")]
+    Query { database: String, statement: String, table: String, rows: u64 },
+    /// Hops of this exchange past the bound a node keeps per exchange, not recorded.
+    Dropped { count: u64 },
+}
+
+impl Step {
+    /// The lane a hop leaves from, and the one it reaches, given the node that served it.
+    pub fn lanes<'a>(&'a self, node: &'a str) -> (&'a str, &'a str) {
+        match self {
+            Step::Handoff { .. } => (BALANCER_LANE, node),
+            Step::Query { database, .. } => (node, database),
+            Step::Dropped { .. } => (node, node),
+        }
+    }
+
+    /// One line: `hand-off to replica-2`, `SELECT transcripts · 3 rows`.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Handoff { server } => format!("hand-off to {server}"),
+            Step::Query { statement, table, rows, .. } => {
+                let on = if table.is_empty() { String::new() } else { format!(" {table}") };
+                let s = if *rows == 1 { "" } else { "s" };
+                format!("{statement}{on} · {rows} row{s}")
+            }
+            Step::Dropped { count } => format!("{count} more steps not recorded"),
+        }
+    }
+}
+
+/// The lane of a cluster's balancer in the inside view.
+pub const BALANCER_LANE: &str = "balancer";
 
 /// Screens following the log (`/ws/observe`): how many, and how many came and went since the
 /// last presence event (merged: at most one per second).

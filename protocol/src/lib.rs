@@ -13,9 +13,9 @@ pub mod transcripts;
 
 pub use api::{ApiError, EventStream, Health};
 pub use event::{
-    Body, ClientInfo, CloseInfo, Event, EventKind, Failure, Header, HttpRequest, HttpResponse, Note,
-    NoteKind, Opcode, Presence, Side, Stamps, WsAccept, WsClose, WsFrame, WsUpgrade, close_code_meaning,
-    status_reason,
+    BALANCER_LANE, Body, ClientInfo, CloseInfo, Event, EventKind, Failure, Header, Hop, HttpRequest,
+    HttpResponse, Note, NoteKind, Opcode, Presence, Side, Stamps, Step, WsAccept, WsClose, WsFrame,
+    WsUpgrade, close_code_meaning, status_reason,
 };
 pub use observe::{ClientEntry, ClockOffset, ObserverCmd, ObserverMsg};
 pub use transcripts::{CourseGrade, NewTranscript, Student, StudentId, Transcript};

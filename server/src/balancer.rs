@@ -24,11 +24,17 @@ pub fn haproxy_config(listen: SocketAddr, replicas: &[SocketAddr]) -> String {
          \x20   timeout http-request 30s\n    timeout tunnel 1h\n\
          \x20   retries 3\n    option redispatch\n    retry-on conn-failure empty-response\n\n",
     );
-    let _ = write!(c, "frontend wirescope\n    bind {listen}\n    default_backend replicas\n\n");
+    let _ = write!(c, "frontend wirescope\n    bind {listen}\n");
+    // When the balancer received the request (the inside view's hand-off); a client's own
+    // header of that name is replaced.
+    let _ = writeln!(c, "    http-request set-header {} %[date(0,us)]", crate::hops::AT_HEADER);
+    c.push_str("    default_backend replicas\n\n");
     c.push_str(
         "backend replicas\n    balance roundrobin\n    option httpchk\n    http-check send meth GET uri /api/health hdr X-Wirescope-Probe 1\n\
          \x20   http-check expect status 200\n    default-server inter 500ms fall 2 rise 2\n",
     );
+    // The server chosen, named in the request it is sent (a client's own header replaced).
+    let _ = writeln!(c, "    http-send-name-header {}", crate::hops::SERVER_HEADER);
     for (i, r) in replicas.iter().enumerate() {
         let _ = writeln!(c, "    server replica-{} {r} check", i + 1);
     }
@@ -53,6 +59,8 @@ mod tests {
             "option redispatch",
             "option forwardfor",
             "timeout tunnel 1h",
+            "http-request set-header x-wirescope-balancer-at %[date(0,us)]",
+            "http-send-name-header x-wirescope-balancer-server",
         ] {
             assert!(c.lines().any(|l| l.trim() == line), "missing {line:?} in\n{c}");
         }

@@ -14,6 +14,7 @@ pub mod compress;
 pub mod conditional;
 pub mod error;
 pub mod extract;
+pub mod hops;
 pub mod identity;
 pub mod ids;
 pub mod limits;

@@ -85,7 +85,11 @@ pub fn document() -> &'static Value {
                     continue;
                 }
                 let has_body = op.get("requestBody").is_some();
-                let has_params = op.get("parameters").and_then(Value::as_array).is_some_and(|p| !p.is_empty());
+                // Path and query parameters (a header such as If-None-Match is never a 400).
+                let has_params = op
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .is_some_and(|ps| ps.iter().any(|p| matches!(p["in"].as_str(), Some("path" | "query"))));
                 let responses = op["responses"].as_object_mut().expect("operations have responses");
                 let mut add = |code: &str, name: &str| {
                     responses.entry(code).or_insert_with(|| json!({"$ref": format!("#/components/responses/{name}")}));

@@ -2,7 +2,8 @@
 //! limits ([`crate::ids`]) and the instructor's address column would see one client. With
 //! `--client-address-header NAME` (e.g. `X-Forwarded-For`), the server trusts that header
 //! for the client's address: the last address in it, the one the balancer itself appended.
-//! Without the option the header is never trusted (any client could write it).
+//! Without the option the header is never trusted (any client could write it), and neither
+//! are the balancer's hand-off headers ([`crate::hops::Handoff`]).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -35,6 +36,11 @@ pub async fn middleware(State(header): State<ClientAddressHeader>, mut req: Requ
             .and_then(last_address);
         if let Some(ip) = ip {
             req.extensions_mut().insert(ConnectInfo(SocketAddr::new(ip, 0)));
+        }
+        // The same balancer's hand-off (which server it chose, when it received the request),
+        // for the inside view; believed only from a balancer trusted with the address.
+        if let Some(handoff) = crate::hops::Handoff::from_headers(req.headers()) {
+            req.extensions_mut().insert(handoff);
         }
     }
     next.run(req).await

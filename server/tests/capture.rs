@@ -29,6 +29,7 @@ fn kinds(evs: &[Event]) -> Vec<&'static str> {
             EventKind::Client(_) => "client",
             EventKind::Presence(_) => "presence",
             EventKind::Note(_) => "note",
+            EventKind::Hop(_) => "hop",
         })
         .collect()
 }
@@ -48,9 +49,10 @@ async fn an_http_exchange_is_recorded_with_headers_bodies_and_times_and_secrets_
     let res = s.send(req).await;
     assert_eq!(body_bytes(res).await, b"5", "the handler still got the whole body");
     let evs = s.events();
-    assert_eq!(kinds(&evs), ["client", "request", "response"]);
+    // The write's step into SQLite (the inside view) between the request and its answer.
+    assert_eq!(kinds(&evs), ["client", "request", "hop", "response"]);
     assert!(evs.windows(2).all(|w| w[1].seq == w[0].seq + 1));
-    let (req_ev, res_ev) = (&evs[1], &evs[2]);
+    let (req_ev, res_ev) = (&evs[1], &evs[3]);
     assert_eq!((req_ev.client.as_str(), req_ev.client_ref), ("c-alpha", Some(41)));
     assert_eq!(req_ev.exchange, res_ev.exchange);
     let EventKind::HttpRequest(r) = &req_ev.kind else { unreachable!() };
@@ -388,4 +390,83 @@ async fn the_pseudonym_of_an_address_follows_the_token() {
     assert!(one.starts_with("anon:"), "{one}");
     assert_eq!(one, same, "another process with the same token: the same lane");
     assert_ne!(one, rotated, "another token: another pseudonym");
+}
+
+/// The exchange's events of lane `client`, as (what, hop's words) pairs.
+fn steps_of(events: &[Event], client: &str) -> Vec<(&'static str, String)> {
+    let mine: Vec<Event> = events.iter().filter(|e| e.client == client).cloned().collect();
+    kinds(&mine)
+        .into_iter()
+        .zip(&mine)
+        .map(|(k, e)| match &e.kind {
+            EventKind::Hop(h) => (k, h.step.describe()),
+            _ => (k, String::new()),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_inside_view_a_write_and_a_trusted_balancers_handoff_drawn_between_request_and_answer() {
+    // Behind a trusted balancer: its hand-off headers become a step after the request.
+    let s = TestServer::with_config(|c| {
+        c.client_address_header = Some(axum::http::HeaderName::from_static("x-forwarded-for"));
+    });
+    let sent_at = server::clock::now_us() - 1_500;
+    let req = Request::post("/transcripts")
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-wirescope-client", "c-inside")
+        .header("x-forwarded-for", "10.0.0.7")
+        .header(server::hops::SERVER_HEADER, "replica-2")
+        .header(server::hops::AT_HEADER, sent_at.to_string())
+        .body(Body::from(r#"{"studentName":"ines"}"#))
+        .unwrap();
+    assert_eq!(s.send(req).await.status(), 200);
+    let events = answered(&s, "c-inside").await;
+    assert_eq!(
+        steps_of(&events, "c-inside"),
+        [
+            ("client", String::new()),
+            ("request", String::new()),
+            ("hop", "hand-off to replica-2".to_owned()),
+            ("hop", "INSERT students · 1 row".to_owned()),
+            ("response", String::new()),
+        ]
+    );
+    let hops: Vec<&Event> = events.iter().filter(|e| matches!(e.kind, EventKind::Hop(_))).collect();
+    let request = events.iter().find(|e| matches!(e.kind, EventKind::HttpRequest(_))).unwrap();
+    let (EventKind::Hop(handoff), EventKind::Hop(write)) = (&hops[0].kind, &hops[1].kind) else { panic!() };
+    // The hand-off began when the balancer received the request and took until the replica did.
+    assert_eq!(hops[0].at.server_us, Some(sent_at));
+    assert_eq!(handoff.took_us as i64, request.at.server_us.unwrap() - sent_at);
+    assert!(handoff.took_us >= 1_500, "{handoff:?}");
+    assert!(write.took_us > 0 && hops[1].at.server_us >= request.at.server_us, "{write:?}");
+    assert!(hops.iter().all(|h| h.exchange == request.exchange && h.node == request.node));
+    // A read is answered from memory: nothing inside.
+    let req =
+        Request::get("/transcripts/1").header("x-wirescope-client", "c-read").body(Body::empty()).unwrap();
+    assert_eq!(s.send(req).await.status(), 200);
+    let events = answered(&s, "c-read").await;
+    assert_eq!(
+        kinds(&events.into_iter().filter(|e| e.client == "c-read").collect::<Vec<_>>()),
+        ["client", "request", "response"]
+    );
+
+    // Without a trusted balancer the same headers are anyone's words: no hand-off.
+    let plain = TestServer::without_app();
+    let req = Request::get("/api/health")
+        .header("x-wirescope-client", "c-spoof")
+        .header(server::hops::SERVER_HEADER, "replica-9")
+        .header(server::hops::AT_HEADER, sent_at.to_string())
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(plain.send(req).await.status(), 200);
+    let events = answered(&plain, "c-spoof").await;
+    assert!(!events.iter().any(|e| matches!(e.kind, EventKind::Hop(_))), "{events:?}");
+}
+
+/// The events once lane `client` has its answer.
+async fn answered(s: &TestServer, client: &str) -> Vec<Event> {
+    let answered =
+        |e: &[Event]| e.iter().any(|e| e.client == client && matches!(e.kind, EventKind::HttpResponse(_)));
+    s.wait_events("the answer", answered).await
 }

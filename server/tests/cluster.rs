@@ -288,6 +288,51 @@ async fn two_replicas_behind_haproxy_share_the_work_and_survive_a_sigkill() {
         let nodes: BTreeSet<&str> = drawn.iter().filter(|a| a.0 == 304).map(|a| a.1.as_str()).collect();
         assert_eq!(nodes.len(), 2, "304s from both replicas: {nodes:?}");
 
+        // The inside view: a read through the balancer holds the request, the hand-off (balancer
+        // to the replica it chose), the replica's PostgreSQL statement and the answer, in that
+        // order, each step timed and on the replica that served it.
+        let inside = [("X-Wirescope-Client", "c-inside")];
+        assert_eq!(common::http_with(lb.addr, "GET", "/transcripts/5", &inside, None).unwrap().0, 200);
+        let steps =
+            |e: &[Event]| -> Vec<Event> { e.iter().filter(|e| e.client == "c-inside").cloned().collect() };
+        let drawn = steps(&rt.block_on(common::observe_until(r1.addr, 0, |e| answered(e, "c-inside"))));
+        let what: Vec<String> = drawn
+            .iter()
+            .filter(|e| !matches!(e.kind, EventKind::Client(_)))
+            .map(|e| match &e.kind {
+                EventKind::Hop(h) => {
+                    let (from, to) = h.step.lanes(&e.node);
+                    format!("{from} → {to}: {}", h.step.describe())
+                }
+                EventKind::HttpRequest(r) => format!("request {}", r.path),
+                EventKind::HttpResponse(r) => format!("answer {}", r.status),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        let served = drawn.iter().find(|e| matches!(e.kind, EventKind::HttpRequest(_))).unwrap().node.clone();
+        assert!(served.starts_with("replica-"), "{served}");
+        assert_eq!(
+            what,
+            [
+                "request /transcripts/5".to_owned(),
+                format!("balancer → {served}: hand-off to {served}"),
+                format!("{served} → postgresql: SELECT students, grades · 1 row"),
+                "answer 200".to_owned(),
+            ]
+        );
+        let hops: Vec<(i64, u64)> = drawn
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Hop(h) => Some((e.at.server_us.unwrap(), h.took_us)),
+                _ => None,
+            })
+            .collect();
+        let request = drawn.iter().find(|e| matches!(e.kind, EventKind::HttpRequest(_))).unwrap();
+        let request_at = request.at.server_us.unwrap();
+        assert!(hops[0].0 <= request_at, "hand-off before the request: {hops:?}");
+        assert_eq!(hops[0].0 + hops[0].1 as i64, request_at, "and lasting until the replica had it");
+        assert!(hops[1].0 >= request_at && hops[1].1 > 0, "the query after it: {hops:?}");
+
         // A POST retried with the same Idempotency-Key on the other replica (the balancer may
         // send a retry anywhere) is answered the same, not run twice.
         let key = [("Idempotency-Key", "retry-across")];

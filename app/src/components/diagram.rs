@@ -45,7 +45,7 @@ pub fn LiveDiagram() -> impl IntoView {
                 // The frame scrolls the drawing below the (fixed) lane heads.
                 Diagram::window(rows.len(), &geo, top, scroll_top + geo.header, height, OVERSCAN)
             };
-            Diagram::layout(t, &rows, &geo, window, tz)
+            Diagram::layout(t, &rows, &geo, f.view, window, tz)
         };
         rec.filter.with(|f| {
             lecture.replay.with(|r| match r {
@@ -280,7 +280,13 @@ pub fn SequenceDiagram(diagram: Memo<Diagram>) -> impl IntoView {
                         <g class="bar">
                             <rect x=b.x - 4.0 * k y=b.y1 width=8.0 * k height=(b.y2 - b.y1).max(2.0) rx=2></rect>
                             <Show when=bar_labels>
-                                <text x=b.x + 10.0 * k y=(b.y1 + b.y2) / 2.0 + 4.0 * k text-anchor="start">{b.label.clone()}</text>
+                                <text
+                                    x=if b.label_left { b.x - 10.0 * k } else { b.x + 10.0 * k }
+                                    y=(b.y1 + b.y2) / 2.0 + 4.0 * k
+                                    text-anchor=if b.label_left { "end" } else { "start" }
+                                >
+                                    {b.label.clone()}
+                                </text>
                             </Show>
                         </g>
                     }
@@ -428,6 +434,7 @@ pub fn Legend() -> impl IntoView {
         ("tone-frame", "WebSocket frame"),
         ("tone-close", "close"),
         ("tone-lost", "lost"),
+        ("tone-inside", "inside step"),
     ];
     view! {
         <ul class="legend">

@@ -49,7 +49,8 @@ fn span_diagram(t: &Timeline, rec: Recorder, width: f64, from: usize, to: usize)
         let to = to.min(rows.len());
         let from = from.clamp(1, to.max(1)).max(to.saturating_sub(SPAN_LIMIT - 1));
         let rows = if rows.is_empty() { &rows[..] } else { &rows[from - 1..to] };
-        Diagram::layout(t, rows, &Geometry::for_width(width), 0..rows.len(), crate::clock::utc_offset_min())
+        let tz = crate::clock::utc_offset_min();
+        Diagram::layout(t, rows, &Geometry::for_width(width), f.view, 0..rows.len(), tz)
     })
 }
 

@@ -13,5 +13,5 @@ pub use exports::ExportMenu;
 pub use inspector::Inspector;
 pub use operation::OperationForm;
 pub use presenter::{Blank, FaultConsole, PlaybackBar};
-pub use toolbar::{FilterBar, NicknameField, StatusLine};
+pub use toolbar::{FilterBar, NicknameField, StatusLine, ViewSwitch};
 pub use transcripts::TranscriptsCard;

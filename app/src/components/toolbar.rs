@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use protocol::ObserverCmd;
 
-use crate::model::layout::client_title;
+use crate::model::layout::{View, client_title};
 use crate::model::time;
 use crate::observer::{Link, Observer};
 use crate::recorder::Recorder;
@@ -101,6 +101,7 @@ pub fn FilterBar() -> impl IntoView {
     };
     view! {
         <div class="filters" role="group" aria-label="Filters">
+            <ViewSwitch />
             <label class="chip"><input type="checkbox" id="filter-rest" prop:checked=move || f.with(|f| f.rest) on:change=toggle("rest") />"REST"</label>
             <label class="chip"><input type="checkbox" id="filter-ws" prop:checked=move || f.with(|f| f.ws_data) on:change=toggle("data") />"WS data"</label>
             <label class="chip"><input type="checkbox" id="filter-control" prop:checked=move || f.with(|f| f.ws_control) on:change=toggle("control") />"WS ping/pong"</label>
@@ -144,6 +145,42 @@ pub fn FilterBar() -> impl IntoView {
                     />
                 </ul>
             </details>
+        </div>
+    }
+}
+
+/// Client view / inside view (key `I` too).
+#[component]
+pub fn ViewSwitch() -> impl IntoView {
+    let f = Recorder::from_context().filter;
+    let views = [
+        (View::Client, "view-client", "Client view", "One Server lane: what a client sees"),
+        (
+            View::Inside,
+            "view-inside",
+            "Inside view",
+            "The balancer, each replica and the database as lanes, with the steps between them",
+        ),
+    ];
+    view! {
+        <div class="view-switch" role="group" aria-label="View" title="Key I switches the view">
+            {views
+                .into_iter()
+                .map(|(v, id, text, title)| {
+                    let on = move || f.with(|f| f.view == v);
+                    view! {
+                        <button
+                            id=id
+                            class=move || if on() { "on" } else { "" }
+                            aria-pressed=move || on().to_string()
+                            title=title
+                            on:click=move |_| f.update(|f| f.view = v)
+                        >
+                            {text}
+                        </button>
+                    }
+                })
+                .collect_view()}
         </div>
     }
 }

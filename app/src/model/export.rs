@@ -163,6 +163,7 @@ pub fn svg(d: &Diagram) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::layout::View;
     use crate::model::{Filter, Geometry};
     use protocol::{
         Body, ClientInfo, CloseInfo, EventKind, Header, HttpRequest, HttpResponse, Note, NoteKind, Opcode,
@@ -299,7 +300,7 @@ mod tests {
             EventKind::Failure(protocol::Failure { from: Side::Server, message: "no answer".into() }),
         ));
         let r = rows(&t);
-        let d = Diagram::layout(&t, &r, &Geometry::for_width(900.0), 0..r.len(), 0);
+        let d = Diagram::layout(&t, &r, &Geometry::for_width(900.0), View::Client, 0..r.len(), 0);
         let s = svg(&d);
         assert!(s.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(s.contains("<style>") && s.ends_with("</svg>"));

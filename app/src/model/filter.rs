@@ -6,7 +6,26 @@ use protocol::EventKind;
 
 use super::timeline::{Item, Timeline};
 
-/// The three kinds of traffic the filter knows.
+/// Which diagram: the client's (one "Server" lane, what a client sees) or the inside view
+/// (the balancer, each node and each database as lanes, with the steps between them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum View {
+    #[default]
+    Client,
+    Inside,
+}
+
+impl View {
+    /// The other view (key `I` switches).
+    pub fn other(self) -> View {
+        match self {
+            View::Client => View::Inside,
+            View::Inside => View::Client,
+        }
+    }
+}
+
+/// The kinds of traffic the filter knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
     /// HTTP requests and responses (and requests that failed).
@@ -15,11 +34,14 @@ pub enum Class {
     WsData,
     /// WebSocket pings and pongs.
     WsControl,
+    /// Steps inside the system (shown in the inside view only).
+    Inside,
 }
 
 pub fn class(kind: &EventKind) -> Class {
     match kind {
         EventKind::WsFrame(f) if f.opcode.is_control() => Class::WsControl,
+        EventKind::Hop(_) => Class::Inside,
         EventKind::WsUpgrade(_) | EventKind::WsAccept(_) | EventKind::WsFrame(_) | EventKind::WsClose(_) => {
             Class::WsData
         }
@@ -37,11 +59,19 @@ pub struct Filter {
     pub ws_control: bool,
     /// Only exchanges whose path contains this (case-insensitive); empty: all.
     pub path: String,
+    pub view: View,
 }
 
 impl Default for Filter {
     fn default() -> Self {
-        Self { hidden: BTreeSet::new(), rest: true, ws_data: true, ws_control: false, path: String::new() }
+        Self {
+            hidden: BTreeSet::new(),
+            rest: true,
+            ws_data: true,
+            ws_control: false,
+            path: String::new(),
+            view: View::Client,
+        }
     }
 }
 
@@ -51,15 +81,17 @@ impl Filter {
             Class::Rest => self.rest,
             Class::WsData => self.ws_data,
             Class::WsControl => self.ws_control,
+            // Steps inside the system: in the inside view only.
+            Class::Inside => self.view == View::Inside,
         };
         kind_ok
             && !self.hidden.contains(&item.event.client)
             && (self.path.is_empty() || item.path.to_lowercase().contains(&self.path.trim().to_lowercase()))
     }
 
-    /// True when nothing is filtered out.
+    /// True when nothing is filtered out (whichever the view).
     pub fn is_default(&self) -> bool {
-        *self == Filter::default()
+        *self == Filter { view: self.view, ..Filter::default() }
     }
 
     /// The items of `timeline` this filter lets through, in order.

@@ -2,10 +2,10 @@
 //! sections of rows.
 
 use protocol::event::close_code_meaning;
-use protocol::{Body, EventKind, Header, Side};
+use protocol::{Body, EventKind, Header, Side, Step};
 
 use super::describe::{label, status_line, status_meaning};
-use super::layout::{client_title, transit_us};
+use super::layout::{client_title, lane_title, transit_us};
 use super::time;
 use super::timeline::{Item, ItemKey, Timeline};
 
@@ -126,6 +126,37 @@ fn message(item: &Item) -> Section {
             );
         }
         EventKind::Note(n) => s.row("what", n.text.clone()),
+        EventKind::Hop(h) => {
+            let (from, to) = h.step.lanes(&ev.node);
+            s.row("from", lane_title(from));
+            s.row("to", lane_title(to));
+            match &h.step {
+                Step::Handoff { server } => {
+                    s.row("what", format!("the balancer chose {server} for this request and handed it on"));
+                    s.row(
+                        "took",
+                        format!(
+                            "{} (from the balancer's receipt to the replica's)",
+                            time::duration(h.took_us as i64)
+                        ),
+                    );
+                }
+                Step::Query { database, statement, table, rows } => {
+                    s.row("database", lane_title(database));
+                    s.row("statement", statement.clone());
+                    s.row("table", table.clone());
+                    s.row("rows", rows.to_string());
+                    s.row("took", time::duration(h.took_us as i64));
+                }
+                Step::Dropped { count } => {
+                    s.row(
+                        "what",
+                        format!("{count} more steps of this exchange, past what a node keeps per exchange"),
+                    );
+                }
+            }
+            s.row("meaning", "A step inside the system: the client never sees it, only the time it adds.");
+        }
         EventKind::Client(_) | EventKind::Presence(_) => {}
     }
     s

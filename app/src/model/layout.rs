@@ -7,14 +7,21 @@
 //!
 //! Time is drawn twice: the slant of an arrow shows its transit time (when both ends' clocks
 //! are known), and a bar on the server's lane spans the time the server spent on an exchange.
+//!
+//! Two views of the same rows ([`View`]): the client's, with one "Server" lane (what a client
+//! sees), and the inside view, where the server's lane becomes the balancer (when a request
+//! was handed off), a lane per node that served a row, and a lane per database a row
+//! reached; a request is drawn to the balancer when it was handed off, and each step inside
+//! ([`protocol::Hop`]) as an arrow between those lanes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
-use protocol::{ClockOffset, EventKind, Side};
+use protocol::{BALANCER_LANE, ClockOffset, EventKind, Side, Step};
 
 pub use super::describe::Tone;
 use super::describe::label;
+pub use super::filter::View;
 use super::time;
 use super::timeline::{Item, ItemKey, Timeline};
 use export::names::{agent_of, cut, program};
@@ -23,6 +30,54 @@ use export::names::{agent_of, cut, program};
 pub use protocol::SERVER_LANE;
 /// Lane key of the aggregate lane.
 pub const OTHERS_LANE: &str = "others";
+/// Lane keys of the inside view start with this (a client may call itself anything).
+pub const INSIDE_PREFIX: &str = "inside:";
+
+/// A lane's title for a lane of the inside view (a node, the balancer, a database).
+pub fn lane_title(name: &str) -> String {
+    match name {
+        BALANCER_LANE => "Balancer",
+        "postgresql" => "PostgreSQL",
+        "sqlite" => "SQLite",
+        "nats" => "NATS",
+        "" | SERVER_LANE => "Server",
+        other => other,
+    }
+    .to_owned()
+}
+
+/// The lanes of the inside view for `rows`, left to right: the balancer (when a row was
+/// handed off), each node that served a row (by name), each database a row reached (by name).
+pub fn inside_lanes(rows: &[&Item]) -> Vec<String> {
+    let mut balancer = false;
+    let mut nodes = std::collections::BTreeSet::new();
+    let mut databases = std::collections::BTreeSet::new();
+    for item in rows.iter().filter(|i| !i.is_local()) {
+        let ev = &item.event;
+        match &ev.kind {
+            EventKind::Hop(h) => match &h.step {
+                Step::Handoff { .. } => balancer = true,
+                Step::Query { database, .. } => {
+                    databases.insert(database.as_str());
+                }
+                Step::Dropped { .. } => {}
+            },
+            kind if kind.is_message() => {}
+            _ => continue,
+        }
+        nodes.insert(ev.node.as_str());
+    }
+    let mut lanes: Vec<String> = Vec::new();
+    if balancer {
+        lanes.push(BALANCER_LANE.to_owned());
+    }
+    lanes.extend(nodes.into_iter().map(str::to_owned));
+    lanes.extend(databases.into_iter().map(str::to_owned));
+    if lanes.is_empty() {
+        lanes.push(SERVER_LANE.to_owned());
+    }
+    lanes
+}
 
 /// Sizes the layout works with; `width` is the drawing's width in CSS pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -140,6 +195,8 @@ pub struct Bar {
     pub y1: f64,
     pub y2: f64,
     pub label: String,
+    /// The label goes left of the bar: a lane to its right (the inside view's) has arrows.
+    pub label_left: bool,
 }
 
 /// A causal link: a message the server sent because of another exchange (a pushed
@@ -292,6 +349,7 @@ impl Diagram {
         t: &Timeline,
         rows: &[&Item],
         geo: &Geometry,
+        view: View,
         window: Range<usize>,
         utc_offset_min: i32,
     ) -> Diagram {
@@ -306,12 +364,20 @@ impl Diagram {
             let c = clients.remove(pos);
             clients.insert(1, c);
         }
+        // The server's side: one lane, or the inside view's lanes.
+        let inner = match view {
+            View::Client => Vec::new(),
+            View::Inside => inside_lanes(rows),
+        };
+        let k = inner.len().max(1);
         let room = ((geo.width - geo.gutter - 2.0 * geo.margin) / geo.min_lane_gap).floor().max(1.0) as usize;
+        let room = room.saturating_sub(k - 1).max(1);
         let (shown, folded) = fold(clients, rows, t.me(), t.highlight.as_deref(), room);
-        let n = shown.len() + usize::from(!folded.is_empty()) + 1;
+        let first_inner = shown.len() + usize::from(!folded.is_empty());
+        let n = first_inner + k;
         let left = geo.gutter + geo.margin;
         let right = (geo.width - geo.margin).max(left + 1.0);
-        let step = (right - left) / (n - 1) as f64;
+        let step = (right - left) / (n - 1).max(1) as f64;
         let mut lanes: Vec<Lane> = shown
             .iter()
             .enumerate()
@@ -345,17 +411,33 @@ impl Diagram {
                 head_width: 0.0,
             });
         }
-        lanes.push(Lane {
-            key: SERVER_LANE.to_owned(),
-            title: "Server".to_owned(),
-            subtitle: String::new(),
-            x: right,
-            is_self: false,
-            is_server: true,
-            is_aggregate: false,
-            highlight: false,
-            head_width: 0.0,
-        });
+        if inner.is_empty() {
+            lanes.push(Lane {
+                key: SERVER_LANE.to_owned(),
+                title: "Server".to_owned(),
+                subtitle: String::new(),
+                x: right,
+                is_self: false,
+                is_server: true,
+                is_aggregate: false,
+                highlight: false,
+                head_width: 0.0,
+            });
+        }
+        for (j, name) in inner.iter().enumerate() {
+            let last = j + 1 == inner.len();
+            lanes.push(Lane {
+                key: format!("{INSIDE_PREFIX}{name}"),
+                title: lane_title(name),
+                subtitle: String::new(),
+                x: if last { right } else { left + step * (first_inner + j) as f64 },
+                is_self: false,
+                is_server: true,
+                is_aggregate: false,
+                highlight: false,
+                head_width: 0.0,
+            });
+        }
         // Heads as wide as their titles, but never overlapping: cut the titles that would.
         let head_char = geo.char_width * 1.09;
         let max_w = (step - 8.0).min(2.0 * geo.margin).max(40.0);
@@ -380,6 +462,21 @@ impl Diagram {
             x_of.insert(k, others_x.unwrap_or(right));
         }
         let server_x = right;
+        // The inside view: where each node, the balancer and each database are, and which
+        // exchanges the balancer handed off (their requests are drawn to it).
+        let inner_x: HashMap<&str, f64> =
+            lanes.iter().filter_map(|l| Some((l.key.strip_prefix(INSIDE_PREFIX)?, l.x))).collect();
+        let lane_x = |name: &str| inner_x.get(name).copied().unwrap_or(server_x);
+        let handed: HashSet<u64> = match view {
+            View::Client => HashSet::new(),
+            View::Inside => rows
+                .iter()
+                .filter(
+                    |r| matches!(&r.event.kind, EventKind::Hop(h) if matches!(h.step, Step::Handoff { .. })),
+                )
+                .map(|r| r.event.exchange)
+                .collect(),
+        };
         // The lane to the right of each lane x (towards the server): labels and ✕ stay in the
         // stretch between a client's lane and that one.
         let mut xs: Vec<f64> = lanes.iter().map(|l| l.x).collect();
@@ -402,11 +499,30 @@ impl Diagram {
             let ev = &item.event;
             let client_x = x_of.get(ev.client.as_str()).copied().unwrap_or(left);
             let from = ev.kind.from();
-            let is_note = matches!(ev.kind, EventKind::Note(_));
-            let (x1, mut x2) = match from {
+            let hop = match &ev.kind {
+                EventKind::Hop(h) => Some(h),
+                _ => None,
+            };
+            let is_note = matches!(ev.kind, EventKind::Note(_))
+                || hop.is_some_and(|h| matches!(h.step, Step::Dropped { .. }));
+            // The lane this event's node is on (in the client view: the server's).
+            // What only this browser saw went to the first lane inside: the balancer, if any.
+            let node_x = match view {
+                View::Inside if item.is_local() => inner.first().map_or(server_x, |n| lane_x(n)),
+                View::Inside => lane_x(&ev.node),
+                View::Client => server_x,
+            };
+            let to_balancer = matches!(ev.kind, EventKind::HttpRequest(_) | EventKind::WsUpgrade(_))
+                && handed.contains(&ev.exchange);
+            let (x1, mut x2) = match (from, hop) {
                 _ if is_note => (if client_x >= server_x { left } else { client_x }, server_x),
-                Side::Client => (client_x, server_x),
-                Side::Server => (server_x, client_x),
+                (_, Some(h)) => {
+                    let (a, b) = h.step.lanes(&ev.node);
+                    (lane_x(a), lane_x(b))
+                }
+                (Side::Client, None) if to_balancer => (client_x, lane_x(BALANCER_LANE)),
+                (Side::Client, None) => (client_x, node_x),
+                (Side::Server, None) => (node_x, client_x),
             };
             let (text, tone) = label(&ev.kind);
             let lost = matches!(ev.kind, EventKind::Failure(_))
@@ -426,10 +542,14 @@ impl Diagram {
             if !local && matches!(ev.kind, EventKind::HttpRequest(_)) {
                 arrived.insert(ev.exchange, (y2, text.clone()));
             }
+            if let Some(h) = hop {
+                note = format!("took {}", time::duration(h.took_us as i64));
+                short = time::duration(h.took_us as i64);
+            }
             if let Some(c) = ev.cause
                 && let Some((y, what)) = arrived.get(&c)
             {
-                links.push(Link { x: server_x, y1: *y, y2: y1, cause: c });
+                links.push(Link { x: node_x, y1: *y, y2: y1, cause: c });
                 note = format!("pushed because of {what}");
                 short = format!("⇠ {what}");
             }
@@ -444,7 +564,9 @@ impl Diagram {
                             short = format!("↻ {}", time::duration(c1 - c0));
                         }
                         if let (Some(s0), Some(s1)) = (req_server, ev.at.server_us) {
-                            bars.push(Bar { x: server_x, y1: req_y, y2: y1, label: time::duration(s1 - s0) });
+                            let label = time::duration(s1 - s0);
+                            let label_left = node_x < server_x - 0.5;
+                            bars.push(Bar { x: node_x, y1: req_y, y2: y1, label, label_left });
                         }
                     }
                 }
@@ -460,7 +582,7 @@ impl Diagram {
                 note = format!("transit {d}");
                 short = d;
             }
-            let (label_x, span) = if is_note {
+            let (label_x, span) = if is_note || hop.is_some() {
                 ((x1 + x2) / 2.0, (x2 - x1).abs())
             } else {
                 ((client_x + beside) / 2.0, (beside - client_x).abs())
@@ -553,14 +675,98 @@ mod tests {
 
     fn lay(t: &Timeline, width: f64) -> Diagram {
         let rows: Vec<&Item> = t.items().iter().collect();
-        Diagram::layout(t, &rows, &Geometry::for_width(width), 0..rows.len(), 0)
+        Diagram::layout(t, &rows, &Geometry::for_width(width), View::Client, 0..rows.len(), 0)
+    }
+
+    /// An exchange served by `node`: handed off by the balancer (if `handed`), one query.
+    fn served(t: &mut Timeline, seq: u64, exchange: u64, node: &str, handed: bool) {
+        use protocol::{Hop, Step};
+        let mut add = |seq: u64, us: i64, kind: EventKind| {
+            let mut e = crate::model::fixtures::event(seq, "me", exchange, Some(us), kind);
+            e.node = node.to_owned();
+            t.add_server(e);
+        };
+        let mut seq = seq;
+        add(seq, 1_200, req("/transcripts/1"));
+        if handed {
+            let step = Step::Handoff { server: node.to_owned() };
+            add(seq + 1, 1_000, EventKind::Hop(Hop { step, took_us: 200 }));
+            seq += 1;
+        }
+        let step = Step::Query {
+            database: "postgresql".into(),
+            statement: "SELECT".into(),
+            table: "students".into(),
+            rows: 1,
+        };
+        add(seq + 1, 1_300, EventKind::Hop(Hop { step, took_us: 400 }));
+        add(seq + 2, 1_900, res(200));
+    }
+
+    #[test]
+    fn the_inside_view_draws_the_balancer_each_node_and_the_database_and_the_client_view_one_server() {
+        let mut t = Timeline::new("me", 20);
+        served(&mut t, 1, 7, "replica-2", true);
+        served(&mut t, 5, 8, "replica-1", false);
+        let inside = crate::model::Filter { view: View::Inside, ..Default::default() };
+        let rows = inside.apply(&t);
+        let d = Diagram::layout(&t, &rows, &Geometry::for_width(1200.0), View::Inside, 0..rows.len(), 0);
+        let titles: Vec<&str> = d.lanes.iter().map(|l| l.title.as_str()).collect();
+        assert_eq!(titles, ["This browser", "Balancer", "replica-1", "replica-2", "PostgreSQL"]);
+        let x = |title: &str| d.lanes.iter().find(|l| l.title == title).unwrap().x;
+        let (me, lb, r1, r2, pg) =
+            (x("This browser"), x("Balancer"), x("replica-1"), x("replica-2"), x("PostgreSQL"));
+        assert!(me < lb && lb < r1 && r1 < r2 && r2 < pg && pg <= 1200.0);
+        let drawn: Vec<(String, f64, f64)> = d.arrows.iter().map(|a| (a.label.clone(), a.x1, a.x2)).collect();
+        assert_eq!(
+            drawn,
+            [
+                ("GET /transcripts/1".to_owned(), me, lb),
+                ("hand-off to replica-2".to_owned(), lb, r2),
+                ("SELECT students · 1 row".to_owned(), r2, pg),
+                ("200 OK".to_owned(), r2, me),
+                // Not handed off (a replica reached directly): straight to the replica.
+                ("GET /transcripts/1".to_owned(), me, r1),
+                ("SELECT students · 1 row".to_owned(), r1, pg),
+                ("200 OK".to_owned(), r1, me),
+            ]
+        );
+        assert_eq!(d.arrows[1].note, "took 0.2 ms");
+        assert!(d.arrows.iter().filter(|a| a.label.starts_with("SELECT")).all(|a| a.tone == Tone::Inside));
+        let bars: Vec<f64> = d.bars.iter().map(|b| b.x).collect();
+        assert_eq!(bars, [r2, r1], "each exchange's time on the lane of the node that served it");
+        assert!(d.bars.iter().all(|b| b.label_left), "labelled where no step is drawn");
+
+        // The client view of the same timeline: one server lane, no steps inside.
+        let client = crate::model::Filter::default();
+        let rows = client.apply(&t);
+        let d = Diagram::layout(&t, &rows, &Geometry::for_width(1200.0), View::Client, 0..rows.len(), 0);
+        let titles: Vec<&str> = d.lanes.iter().map(|l| l.title.as_str()).collect();
+        assert_eq!(titles, ["This browser", "Server"]);
+        let labels: Vec<&str> = d.arrows.iter().map(|a| a.label.as_str()).collect();
+        assert_eq!(labels, ["GET /transcripts/1", "200 OK", "GET /transcripts/1", "200 OK"]);
+        assert!(d.bars.iter().all(|b| !b.label_left), "the server's lane is the last: labels in the margin");
+    }
+
+    #[test]
+    fn the_inside_view_of_one_server_is_its_node_and_its_database() {
+        let mut t = Timeline::new("me", 20);
+        served(&mut t, 1, 7, "laptop", false);
+        let rows: Vec<&Item> = t.items().iter().collect();
+        let d = Diagram::layout(&t, &rows, &Geometry::for_width(800.0), View::Inside, 0..rows.len(), 0);
+        let titles: Vec<&str> = d.lanes.iter().map(|l| l.title.as_str()).collect();
+        assert_eq!(titles, ["This browser", "laptop", "PostgreSQL"]);
+        let empty = Timeline::new("me", 20);
+        let d = Diagram::layout(&empty, &[], &Geometry::for_width(800.0), View::Inside, 0..0, 0);
+        let titles: Vec<&str> = d.lanes.iter().map(|l| l.title.as_str()).collect();
+        assert_eq!(titles, ["This browser", "Server"], "nothing served yet");
     }
 
     #[test]
     fn presentation_scale_reaches_the_drawing() {
         let t = Timeline::new("me", 10);
         let geo = Geometry::for_width(1920.0 / 2.0).scaled(2.0);
-        let d = Diagram::layout(&t, &[], &Geometry { width: 1920.0, ..geo }, 0..0, 0);
+        let d = Diagram::layout(&t, &[], &Geometry { width: 1920.0, ..geo }, View::Client, 0..0, 0);
         assert_eq!((d.scale, d.row), (2.0, 100.0));
         assert_eq!(lay(&t, 1920.0).scale, 1.0);
     }
@@ -779,7 +985,7 @@ mod tests {
         let geo = Geometry::for_width(1000.0);
         let window = Diagram::window(rows.len(), &geo, geo.header, 10_000.0, 600.0, 5);
         assert!(window.len() < 40, "{window:?}");
-        let d = Diagram::layout(&t, &rows, &geo, window.clone(), 0);
+        let d = Diagram::layout(&t, &rows, &geo, View::Client, window.clone(), 0);
         assert_eq!(d.arrows.len(), window.len());
         assert_eq!(d.arrows[0].seq, window.start as u64 + 1);
         assert!(d.height > geo.row * 5000.0);

@@ -4,7 +4,7 @@
 use leptos::prelude::*;
 
 use crate::api;
-use crate::components::{Legend, LiveDiagram, OperationForm, StatusLine};
+use crate::components::{Legend, LiveDiagram, OperationForm, StatusLine, ViewSwitch};
 use crate::model::openapi::operations;
 use crate::recorder::Recorder;
 
@@ -44,6 +44,7 @@ pub fn Docs() -> impl IntoView {
             <section class="card diagram-card docs-diagram">
                 <div class="diagram-toolbar">
                     <StatusLine />
+                    <ViewSwitch />
                 </div>
                 <LiveDiagram />
                 <Legend />

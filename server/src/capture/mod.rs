@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, Request, Response, StatusCode, header};
 use axum::response::IntoResponse;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use protocol::{EventKind, Header, HttpRequest, HttpResponse, Stamps, WsAccept, WsUpgrade};
+use protocol::{EventKind, Header, Hop, HttpRequest, HttpResponse, Stamps, Step, WsAccept, WsUpgrade};
 use tower::{Layer, Service};
 
 use crate::clock::{now_us, server_now as now};
@@ -205,6 +205,13 @@ where
             let upgrade =
                 headers.get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
 
+            // The balancer's hand-off is drawn after the request it handed on (it began when the
+            // balancer had the request, and lasted until this replica had it).
+            let handoff = req.extensions().get::<crate::hops::Handoff>().map(|h| {
+                let took_us = received.saturating_sub(h.at_us).max(0) as u64;
+                let hop = Hop { step: Step::Handoff { server: h.server.clone() }, took_us };
+                (Stamps { client_us: None, server_us: Some(h.at_us) }, EventKind::Hop(hop))
+            });
             if upgrade {
                 let headers = cap.headers(req.headers());
                 log.record(
@@ -214,6 +221,9 @@ where
                     at,
                     EventKind::WsUpgrade(WsUpgrade { path, query, headers }),
                 );
+                if let Some((at, hop)) = handoff {
+                    log.record(&client, exchange, client_ref, at, hop);
+                }
                 let tap = Tap {
                     log: log.clone(),
                     client: client.clone(),
@@ -262,13 +272,19 @@ where
                 body: body_preview,
             };
             log.record(&client, exchange, client_ref, at, EventKind::HttpRequest(request));
+            if let Some((at, hop)) = handoff {
+                log.record(&client, exchange, client_ref, at, hop);
+            }
 
             let res = if late {
                 // A body trickling in too slowly: cut (the connection closes, since the rest
                 // of the body is never read), and nobody else waits for it.
                 ApiError::RequestTimeout(crate::extract::slow_body(cap.body_grace)).into_response()
             } else {
-                crate::cause::scope(exchange, inner.call(Request::from_parts(parts, body))).await?
+                let handled = crate::cause::scope(exchange, inner.call(Request::from_parts(parts, body)));
+                let (res, steps) = crate::hops::collect(handled).await;
+                record_steps(&log, &client, exchange, client_ref, steps);
+                res?
             };
             if let Some(DropConnection(why)) = res.extensions().get::<DropConnection>() {
                 let message = format!("no answer: {why}");
@@ -313,5 +329,25 @@ where
             log.record(&client, exchange, client_ref, now(), EventKind::HttpResponse(response));
             Ok(res)
         })
+    }
+}
+
+/// Records the steps an exchange's handling noted ([`crate::hops`]), in the order they were
+/// noted, each at the time it began; then how many past the bound were not kept.
+fn record_steps(
+    log: &EventLog,
+    client: &str,
+    exchange: u64,
+    client_ref: Option<u64>,
+    steps: crate::hops::Collected,
+) {
+    for noted in steps.steps {
+        let at = Stamps { client_us: None, server_us: Some(noted.started_us) };
+        let hop = Hop { step: noted.step, took_us: noted.took_us };
+        log.record(client, exchange, client_ref, at, EventKind::Hop(hop));
+    }
+    if steps.dropped > 0 {
+        let hop = Hop { step: Step::Dropped { count: steps.dropped }, took_us: 0 };
+        log.record(client, exchange, client_ref, now(), EventKind::Hop(hop));
     }
 }

@@ -64,6 +64,16 @@ impl Embedded {
     }
 }
 
+/// One write transaction on SQLite, noted as a step of the exchange being served (the inside
+/// view; one row, its commit included). Reads are answered from memory: no step.
+async fn sqlite<R>(
+    statement: &'static str,
+    table: &'static str,
+    write: impl Future<Output = Result<R, StoreError>>,
+) -> Result<R, StoreError> {
+    crate::hops::query("sqlite", statement, table, |_| 1, write).await
+}
+
 impl Transcripts for Embedded {
     fn list(&self) -> Answer<'_, Vec<Transcript>> {
         Box::pin(async move { Ok(self.store.list()) })
@@ -82,15 +92,15 @@ impl Transcripts for Embedded {
     }
 
     fn create(&self, name: String, grades: Vec<CourseGrade>, cause: Option<u64>) -> Answer<'_, StudentId> {
-        Box::pin(self.blocking(move |s| s.create(&name, &grades, cause)))
+        Box::pin(sqlite("INSERT", "students", self.blocking(move |s| s.create(&name, &grades, cause))))
     }
 
     fn delete(&self, id: StudentId, cause: Option<u64>) -> Answer<'_, ()> {
-        Box::pin(self.blocking(move |s| s.delete(id, cause)))
+        Box::pin(sqlite("DELETE", "students", self.blocking(move |s| s.delete(id, cause))))
     }
 
     fn add_grade(&self, id: StudentId, course: String, grade: f64, cause: Option<u64>) -> Answer<'_, ()> {
-        Box::pin(self.blocking(move |s| s.add_grade(id, &course, grade, cause)))
+        Box::pin(sqlite("INSERT", "grades", self.blocking(move |s| s.add_grade(id, &course, grade, cause))))
     }
 
     fn restore_seed(&self) -> Answer<'_, Vec<StudentId>> {

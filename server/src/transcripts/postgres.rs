@@ -85,6 +85,17 @@ fn backend(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
+/// Runs one statement and notes it as a step of the exchange being served (the inside view):
+/// `statement` on `table`, with the rows `rows` counts.
+async fn pg<T>(
+    statement: &'static str,
+    table: &'static str,
+    rows: impl FnOnce(&T) -> u64,
+    run: impl Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, StoreError> {
+    crate::hops::query("postgresql", statement, table, rows, run).await.map_err(backend)
+}
+
 fn unreachable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("PostgreSQL: {e}"))
 }
@@ -185,14 +196,14 @@ impl Postgres {
     ) -> Result<R, StoreError> {
         let _one_at_a_time = self.writing.lock().await;
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(backend)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK]).await.map_err(backend)?;
+        let tx = pg("BEGIN", "", |_| 0, client.transaction()).await?;
+        pg("LOCK", "", |_| 0, tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])).await?;
         let (out, change) = op(&tx).await?;
         let change = match change {
             Some((kind, student_id, course)) => Some(record(&tx, kind, student_id, course, cause).await?),
             None => None,
         };
-        tx.commit().await.map_err(backend)?;
+        pg("COMMIT", "", |_| 0, tx.commit()).await?;
         match (&self.fanout, change) {
             (Some(fanout), Some(_)) => fanout.nudge(),
             (None, Some(change)) => self.feed.announce(change),
@@ -203,14 +214,10 @@ impl Postgres {
 
     async fn read(&self, id: Option<StudentId>) -> Result<Vec<Transcript>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT s.id, s.name, g.course, g.grade FROM students s LEFT JOIN grades g ON g.student_id = s.id
-                 WHERE $1::BIGINT IS NULL OR s.id = $1 ORDER BY s.id, g.pos",
-                &[&id],
-            )
-            .await
-            .map_err(backend)?;
+        let sql =
+            "SELECT s.id, s.name, g.course, g.grade FROM students s LEFT JOIN grades g ON g.student_id = s.id
+                 WHERE $1::BIGINT IS NULL OR s.id = $1 ORDER BY s.id, g.pos";
+        let rows = pg("SELECT", "students, grades", |r| r.len() as u64, client.query(sql, &[&id])).await?;
         let mut out: Vec<Transcript> = Vec::new();
         for row in rows {
             let (id, name): (i64, String) = (row.get(0), row.get(1));
@@ -246,18 +253,11 @@ fn describe(config: &tokio_postgres::Config) -> String {
 }
 
 async fn insert(tx: &Transaction<'_>, name: &str, grades: &[CourseGrade]) -> Result<StudentId, StoreError> {
-    let id: i64 = tx
-        .query_one("INSERT INTO students (name) VALUES ($1) RETURNING id", &[&name])
-        .await
-        .map_err(backend)?
-        .get(0);
+    let sql = "INSERT INTO students (name) VALUES ($1) RETURNING id";
+    let id: i64 = pg("INSERT", "students", |_| 1, tx.query_one(sql, &[&name])).await?.get(0);
     for g in grades {
-        tx.execute(
-            "INSERT INTO grades (student_id, course, grade) VALUES ($1, $2, $3)",
-            &[&id, &g.course, &g.grade],
-        )
-        .await
-        .map_err(backend)?;
+        let sql = "INSERT INTO grades (student_id, course, grade) VALUES ($1, $2, $3)";
+        pg("INSERT", "grades", |n| *n, tx.execute(sql, &[&id, &g.course, &g.grade])).await?;
     }
     Ok(id)
 }
@@ -273,15 +273,12 @@ async fn record(
     let name =
         serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     let cause_db = cause.map(|c| c as i64);
-    let seq: i64 = tx
-        .query_one(
-            "INSERT INTO changes (kind, student_id, course, at_us, cause) VALUES ($1, $2, $3, $4, $5) RETURNING seq",
-            &[&name, &student_id, &course, &at_us, &cause_db],
-        )
-        .await
-        .map_err(backend)?
-        .get(0);
-    tx.execute("DELETE FROM changes WHERE seq <= $1", &[&(seq - KEEP_STORED)]).await.map_err(backend)?;
+    let sql = "INSERT INTO changes (kind, student_id, course, at_us, cause) VALUES ($1, $2, $3, $4, $5) RETURNING seq";
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+        [&name, &student_id, &course, &at_us, &cause_db];
+    let seq: i64 = pg("INSERT", "changes", |_| 1, tx.query_one(sql, &params)).await?.get(0);
+    let sql = "DELETE FROM changes WHERE seq <= $1";
+    pg("DELETE", "changes", |n| *n, tx.execute(sql, &[&(seq - KEEP_STORED)])).await?;
     Ok(Change { seq: seq as u64, kind, student_id, course, at_us, cause })
 }
 
@@ -304,7 +301,8 @@ async fn recent_changes(client: &impl GenericClient) -> Result<(Vec<Change>, u64
 }
 
 async fn exists(tx: &Transaction<'_>, id: StudentId) -> Result<bool, StoreError> {
-    Ok(tx.query_opt("SELECT 1 FROM students WHERE id = $1", &[&id]).await.map_err(backend)?.is_some())
+    let sql = "SELECT 1 FROM students WHERE id = $1";
+    Ok(pg("SELECT", "students", |r| u64::from(r.is_some()), tx.query_opt(sql, &[&id])).await?.is_some())
 }
 
 impl Transcripts for Postgres {
@@ -319,10 +317,8 @@ impl Transcripts for Postgres {
     fn ids_named<'a>(&'a self, name: &'a str) -> Answer<'a, Vec<StudentId>> {
         Box::pin(async move {
             let client = self.client().await?;
-            let rows = client
-                .query("SELECT id FROM students WHERE name = $1 ORDER BY id", &[&name])
-                .await
-                .map_err(backend)?;
+            let sql = "SELECT id FROM students WHERE name = $1 ORDER BY id";
+            let rows = pg("SELECT", "students", |r| r.len() as u64, client.query(sql, &[&name])).await?;
             Ok(rows.iter().map(|r| r.get(0)).collect())
         })
     }
@@ -330,13 +326,9 @@ impl Transcripts for Postgres {
     fn grade<'a>(&'a self, id: StudentId, course: &'a str) -> Answer<'a, f64> {
         Box::pin(async move {
             let client = self.client().await?;
-            let row = client
-                .query_opt(
-                    "SELECT (SELECT grade FROM grades WHERE student_id = $1 AND course = $2) FROM students WHERE id = $1",
-                    &[&id, &course],
-                )
-                .await
-                .map_err(backend)?;
+            let sql = "SELECT (SELECT grade FROM grades WHERE student_id = $1 AND course = $2) FROM students WHERE id = $1";
+            let found = |r: &Option<tokio_postgres::Row>| u64::from(r.is_some());
+            let row = pg("SELECT", "grades", found, client.query_opt(sql, &[&id, &course])).await?;
             match row.map(|r| r.get::<_, Option<f64>>(0)) {
                 None => Err(StoreError::NoSuchStudent(id)),
                 Some(None) => Err(StoreError::NoSuchGrade { id, course: course.to_owned() }),
@@ -364,7 +356,8 @@ impl Transcripts for Postgres {
     fn delete(&self, id: StudentId, cause: Option<u64>) -> Answer<'_, ()> {
         Box::pin(self.write(cause, move |tx| {
             Box::pin(async move {
-                let gone = tx.execute("DELETE FROM students WHERE id = $1", &[&id]).await.map_err(backend)?;
+                let sql = "DELETE FROM students WHERE id = $1";
+                let gone = pg("DELETE", "students", |n| *n, tx.execute(sql, &[&id])).await?;
                 if gone == 0 {
                     return Err(StoreError::NoSuchStudent(id));
                 }
@@ -379,13 +372,8 @@ impl Transcripts for Postgres {
                 if !exists(tx, id).await? {
                     return Err(StoreError::NoSuchStudent(id));
                 }
-                let added = tx
-                    .execute(
-                        "INSERT INTO grades (student_id, course, grade) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                        &[&id, &course, &grade],
-                    )
-                    .await
-                    .map_err(backend)?;
+                let sql = "INSERT INTO grades (student_id, course, grade) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+                let added = pg("INSERT", "grades", |n| *n, tx.execute(sql, &[&id, &course, &grade])).await?;
                 if added == 0 {
                     return Err(StoreError::AlreadyGraded { id, course });
                 }
@@ -397,7 +385,7 @@ impl Transcripts for Postgres {
     fn restore_seed(&self) -> Answer<'_, Vec<StudentId>> {
         Box::pin(self.write(None, |tx| {
             Box::pin(async move {
-                tx.execute("DELETE FROM students", &[]).await.map_err(backend)?;
+                pg("DELETE", "students", |n| *n, tx.execute("DELETE FROM students", &[])).await?;
                 let mut ids = Vec::new();
                 for (name, grades) in protocol::transcripts::seed() {
                     ids.push(insert(tx, name, &grades).await?);
