@@ -179,7 +179,8 @@ impl Writer for HarWriter {
     }
 
     fn event(&mut self, e: &Event, out: &mut String) {
-        if !e.kind.is_message() {
+        // The client's messages only: a step inside the system is no entry of its own.
+        if !e.kind.is_message() || matches!(e.kind, EventKind::Hop(_)) {
             return;
         }
         let key: Key = (e.client.clone(), e.exchange, e.seq == 0);

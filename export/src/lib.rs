@@ -291,6 +291,30 @@ mod tests {
     }
 
     #[test]
+    fn the_client_exports_leave_the_inside_steps_out_and_the_trace_keeps_them() {
+        let step = protocol::Step::Query {
+            database: "postgresql".into(),
+            statement: "SELECT".into(),
+            table: "students".into(),
+            rows: 1,
+        };
+        let mut events = sample();
+        let at = events.iter().position(|e| matches!(e.kind, EventKind::HttpRequest(_))).unwrap();
+        let exchange = events[at].exchange;
+        let client = events[at].client.clone();
+        events.insert(at + 1, ev(0, &client, exchange, EventKind::Hop(protocol::Hop { step, took_us: 400 })));
+        let mermaid = write_all(Format::Mermaid, &ctx(), events.iter());
+        assert!(!mermaid.contains("SELECT"), "{mermaid}");
+        assert_eq!(mermaid, write_all(Format::Mermaid, &ctx(), sample().iter()), "as if it were not there");
+        let har = write_all(Format::Har, &ctx(), events.iter());
+        assert_eq!(har, write_all(Format::Har, &ctx(), sample().iter()));
+        let trace = write_all(Format::Trace, &ctx(), events.iter());
+        assert!(trace.contains(r#""version":2"#) && trace.contains(r#""step":{"is":"query""#), "{trace}");
+        let back = trace::Trace::read(&trace).unwrap();
+        assert!(back.events.iter().any(|e| matches!(e.kind, EventKind::Hop(_))));
+    }
+
+    #[test]
     fn mermaid_escapes_markup_and_directives() {
         let hostile = r#"<img src=x onerror=alert(1)>"%%{init: {"theme":"dark"}}%%"#;
         let names = Names::from_nicknames([("c-ana".to_owned(), hostile.to_owned())]);

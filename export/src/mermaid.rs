@@ -47,6 +47,8 @@ fn drawn(e: &Event) -> bool {
     match &e.kind {
         EventKind::WsFrame(f) => !f.opcode.is_control(),
         EventKind::Note(n) => n.what != NoteKind::Highlight,
+        // The sequence diagram is the client's view: steps inside the system are left out.
+        EventKind::Hop(_) => false,
         k => k.is_message(),
     }
 }

@@ -1,7 +1,7 @@
 //! wirescope's own trace: the events exactly as recorded, one per line, with the lane names.
 //!
 //! ```text
-//! {"format":"wirescope-trace","version":1,"me":"c-…","events":[
+//! {"format":"wirescope-trace","version":2,"me":"c-…","events":[
 //! {"seq":1,…},
 //! {"seq":2,…}
 //! ],"names":{"c-ana":"Ana"}}
@@ -19,7 +19,9 @@ use crate::Writer;
 use crate::names::Names;
 
 pub const TRACE_FORMAT: &str = "wirescope-trace";
-pub const TRACE_VERSION: u32 = 1;
+/// 2: events may be `hop`s (the inside view); a version-1 reader refuses such a trace by its
+/// version, not by an unknown event.
+pub const TRACE_VERSION: u32 = 2;
 
 /// A trace, read back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -106,6 +106,13 @@ pub fn chosen(accept: Option<&HeaderValue>, headers: &HeaderMap, size: Option<u6
     accepted(accept)
 }
 
+/// Whether `headers` already say the answer varies by `Accept-Encoding`.
+pub fn varies_by_encoding(headers: &HeaderMap) -> bool {
+    headers.get_all(header::VARY).iter().any(|v| {
+        v.to_str().is_ok_and(|v| v.split(',').any(|h| h.trim().eq_ignore_ascii_case("accept-encoding")))
+    })
+}
+
 /// `bytes` compressed with `encoding` (brotli at quality 5, gzip at level 6: fast enough for
 /// every answer, most of the gain).
 pub fn compress(bytes: &[u8], encoding: Encoding) -> std::io::Result<Vec<u8>> {
@@ -182,7 +189,9 @@ where
                 return Ok(Response::from_parts(parts, Body::from(bytes)));
             };
             parts.headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding.token()));
-            parts.headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+            if !varies_by_encoding(&parts.headers) {
+                parts.headers.append(header::VARY, HeaderValue::from_static("accept-encoding"));
+            }
             parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(packed.len()));
             let weak = parts
                 .headers

@@ -4,7 +4,9 @@
 //!
 //! The tag is a digest of the JSON itself, not a version number: every replica of a cluster
 //! gives the same answer the same tag, and a write that changes nothing a read shows leaves
-//! that read's tag as it was.
+//! that read's tag as it was. It is weak (`W/"…"`): it names the answer, not the bytes sent,
+//! which differ by `Content-Encoding` — so the 200 and the 304, compressed or not, HEAD or
+//! GET, all carry the same tag, with `Vary: Accept-Encoding`.
 
 use std::convert::Infallible;
 
@@ -66,11 +68,11 @@ fn tags(mut rest: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-/// The strong tag of an answer's bytes: the first 16 bytes of their SHA-256, in hex, quoted.
+/// The (weak) tag of an answer: the first 16 bytes of its JSON's SHA-256, in hex, quoted.
 pub fn etag_of(bytes: &[u8]) -> String {
     let digest = sha2::Sha256::digest(bytes);
-    let mut tag = String::with_capacity(34);
-    tag.push('"');
+    let mut tag = String::with_capacity(36);
+    tag.push_str("W/\"");
     for b in &digest[..16] {
         tag.push_str(&format!("{b:02x}"));
     }
@@ -95,6 +97,8 @@ pub fn json<T: serde::Serialize>(value: &T, held: &IfNoneMatch) -> Response {
             headers.insert(header::ETAG, v);
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL));
+        // Sent compressed or not by the client's Accept-Encoding (`crate::compress`).
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
         res
     };
     if held.matches(&etag) {
@@ -123,19 +127,21 @@ mod tests {
     #[test]
     fn a_tag_held_matches_weakly_and_anything_else_does_not() {
         let tag = etag_of(b"[1,2]");
-        assert_eq!(tag.len(), 34);
+        assert_eq!(tag.len(), 36);
+        assert!(tag.starts_with("W/\"") && tag.ends_with('"'), "{tag}");
         assert_eq!(tag, etag_of(b"[1,2]"), "the same bytes, the same tag");
         assert_ne!(tag, etag_of(b"[1,2,3]"));
         assert!(held(&[&tag]).matches(&tag));
-        assert!(held(&[&format!("W/{tag}")]).matches(&tag), "weak comparison");
-        assert!(held(&[&tag]).matches(&format!("W/{tag}")));
+        let strong = &tag[2..];
+        assert!(held(&[strong]).matches(&tag), "weak comparison");
+        assert!(held(&[&tag]).matches(strong));
         assert!(held(&[&format!("\"a\", {tag}")]).matches(&tag), "one of a list");
         assert!(held(&["\"a\"", &tag]).matches(&tag), "one of several lines");
         assert!(held(&["*"]).matches(&tag));
         assert!(held(&["\"a,b\" , *"]).matches(&tag), "a comma inside a tag is part of it");
         assert!(!held(&[]).matches(&tag));
         assert!(!held(&["\"a\""]).matches(&tag));
-        assert!(!held(&[&tag[1..33]]).matches(&tag), "a tag must be quoted");
+        assert!(!held(&[&tag[3..35]]).matches(&tag), "a tag must be quoted");
         assert!(!held(&[&format!("garbage {tag}")]).matches(&tag), "nothing after what is not a tag");
         assert!(!held(&["\"unterminated"]).matches(&tag));
         assert!(!held(&[""]).matches(&tag));
@@ -151,6 +157,8 @@ mod tests {
         let again = json(&vec![1, 2], &held(&[&tag]));
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
         assert_eq!(again.headers()[header::ETAG], tag.as_str());
+        assert_eq!(again.headers()[header::VARY], "accept-encoding", "what the 200 would have said");
+        assert_eq!(again.headers()[header::CACHE_CONTROL], CACHE_CONTROL);
         assert!(!again.headers().contains_key(header::CONTENT_TYPE));
         assert_eq!(json(&vec![1, 2, 3], &held(&[&tag])).status(), StatusCode::OK, "changed");
     }

@@ -451,6 +451,21 @@ async fn the_inside_view_a_write_and_a_trusted_balancers_handoff_drawn_between_r
         ["client", "request", "response"]
     );
 
+    // A time no balancer would stamp (the epoch's first second) is not drawn.
+    let req = Request::get("/api/health")
+        .header("x-wirescope-client", "c-epoch")
+        .header("x-forwarded-for", "10.0.0.8")
+        .header(server::hops::SERVER_HEADER, "replica-2")
+        .header(server::hops::AT_HEADER, "1")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(s.send(req).await.status(), 200);
+    let events = answered(&s, "c-epoch").await;
+    assert!(
+        !events.iter().any(|e| e.client == "c-epoch" && matches!(e.kind, EventKind::Hop(_))),
+        "{events:?}"
+    );
+
     // Without a trusted balancer the same headers are anyone's words: no hand-off.
     let plain = TestServer::without_app();
     let req = Request::get("/api/health")

@@ -276,17 +276,12 @@ pub fn SequenceDiagram(diagram: Memo<Diagram>) -> impl IntoView {
                 key=|b| (b.y1 as i64, b.y2 as i64, b.x as i64)
                 children=move |b| {
                     let k = diagram.with_untracked(|d| d.scale);
+                    let labelled = !b.label.is_empty();
                     view! {
                         <g class="bar">
                             <rect x=b.x - 4.0 * k y=b.y1 width=8.0 * k height=(b.y2 - b.y1).max(2.0) rx=2></rect>
-                            <Show when=bar_labels>
-                                <text
-                                    x=if b.label_left { b.x - 10.0 * k } else { b.x + 10.0 * k }
-                                    y=(b.y1 + b.y2) / 2.0 + 4.0 * k
-                                    text-anchor=if b.label_left { "end" } else { "start" }
-                                >
-                                    {b.label.clone()}
-                                </text>
+                            <Show when=move || bar_labels() && labelled>
+                                <text x=b.x + 10.0 * k y=(b.y1 + b.y2) / 2.0 + 4.0 * k text-anchor="start">{b.label.clone()}</text>
                             </Show>
                         </g>
                     }

@@ -194,9 +194,9 @@ pub struct Bar {
     pub x: f64,
     pub y1: f64,
     pub y2: f64,
+    /// Empty on a lane with lanes to its right (the inside view's nodes): the margin where
+    /// labels go is the last lane's, and the steps' arrows pass beside the bar.
     pub label: String,
-    /// The label goes left of the bar: a lane to its right (the inside view's) has arrows.
-    pub label_left: bool,
 }
 
 /// A causal link: a message the server sent because of another exchange (a pushed
@@ -515,7 +515,7 @@ impl Diagram {
             let to_balancer = matches!(ev.kind, EventKind::HttpRequest(_) | EventKind::WsUpgrade(_))
                 && handed.contains(&ev.exchange);
             let (x1, mut x2) = match (from, hop) {
-                _ if is_note => (if client_x >= server_x { left } else { client_x }, server_x),
+                _ if is_note => (if client_x >= node_x { left } else { client_x }, node_x),
                 (_, Some(h)) => {
                     let (a, b) = h.step.lanes(&ev.node);
                     (lane_x(a), lane_x(b))
@@ -564,9 +564,9 @@ impl Diagram {
                             short = format!("↻ {}", time::duration(c1 - c0));
                         }
                         if let (Some(s0), Some(s1)) = (req_server, ev.at.server_us) {
-                            let label = time::duration(s1 - s0);
-                            let label_left = node_x < server_x - 0.5;
-                            bars.push(Bar { x: node_x, y1: req_y, y2: y1, label, label_left });
+                            let last = node_x >= server_x - 0.5;
+                            let label = if last { time::duration(s1 - s0) } else { String::new() };
+                            bars.push(Bar { x: node_x, y1: req_y, y2: y1, label });
                         }
                     }
                 }
@@ -735,7 +735,7 @@ mod tests {
         assert!(d.arrows.iter().filter(|a| a.label.starts_with("SELECT")).all(|a| a.tone == Tone::Inside));
         let bars: Vec<f64> = d.bars.iter().map(|b| b.x).collect();
         assert_eq!(bars, [r2, r1], "each exchange's time on the lane of the node that served it");
-        assert!(d.bars.iter().all(|b| b.label_left), "labelled where no step is drawn");
+        assert!(d.bars.iter().all(|b| b.label.is_empty()), "no label where the steps' arrows pass");
 
         // The client view of the same timeline: one server lane, no steps inside.
         let client = crate::model::Filter::default();
@@ -745,7 +745,10 @@ mod tests {
         assert_eq!(titles, ["This browser", "Server"]);
         let labels: Vec<&str> = d.arrows.iter().map(|a| a.label.as_str()).collect();
         assert_eq!(labels, ["GET /transcripts/1", "200 OK", "GET /transcripts/1", "200 OK"]);
-        assert!(d.bars.iter().all(|b| !b.label_left), "the server's lane is the last: labels in the margin");
+        assert!(
+            d.bars.iter().all(|b| !b.label.is_empty()),
+            "the server's lane is the last: labels in the margin"
+        );
     }
 
     #[test]

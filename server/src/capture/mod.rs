@@ -207,10 +207,11 @@ where
 
             // The balancer's hand-off is drawn after the request it handed on (it began when the
             // balancer had the request, and lasted until this replica had it).
-            let handoff = req.extensions().get::<crate::hops::Handoff>().map(|h| {
-                let took_us = received.saturating_sub(h.at_us).max(0) as u64;
+            // A time that is not a balancer's (a minute off, or ahead) is not drawn.
+            let handoff = req.extensions().get::<crate::hops::Handoff>().and_then(|h| {
+                let took_us = h.took_until(received)?;
                 let hop = Hop { step: Step::Handoff { server: h.server.clone() }, took_us };
-                (Stamps { client_us: None, server_us: Some(h.at_us) }, EventKind::Hop(hop))
+                Some((Stamps { client_us: None, server_us: Some(h.at_us) }, EventKind::Hop(hop)))
             });
             if upgrade {
                 let headers = cap.headers(req.headers());
@@ -282,8 +283,12 @@ where
                 ApiError::RequestTimeout(crate::extract::slow_body(cap.body_grace)).into_response()
             } else {
                 let handled = crate::cause::scope(exchange, inner.call(Request::from_parts(parts, body)));
-                let (res, steps) = crate::hops::collect(handled).await;
-                record_steps(&log, &client, exchange, client_ref, steps);
+                let (res, dropped) =
+                    crate::hops::collect(steps_into(&log, &client, exchange, client_ref), handled).await;
+                if dropped > 0 {
+                    let hop = Hop { step: Step::Dropped { count: dropped }, took_us: 0 };
+                    log.record(&client, exchange, client_ref, now(), EventKind::Hop(hop));
+                }
                 res?
             };
             if let Some(DropConnection(why)) = res.extensions().get::<DropConnection>() {
@@ -294,6 +299,10 @@ where
             }
             let status = res.status();
             let mut headers = cap.headers(res.headers());
+            if matches!(status, StatusCode::NOT_MODIFIED | StatusCode::NO_CONTENT) {
+                // A 304 or 204 goes without a length (the connection layer drops it).
+                headers.retain(|h| h.name != header::CONTENT_LENGTH.as_str());
+            }
             let exact = axum::body::HttpBody::size_hint(res.body()).exact();
             // Compressed on the way out ([`crate::compress`], outside this layer): the body shown
             // is the handler's, the encoding sent is noted with the headers.
@@ -301,7 +310,9 @@ where
                 // The length sent is the compressed one: the body's own size is in its preview.
                 headers.retain(|h| h.name != header::CONTENT_LENGTH.as_str());
                 headers.push(Header::new(header::CONTENT_ENCODING.as_str(), encoding.token()));
-                headers.push(Header::new(header::VARY.as_str(), "accept-encoding"));
+                if !crate::compress::varies_by_encoding(res.headers()) {
+                    headers.push(Header::new(header::VARY.as_str(), "accept-encoding"));
+                }
                 for h in headers.iter_mut().filter(|h| h.name == header::ETAG.as_str()) {
                     h.value = crate::conditional::weakened(&h.value);
                 }
@@ -332,22 +343,18 @@ where
     }
 }
 
-/// Records the steps an exchange's handling noted ([`crate::hops`]), in the order they were
-/// noted, each at the time it began; then how many past the bound were not kept.
-fn record_steps(
-    log: &EventLog,
-    client: &str,
+/// Where the steps of an exchange's handling go ([`crate::hops`]): each recorded the moment it
+/// is noted, at the time it began, so nothing it set off is numbered before it.
+fn steps_into(
+    log: &Arc<EventLog>,
+    client: &Arc<str>,
     exchange: u64,
     client_ref: Option<u64>,
-    steps: crate::hops::Collected,
-) {
-    for noted in steps.steps {
+) -> crate::hops::Sink {
+    let (log, client) = (log.clone(), client.clone());
+    Arc::new(move |noted: crate::hops::Noted| {
         let at = Stamps { client_us: None, server_us: Some(noted.started_us) };
         let hop = Hop { step: noted.step, took_us: noted.took_us };
-        log.record(client, exchange, client_ref, at, EventKind::Hop(hop));
-    }
-    if steps.dropped > 0 {
-        let hop = Hop { step: Step::Dropped { count: steps.dropped }, took_us: 0 };
-        log.record(client, exchange, client_ref, now(), EventKind::Hop(hop));
-    }
+        log.record(&client, exchange, client_ref, at, EventKind::Hop(hop));
+    })
 }

@@ -65,13 +65,20 @@ impl Embedded {
 }
 
 /// One write transaction on SQLite, noted as a step of the exchange being served (the inside
-/// view; one row, its commit included). Reads are answered from memory: no step.
+/// view; its commit included), with the rows `rows` counts. Reads are answered from memory:
+/// no step.
 async fn sqlite<R>(
     statement: &'static str,
     table: &'static str,
+    rows: impl FnOnce(&R) -> u64,
     write: impl Future<Output = Result<R, StoreError>>,
 ) -> Result<R, StoreError> {
-    crate::hops::query("sqlite", statement, table, |_| 1, write).await
+    crate::hops::query("sqlite", statement, table, rows, write).await
+}
+
+/// A write of one row.
+fn one<R>(_: &R) -> u64 {
+    1
 }
 
 impl Transcripts for Embedded {
@@ -92,19 +99,26 @@ impl Transcripts for Embedded {
     }
 
     fn create(&self, name: String, grades: Vec<CourseGrade>, cause: Option<u64>) -> Answer<'_, StudentId> {
-        Box::pin(sqlite("INSERT", "students", self.blocking(move |s| s.create(&name, &grades, cause))))
+        Box::pin(sqlite("INSERT", "students", one, self.blocking(move |s| s.create(&name, &grades, cause))))
     }
 
     fn delete(&self, id: StudentId, cause: Option<u64>) -> Answer<'_, ()> {
-        Box::pin(sqlite("DELETE", "students", self.blocking(move |s| s.delete(id, cause))))
+        Box::pin(sqlite("DELETE", "students", one, self.blocking(move |s| s.delete(id, cause))))
     }
 
     fn add_grade(&self, id: StudentId, course: String, grade: f64, cause: Option<u64>) -> Answer<'_, ()> {
-        Box::pin(sqlite("INSERT", "grades", self.blocking(move |s| s.add_grade(id, &course, grade, cause))))
+        Box::pin(sqlite(
+            "INSERT",
+            "grades",
+            one,
+            self.blocking(move |s| s.add_grade(id, &course, grade, cause)),
+        ))
     }
 
     fn restore_seed(&self) -> Answer<'_, Vec<StudentId>> {
-        Box::pin(self.blocking(Store::restore_seed))
+        // Every student removed and the seed's added, in one transaction: the seed's rows.
+        let seeded = |ids: &Vec<StudentId>| ids.len() as u64;
+        Box::pin(sqlite("DELETE, INSERT", "students", seeded, self.blocking(Store::restore_seed)))
     }
 
     fn feed(&self) -> &Arc<ChangeFeed> {

@@ -60,7 +60,13 @@ pub fn routes() -> Router<Ctx> {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::any())
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
-        .allow_headers([header::CONTENT_TYPE, header::HeaderName::from_static(crate::idempotency::HEADER)])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::IF_NONE_MATCH,
+            header::HeaderName::from_static(crate::idempotency::HEADER),
+        ])
+        // A page of another origin may read the tag, to send it back in If-None-Match.
+        .expose_headers([header::ETAG])
         .max_age(std::time::Duration::from_secs(600))
         // Every origin gets the same answer (`*`), so nothing varies by it: with a `Vary` on
         // the request's origin a shared cache would keep a copy per origin, or none at all.
