@@ -145,6 +145,10 @@ test('a repeated read is drawn as a 304, and the inside view shows the write rea
   await page.click('#view-inside');
   assert.equal(await page.getAttribute('#view-inside', 'aria-pressed'), 'true');
   await page.waitForFunction(() => [...document.querySelectorAll('svg.diagram-head .lane-title')].some((e) => e.textContent === 'SQLite'));
+  // One server alone: the page says what its inside is, and how to see a cluster's.
+  const hint = await page.locator('.inside-hint').textContent();
+  assert.match(hint, /reads come from memory/);
+  assert.match(hint, /scripts\/cluster --replicas 2/);
   const [me, node, database] = await lanes();
   assert.deepEqual([me, database], ['This browser', 'SQLite']);
   assert.ok(!['Server', 'This browser'].includes(node) && node.length > 0, `the server's own lane, by its name: ${node}`);
@@ -174,6 +178,7 @@ test('a repeated read is drawn as a 304, and the inside view shows the write rea
   await page.waitForFunction(() => document.querySelector('#view-client').getAttribute('aria-pressed') === 'true');
   await waitForLabels(page, client);
   assert.deepEqual(await lanes(), ['This browser', 'Server']);
+  assert.equal(await page.locator('.inside-hint').count(), 0, 'the client view needs no words on the inside');
   assert.deepEqual(problems, []);
   await context.close();
   await own.stop();

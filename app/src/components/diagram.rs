@@ -3,6 +3,7 @@
 use leptos::html::Div;
 use leptos::prelude::*;
 
+use crate::model::layout::View;
 use crate::model::{Arrow, Diagram, Geometry, ItemKey, Tone};
 use crate::recorder::Recorder;
 
@@ -154,6 +155,15 @@ pub fn LiveDiagram() -> impl IntoView {
             class="diagram-wrap"
             style=move || format!("--travel: {:.0}ms", lecture.playback.with(|p| p.travel_ms()))
         >
+            <Show when=move || {
+                rec.filter.with(|f| f.view == View::Inside) && !diagram.with(Diagram::has_balancer)
+            }>
+                <p class="hint inside-hint">
+                    "The inside view of one server: its writes are steps into SQLite, its reads come from memory. "
+                    "Run it as a cluster ("<code>"scripts/cluster --replicas 2"</code>
+                    ") and the balancer, each replica and PostgreSQL get lanes of their own."
+                </p>
+            </Show>
             <DiagramHead diagram=diagram />
             <div
                 class="diagram-frame"

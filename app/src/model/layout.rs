@@ -338,6 +338,11 @@ pub fn client_title(t: &Timeline, key: &str) -> String {
 }
 
 impl Diagram {
+    /// Whether a balancer's lane is drawn (the inside view of a cluster).
+    pub fn has_balancer(&self) -> bool {
+        self.lanes.iter().any(|l| l.key.strip_prefix(INSIDE_PREFIX) == Some(BALANCER_LANE))
+    }
+
     /// Height of the "N earlier events" strip above the rows (0 when there is none).
     pub fn earlier_height(&self) -> f64 {
         if self.earlier.is_some() { self.row * 0.7 } else { 0.0 }
@@ -713,6 +718,7 @@ mod tests {
         let d = Diagram::layout(&t, &rows, &Geometry::for_width(1200.0), View::Inside, 0..rows.len(), 0);
         let titles: Vec<&str> = d.lanes.iter().map(|l| l.title.as_str()).collect();
         assert_eq!(titles, ["This browser", "Balancer", "replica-1", "replica-2", "PostgreSQL"]);
+        assert!(d.has_balancer());
         let x = |title: &str| d.lanes.iter().find(|l| l.title == title).unwrap().x;
         let (me, lb, r1, r2, pg) =
             (x("This browser"), x("Balancer"), x("replica-1"), x("replica-2"), x("PostgreSQL"));
@@ -759,6 +765,7 @@ mod tests {
         let d = Diagram::layout(&t, &rows, &Geometry::for_width(800.0), View::Inside, 0..rows.len(), 0);
         let titles: Vec<&str> = d.lanes.iter().map(|l| l.title.as_str()).collect();
         assert_eq!(titles, ["This browser", "laptop", "PostgreSQL"]);
+        assert!(!d.has_balancer(), "one server alone: the page explains how to see more");
         let empty = Timeline::new("me", 20);
         let d = Diagram::layout(&empty, &[], &Geometry::for_width(800.0), View::Inside, 0..0, 0);
         let titles: Vec<&str> = d.lanes.iter().map(|l| l.title.as_str()).collect();
